@@ -1,0 +1,1 @@
+//! Fuzz entry point: decode (to be written).

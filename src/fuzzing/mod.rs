@@ -1,0 +1,6 @@
+//! Entry points for the cargo-fuzz targets in `fuzz/`, also replayed over the committed
+//! corpus by `tests/fuzz_corpus.rs`, so every past crash stays a regression test.
+
+pub mod decode;
+pub mod network;
+pub mod state;

@@ -1,0 +1,1 @@
+//! Fuzz entry point: network (to be written).

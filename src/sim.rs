@@ -1,0 +1,1 @@
+//! A deterministic in-memory network of many `FloodState`s (to be written).
