@@ -294,9 +294,10 @@ impl FloodState {
     /// Whether every greeted peer has been sent, and has acknowledged, all it needs.
     pub fn is_flushed(&self) -> bool {
         self.outputs.is_empty()
-            && self.peers.values().all(|p| {
-                p.in_flight == 0 && (!p.decoder.greeted() || p.cursor == self.log.len())
-            })
+            && self
+                .peers
+                .values()
+                .all(|p| p.in_flight == 0 && (!p.decoder.greeted() || p.cursor == self.log.len()))
     }
 
     /// Counters since creation.
@@ -472,5 +473,423 @@ impl FloodState {
             self.stats.bytes_sent += bytes.len() as u64;
             self.outputs.push_back(Output::Send { peer, bytes });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{FrameDecoder, encode_frame};
+
+    const A: PeerId = PeerId(1);
+    const B: PeerId = PeerId(2);
+
+    /// A state under test with a clock the test moves.
+    struct Harness {
+        state: FloodState,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            Self::with(Config::default())
+        }
+
+        fn with(config: Config) -> Self {
+            let now = Instant::now();
+            Self {
+                state: FloodState::new(config, now),
+                now,
+            }
+        }
+
+        fn input(&mut self, input: Input<'_>) -> Vec<Output> {
+            self.state.handle_input(self.now, input).unwrap();
+            self.drain()
+        }
+
+        fn drain(&mut self) -> Vec<Output> {
+            std::iter::from_fn(|| self.state.poll_output()).collect()
+        }
+
+        /// Connects `peer`, acknowledges our greeting and feeds theirs.
+        fn greeted(&mut self, peer: PeerId) -> Vec<Output> {
+            let out = self.input(Input::Connected(peer));
+            assert_eq!(out, vec![send(peer, GREETING.to_vec())]);
+            self.input(Input::Sent(peer));
+            self.input(Input::Received(peer, &GREETING))
+        }
+
+        fn advance(&mut self, by: Duration) -> Vec<Output> {
+            self.now += by;
+            self.input(Input::Timeout)
+        }
+    }
+
+    fn send(peer: PeerId, bytes: Vec<u8>) -> Output {
+        Output::Send { peer, bytes }
+    }
+
+    fn print(text: &str) -> Output {
+        Output::Print(text.into())
+    }
+
+    fn frames(messages: &[&str]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for m in messages {
+            encode_frame(m, &mut bytes);
+        }
+        bytes
+    }
+
+    /// The messages carried by a peer's Sends (greetings skipped).
+    fn sent_messages(outputs: &[Output], to: PeerId) -> Vec<String> {
+        let mut decoder = FrameDecoder::new();
+        let mut input: &[u8] = &GREETING;
+        decoder.decode(&mut input).unwrap();
+        let mut got = Vec::new();
+        for o in outputs {
+            if let Output::Send { peer, bytes } = o
+                && *peer == to
+                && bytes[..] != GREETING
+            {
+                let mut input = &bytes[..];
+                while let Some(Decoded::Message(m)) = decoder.decode(&mut input).unwrap() {
+                    got.push(m);
+                }
+                assert!(input.is_empty());
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn typed_line_is_printed_and_sent_to_every_greeted_peer() {
+        let mut h = Harness::new();
+        assert_eq!(h.greeted(A), vec![Output::PeerReady(A)]);
+        assert_eq!(h.greeted(B), vec![Output::PeerReady(B)]);
+        let out = h.input(Input::LineTyped(b"hello\r"));
+        assert_eq!(
+            out,
+            vec![
+                print("hello"),
+                send(A, frames(&["hello"])),
+                send(B, frames(&["hello"]))
+            ]
+        );
+        assert!(h.state.contains("hello"));
+    }
+
+    #[test]
+    fn typed_line_errors_leave_the_state_unchanged() {
+        let mut h = Harness::new();
+        h.greeted(A);
+        let long = vec![b'x'; MAX_MESSAGE_LEN + 1];
+        let cases: [(&[u8], InputError); 4] = [
+            (&long, InputError::LineTooLong(MAX_MESSAGE_LEN + 1)),
+            (b"\xff", InputError::LineNotUtf8),
+            (b"a\nb", InputError::LineHasLineFeed),
+            (b"", InputError::AlreadySaid),
+        ];
+        h.input(Input::LineTyped(b"once"));
+        for (line, err) in cases {
+            let line = if line.is_empty() { b"once" } else { line };
+            assert_eq!(
+                h.state.handle_input(h.now, Input::LineTyped(line)),
+                Err(err)
+            );
+            assert_eq!(h.drain(), vec![]);
+        }
+        assert_eq!(h.state.messages().collect::<Vec<_>>(), ["once"]);
+        assert_eq!(
+            h.input(Input::LineTyped(b"")),
+            vec![],
+            "empty lines are ignored"
+        );
+        assert_eq!(h.input(Input::LineTyped(b"\r")), vec![]);
+        let max = "m".repeat(MAX_MESSAGE_LEN);
+        assert_eq!(h.input(Input::LineTyped(max.as_bytes()))[0], print(&max));
+    }
+
+    #[test]
+    fn new_string_is_printed_and_forwarded_to_all_but_its_sender() {
+        let mut h = Harness::new();
+        h.greeted(A);
+        h.greeted(B);
+        let out = h.input(Input::Received(A, &frames(&["from a"])));
+        assert_eq!(out, vec![print("from a"), send(B, frames(&["from a"]))]);
+    }
+
+    #[test]
+    fn duplicate_string_is_ignored() {
+        let mut h = Harness::new();
+        h.greeted(A);
+        h.greeted(B);
+        h.input(Input::Received(A, &frames(&["x"])));
+        h.input(Input::Sent(B));
+        assert_eq!(h.input(Input::Received(B, &frames(&["x"]))), vec![]);
+        assert_eq!(h.input(Input::Received(A, &frames(&["x"]))), vec![]);
+        assert_eq!(h.state.stats().frames_received, 3);
+        assert_eq!(h.state.messages().count(), 1);
+    }
+
+    #[test]
+    fn connect_sends_history_only_after_the_greeting() {
+        let mut h = Harness::new();
+        h.input(Input::LineTyped(b"one"));
+        h.input(Input::LineTyped(b"two"));
+        assert_eq!(
+            h.input(Input::Connected(A)),
+            vec![send(A, GREETING.to_vec())],
+            "no history before the peer proves it speaks floodchat"
+        );
+        h.input(Input::Sent(A));
+        let out = h.input(Input::Received(A, &GREETING));
+        assert_eq!(
+            out,
+            vec![Output::PeerReady(A), send(A, frames(&["one", "two"]))]
+        );
+    }
+
+    #[test]
+    fn history_of_any_size_flows_in_bounded_batches_as_the_peer_reads() {
+        let config = Config {
+            send_batch: 100,
+            max_in_flight: 2,
+            ..Config::default()
+        };
+        let mut h = Harness::with(config);
+        let typed: Vec<String> = (0..500).map(|i| format!("message {i}")).collect();
+        for t in &typed {
+            h.input(Input::LineTyped(t.as_bytes()));
+        }
+        let mut all = h.greeted(A);
+        assert_eq!(
+            all.iter()
+                .filter(|o| matches!(o, Output::Send { .. }))
+                .count(),
+            2
+        );
+        // Ack slowly, one at a time, past many stall timeouts in total: never dropped.
+        for _ in 0..1000 {
+            h.now += Duration::from_secs(20);
+            let out = h.input(Input::Sent(A));
+            let sends = out
+                .iter()
+                .filter(|o| matches!(o, Output::Send { .. }))
+                .count();
+            assert!(sends <= 1, "one ack frees one slot");
+            for o in &out {
+                if let Output::Send { bytes, .. } = o {
+                    assert!(bytes.len() < 100 + 4 + 20);
+                }
+            }
+            all.extend(out);
+            if h.state.is_flushed() {
+                break;
+            }
+            assert!(h.drain().is_empty());
+            all.extend(h.input(Input::Timeout));
+        }
+        assert!(h.state.is_flushed());
+        assert!(h.state.is_connected(A));
+        assert_eq!(sent_messages(&all, A), typed);
+    }
+
+    #[test]
+    fn string_is_not_sent_back_to_its_sender_in_history() {
+        let mut h = Harness::new();
+        h.greeted(A);
+        h.input(Input::Received(A, &frames(&["from a"])));
+        h.input(Input::LineTyped(b"mine"));
+        let out = h.greeted(B);
+        assert_eq!(sent_messages(&out, B), ["from a", "mine"]);
+        let out = h.input(Input::Sent(A));
+        assert_eq!(sent_messages(&out, A), Vec::<String>::new());
+    }
+
+    #[test]
+    fn disconnect_forgets_the_peer() {
+        let mut h = Harness::new();
+        h.greeted(A);
+        h.greeted(B);
+        let out = h.input(Input::Closed(A));
+        assert_eq!(
+            out,
+            vec![Output::Disconnect {
+                peer: A,
+                reason: DisconnectReason::Closed
+            }]
+        );
+        assert!(!h.state.is_connected(A));
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Received(A, b"x")),
+            Err(InputError::UnknownPeer(A))
+        );
+        let out = h.input(Input::LineTyped(b"after"));
+        assert_eq!(out, vec![print("after"), send(B, frames(&["after"]))]);
+    }
+
+    #[test]
+    fn close_reasons_tell_where_the_stream_stopped() {
+        let mut h = Harness::new();
+        h.input(Input::Connected(A));
+        assert_eq!(
+            h.input(Input::Closed(A)),
+            vec![Output::Disconnect {
+                peer: A,
+                reason: DisconnectReason::ClosedBeforeGreeting
+            }]
+        );
+        h.greeted(B);
+        h.input(Input::Received(B, &frames(&["cut"])[..5]));
+        assert_eq!(
+            h.input(Input::Closed(B)),
+            vec![Output::Disconnect {
+                peer: B,
+                reason: DisconnectReason::ClosedMidFrame
+            }]
+        );
+    }
+
+    #[test]
+    fn bytes_split_at_every_point_give_the_same_outputs() {
+        let mut stream = GREETING.to_vec();
+        stream.extend(frames(&["alpha", "βeta", "alpha", "gamma"]));
+        let whole = {
+            let mut h = Harness::new();
+            h.input(Input::Connected(A));
+            h.input(Input::Received(A, &stream))
+        };
+        assert_eq!(
+            whole,
+            vec![
+                Output::PeerReady(A),
+                print("alpha"),
+                print("βeta"),
+                print("gamma")
+            ]
+        );
+        for split in 0..=stream.len() {
+            let mut h = Harness::new();
+            h.input(Input::Connected(A));
+            let mut out = h.input(Input::Received(A, &stream[..split]));
+            out.extend(h.input(Input::Received(A, &stream[split..])));
+            assert_eq!(out, whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn misbehaving_peers_are_disconnected_with_a_reason_and_print_nothing() {
+        let mut oversized = GREETING.to_vec();
+        oversized.extend_from_slice(&u32::MAX.to_be_bytes());
+        let mut bad_utf8 = GREETING.to_vec();
+        bad_utf8.extend_from_slice(&[0, 0, 0, 2, 0xc3, 0x28]);
+        let cases: [(&[u8], DecodeError); 3] = [
+            (
+                b"GET / HTTP/1.1\r\n",
+                DecodeError::BadMagic { got: b"G".to_vec() },
+            ),
+            (&oversized, DecodeError::FrameTooLarge(u32::MAX)),
+            (&bad_utf8, DecodeError::InvalidUtf8),
+        ];
+        for (bytes, err) in cases {
+            let mut h = Harness::new();
+            h.greeted(B);
+            h.input(Input::Connected(A));
+            let out = h.input(Input::Received(A, bytes));
+            let disconnect = Output::Disconnect {
+                peer: A,
+                reason: DisconnectReason::Protocol(err),
+            };
+            assert_eq!(out.last(), Some(&disconnect));
+            assert!(!out.iter().any(|o| matches!(o, Output::Print(_))));
+            assert!(!h.state.is_connected(A));
+            assert!(h.state.is_connected(B), "other peers carry on");
+        }
+    }
+
+    #[test]
+    fn good_frames_before_a_bad_one_still_count() {
+        let mut h = Harness::new();
+        h.input(Input::Connected(A));
+        let mut bytes = GREETING.to_vec();
+        bytes.extend(frames(&["fine"]));
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        let out = h.input(Input::Received(A, &bytes));
+        assert_eq!(
+            out,
+            vec![
+                Output::PeerReady(A),
+                print("fine"),
+                Output::Disconnect {
+                    peer: A,
+                    reason: DisconnectReason::Protocol(DecodeError::EmptyFrame)
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn silent_connection_times_out_waiting_for_the_greeting() {
+        let mut h = Harness::new();
+        h.input(Input::Connected(A));
+        h.input(Input::Sent(A));
+        let due = h.state.poll_timeout().unwrap();
+        assert_eq!(due, h.now + Config::default().greeting_timeout);
+        assert_eq!(h.advance(Duration::from_millis(4999)), vec![]);
+        assert_eq!(
+            h.advance(Duration::from_millis(1)),
+            vec![Output::Disconnect {
+                peer: A,
+                reason: DisconnectReason::GreetingTimeout(Duration::from_secs(5))
+            }]
+        );
+        assert_eq!(h.state.poll_timeout(), None);
+    }
+
+    #[test]
+    fn peer_that_stops_reading_is_dropped_and_idle_peers_need_no_timer() {
+        let mut h = Harness::new();
+        h.greeted(A);
+        assert_eq!(h.state.poll_timeout(), None, "idle: no timer, no spinning");
+        h.input(Input::LineTyped(b"unread"));
+        let stall = Config::default().stall_timeout;
+        assert_eq!(h.state.poll_timeout(), Some(h.now + stall));
+        assert_eq!(h.advance(stall - Duration::from_millis(1)), vec![]);
+        assert_eq!(
+            h.advance(Duration::from_millis(1)),
+            vec![Output::Disconnect {
+                peer: A,
+                reason: DisconnectReason::Stalled(stall)
+            }]
+        );
+        assert_eq!(
+            DisconnectReason::Stalled(stall).to_string(),
+            "stopped reading for 30s"
+        );
+    }
+
+    #[test]
+    fn caller_mistakes_are_errors() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Received(A, b"x")),
+            Err(InputError::UnknownPeer(A))
+        );
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Closed(A)),
+            Err(InputError::UnknownPeer(A))
+        );
+        h.greeted(A);
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Connected(A)),
+            Err(InputError::PeerExists(A))
+        );
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Sent(A)),
+            Err(InputError::NothingInFlight(A))
+        );
+        assert_eq!(h.drain(), vec![]);
     }
 }
