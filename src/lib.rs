@@ -18,7 +18,5 @@ pub mod sim;
 mod state;
 pub mod wire;
 
-pub use state::{
-    Config, DisconnectReason, FloodState, Input, InputError, Output, PeerId, Stats,
-};
+pub use state::{Config, DisconnectReason, FloodState, Input, InputError, Output, PeerId, Stats};
 pub use wire::{DecodeError, FrameDecoder, MAX_MESSAGE_LEN};

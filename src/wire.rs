@@ -25,7 +25,10 @@ pub const HEADER_LEN: usize = 4;
 /// # Panics
 /// If `text` is longer than [`MAX_MESSAGE_LEN`]; [`crate::FloodState`] never asks for that.
 pub fn encode_frame(text: &str, out: &mut Vec<u8>) {
-    assert!(text.len() <= MAX_MESSAGE_LEN, "message longer than MAX_MESSAGE_LEN");
+    assert!(
+        text.len() <= MAX_MESSAGE_LEN,
+        "message longer than MAX_MESSAGE_LEN"
+    );
     out.reserve(HEADER_LEN + text.len());
     out.extend_from_slice(&(text.len() as u32).to_be_bytes());
     out.extend_from_slice(text.as_bytes());
