@@ -1,0 +1,331 @@
+//! Runs the real `floodchat` binary as a child process and watches what it prints.
+//!
+//! Every wait is on a condition (a line printed, a process gone) with a generous deadline
+//! that only turns a hang into a failure; nothing here sleeps to synchronise.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Lines a child printed on one stream, and whether that stream has ended.
+#[derive(Default)]
+struct Lines {
+    lines: Vec<String>,
+    ended: bool,
+}
+
+#[derive(Clone, Default)]
+struct Watched(Arc<(Mutex<Lines>, Condvar)>);
+
+impl Watched {
+    fn follow(&self, stream: impl Read + Send + 'static) {
+        let me = self.clone();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        let text = text.strip_suffix('\n').unwrap_or(&text).to_string();
+                        me.0.0.lock().unwrap().lines.push(text);
+                        me.0.1.notify_all();
+                    }
+                }
+            }
+            me.0.0.lock().unwrap().ended = true;
+            me.0.1.notify_all();
+        });
+    }
+
+    /// Waits until `done` holds for the lines so far; panics with `what` after [`DEADLINE`].
+    fn wait(&self, what: &str, mut done: impl FnMut(&[String], bool) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + DEADLINE;
+        let (lock, cvar) = &*self.0;
+        let mut guard = lock.lock().unwrap();
+        loop {
+            if done(&guard.lines, guard.ended) {
+                return guard.lines.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out waiting for {what}; saw {:#?}",
+                guard.lines
+            );
+            guard = cvar.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    fn snapshot(&self) -> Vec<String> {
+        self.0.0.lock().unwrap().lines.clone()
+    }
+}
+
+/// Which driver a client runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Rt {
+    Smol,
+    AsyncStd,
+}
+
+impl Rt {
+    fn name(self) -> &'static str {
+        match self {
+            Rt::Smol => "smol",
+            Rt::AsyncStd => "async-std",
+        }
+    }
+}
+
+/// One running client.
+pub struct Client {
+    pub name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Watched,
+    stderr: Watched,
+    /// The port from `Listening on IP:PORT`, once printed.
+    pub port: u16,
+}
+
+/// Builder of a client's command line.
+pub struct Spawn {
+    name: String,
+    args: Vec<String>,
+    answer: Option<String>,
+    listen: bool,
+    close_stdout: bool,
+}
+
+impl Spawn {
+    /// A client on `rt`, listening on loopback only.
+    pub fn new(name: &str, rt: Rt) -> Self {
+        Self {
+            name: name.to_string(),
+            args: vec!["--runtime".into(), rt.name().into()],
+            answer: None,
+            listen: true,
+            close_stdout: false,
+        }
+    }
+
+    /// Joins the room through `peer` with `--peer 127.0.0.1:PORT`.
+    pub fn peer(self, peer: &Client) -> Self {
+        let addr = peer.addr();
+        self.arg("--peer").arg(&addr)
+    }
+
+    /// Answers the start-up prompt with `text` instead of passing `--peer`.
+    pub fn answer(mut self, text: &str) -> Self {
+        self.answer = Some(text.to_string());
+        self
+    }
+
+    /// Leaves `--listen` at its default (all interfaces).
+    pub fn default_listen(mut self) -> Self {
+        self.listen = false;
+        self
+    }
+
+    /// Closes the reading end of the client's stdout at once, so its writes fail with EPIPE.
+    pub fn close_stdout(mut self) -> Self {
+        self.close_stdout = true;
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Starts the client and waits until it prints `Listening on`.
+    pub fn start(self) -> Client {
+        let mut client = self.start_without_waiting();
+        client.wait_listening();
+        client
+    }
+
+    /// Starts the client; the caller decides what to wait for.
+    pub fn start_without_waiting(mut self) -> Client {
+        if self.listen {
+            self.args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        if self.answer.is_none() && !self.args.iter().any(|a| a == "--peer") {
+            self.answer = Some(String::new());
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_floodchat"))
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start floodchat");
+        let stdout = Watched::default();
+        let pipe = child.stdout.take().unwrap();
+        if self.close_stdout {
+            drop(pipe);
+            stdout.0.0.lock().unwrap().ended = true;
+        } else {
+            stdout.follow(pipe);
+        }
+        let stderr = Watched::default();
+        stderr.follow(child.stderr.take().unwrap());
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(answer) = &self.answer {
+            writeln!(stdin, "{answer}").unwrap();
+        }
+        Client {
+            name: self.name,
+            child,
+            stdin: Some(stdin),
+            stdout,
+            stderr,
+            port: 0,
+        }
+    }
+}
+
+impl Client {
+    /// Waits for `Listening on IP:PORT` and records the port.
+    pub fn wait_listening(&mut self) -> SocketAddr {
+        // The prompt has no line end of its own, so with piped stdin it shares this line.
+        const LISTENING: &str = "Listening on ";
+        let lines = self.wait_stderr("Listening on", |l| l.contains(LISTENING));
+        let line = lines.iter().find(|l| l.contains(LISTENING)).unwrap();
+        let (_, addr) = line.split_once(LISTENING).unwrap();
+        let addr: SocketAddr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: bad address in {line:?}: {e}", self.name));
+        self.port = addr.port();
+        addr
+    }
+
+    /// Where tests reach this client: loopback and the printed port.
+    pub fn addr(&self) -> String {
+        assert_ne!(self.port, 0, "{} is not listening yet", self.name);
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Types one line.
+    pub fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Ends standard input, as Ctrl-D does.
+    pub fn end_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits until stdout holds every line of `want` (in any order) and returns all of stdout.
+    pub fn wait_printed(&self, want: &[&str]) -> Vec<String> {
+        let what = format!("{} to print {want:?}", self.name);
+        self.stdout.wait(&what, |lines, _| {
+            want.iter().all(|w| lines.iter().any(|l| l == w))
+        })
+    }
+
+    /// Waits until some stderr line satisfies `pred`; returns all of stderr.
+    pub fn wait_stderr(&self, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let what = format!("{} to print {what} on stderr", self.name);
+        self.stderr
+            .wait(&what, |lines, _| lines.iter().any(|l| pred(l)))
+    }
+
+    /// Waits until the process exits, then returns its status and whole stdout.
+    pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
+        let what = format!("{} to close stdout", self.name);
+        let out = self.stdout.wait(&what, |_, ended| ended);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, out);
+            }
+            assert!(Instant::now() < deadline, "{} did not exit", self.name);
+            thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// What was printed on stdout so far.
+    pub fn printed(&self) -> Vec<String> {
+        self.stdout.snapshot()
+    }
+
+    /// What was printed on stderr so far.
+    pub fn errors(&self) -> Vec<String> {
+        self.stderr.snapshot()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGINT, as Ctrl-C does.
+    pub fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts `printed` holds exactly the strings of `want`, each once, and nothing else.
+pub fn assert_exactly(name: &str, printed: &[String], want: &[&str]) {
+    let mut got: Vec<&str> = printed.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    let mut want = want.to_vec();
+    want.sort_unstable();
+    want.dedup();
+    assert_eq!(got, want, "{name} printed something other than the union");
+}
+
+/// A raw TCP connection from the test to a client, for speaking (or not speaking) floodchat.
+pub fn raw_connect(client: &Client) -> TcpStream {
+    let stream = TcpStream::connect(client.addr()).unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// A TCP listener on loopback that is not floodchat; `serve` runs on each connection.
+pub fn fake_server(serve: impl Fn(TcpStream) + Send + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            serve(stream);
+        }
+    });
+    addr
+}
+
+/// The greeting followed by one frame per message, as a floodchat client sends them.
+pub fn greeting_and_frames(messages: &[&str]) -> Vec<u8> {
+    let mut bytes = floodchat::wire::GREETING.to_vec();
+    for m in messages {
+        floodchat::wire::encode_frame(m, &mut bytes);
+    }
+    bytes
+}

@@ -1,0 +1,400 @@
+//! The real binary, several processes, real TCP sockets on loopback, both runtimes.
+//!
+//! Each test checks what a user at the keyboard would: what every client prints.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::process::Command;
+
+use common::{Client, Rt, Spawn, assert_exactly, fake_server, greeting_and_frames, raw_connect};
+
+use Rt::{AsyncStd, Smol};
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Chain,
+    Star,
+}
+
+/// Starts one client per runtime in `rts`, each joining the previous (chain) or the first (star).
+fn room(shape: Shape, rts: &[Rt]) -> Vec<Client> {
+    let mut clients: Vec<Client> = Vec::new();
+    for (i, &rt) in rts.iter().enumerate() {
+        let mut spawn = Spawn::new(&format!("c{i}"), rt);
+        if i > 0 {
+            let parent = match shape {
+                Shape::Chain => i - 1,
+                Shape::Star => 0,
+            };
+            spawn = spawn.peer(&clients[parent]);
+        }
+        clients.push(spawn.start());
+    }
+    clients
+}
+
+/// Ends every client's input, waits for each to leave, and checks its whole stdout.
+fn leave_all(clients: &mut [Client], want: &[&str]) {
+    for c in clients.iter_mut() {
+        c.end_input();
+    }
+    for c in clients.iter_mut() {
+        let (status, out) = c.wait_exit();
+        assert!(status.success(), "{} exited with {status}", c.name);
+        assert_exactly(&c.name, &out, want);
+    }
+}
+
+/// Several clients type, including the same text at two clients; all print exactly the union.
+fn everyone_prints_the_union(shape: Shape, rts: &[Rt]) {
+    let mut clients = room(shape, rts);
+    let n = clients.len();
+    let mut typed = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate().step_by(2) {
+        for k in 0..3 {
+            let line = format!("line {k} from c{i}");
+            c.say(&line);
+            typed.push(line);
+        }
+    }
+    clients[0].say("said twice, printed once");
+    clients[n - 1].say("said twice, printed once");
+    typed.push("said twice, printed once".into());
+    let want: Vec<&str> = typed.iter().map(String::as_str).collect();
+    for c in &clients {
+        c.wait_printed(&want);
+    }
+    leave_all(&mut clients, &want);
+}
+
+#[test]
+fn chain_of_five_on_smol() {
+    everyone_prints_the_union(Shape::Chain, &[Smol; 5]);
+}
+
+#[test]
+fn star_of_five_on_smol() {
+    everyone_prints_the_union(Shape::Star, &[Smol; 5]);
+}
+
+#[test]
+fn chain_of_five_on_async_std() {
+    everyone_prints_the_union(Shape::Chain, &[AsyncStd; 5]);
+}
+
+#[test]
+fn star_of_five_on_async_std() {
+    everyone_prints_the_union(Shape::Star, &[AsyncStd; 5]);
+}
+
+#[test]
+fn mixed_runtimes_in_a_chain() {
+    everyone_prints_the_union(Shape::Chain, &[Smol, AsyncStd, Smol, AsyncStd, Smol]);
+}
+
+#[test]
+fn mixed_runtimes_in_a_star() {
+    everyone_prints_the_union(Shape::Star, &[AsyncStd, Smol, AsyncStd, Smol, AsyncStd]);
+}
+
+#[test]
+fn late_joiner_prints_what_was_said_before_it_joined() {
+    let mut a = Spawn::new("a", Smol).start();
+    let mut b = Spawn::new("b", AsyncStd).peer(&a).start();
+    a.say("before one");
+    b.say("before two");
+    a.wait_printed(&["before one", "before two"]);
+    b.wait_printed(&["before one", "before two"]);
+    // The newcomer answers the prompt instead of passing --peer.
+    let mut c = Spawn::new("c", Smol).answer(&b.addr()).start();
+    c.wait_printed(&["before one", "before two"]);
+    c.say("after");
+    let want = ["before one", "before two", "after"];
+    a.wait_printed(&want);
+    b.wait_printed(&want);
+    leave_all(&mut [a, b, c], &want);
+}
+
+#[test]
+fn invalid_and_unreachable_peers_lead_to_a_new_network() {
+    let silent = fake_server(std::mem::forget);
+    let http = fake_server(|mut s| {
+        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    });
+    let cases = [
+        (String::new(), None),
+        (
+            "not an address".to_string(),
+            Some("\"not an address\" is not an IP:PORT address; starting a new network"),
+        ),
+        (
+            "127.0.0.1:1".to_string(),
+            Some("no floodchat peer at 127.0.0.1:1"),
+        ),
+        (silent.to_string(), Some("no greeting within 1s")),
+        (http.to_string(), Some("not a floodchat peer")),
+    ];
+    for (i, (answer, note)) in cases.iter().enumerate() {
+        let mut c = Spawn::new(
+            &format!("alone{i}"),
+            if i % 2 == 0 { Smol } else { AsyncStd },
+        )
+        .answer(answer)
+        .arg("--greeting-timeout")
+        .arg("1")
+        .start();
+        let errors = c.errors();
+        if let Some(note) = note {
+            let line = errors.iter().find(|l| l.contains(note));
+            let line = line.unwrap_or_else(|| panic!("no {note:?} in {errors:#?}"));
+            assert!(line.contains("starting a new network"), "{line}");
+        } else {
+            assert!(
+                !errors.iter().any(|l| l.contains("floodchat:")),
+                "an empty answer needs no note: {errors:#?}"
+            );
+        }
+        let own = format!("alone in network {i}");
+        c.say(&own);
+        c.wait_printed(&[&own]);
+        leave_all(&mut [c], &[&own]);
+    }
+}
+
+#[test]
+fn killing_one_leaf_disturbs_no_one_else() {
+    let mut clients = room(Shape::Star, &[Smol, AsyncStd, Smol, AsyncStd, Smol]);
+    clients[4].say("from the leaf before it dies");
+    for c in &clients {
+        c.wait_printed(&["from the leaf before it dies"]);
+    }
+    clients[4].kill();
+    clients[0].wait_stderr("the leaf's departure", |l| l.contains("connection closed"));
+    let mut rest: Vec<Client> = clients.into_iter().take(4).collect();
+    rest[1].say("after the crash");
+    rest[3].say("still here");
+    let want = [
+        "from the leaf before it dies",
+        "after the crash",
+        "still here",
+    ];
+    for c in &rest {
+        c.wait_printed(&want);
+    }
+    leave_all(&mut rest, &want);
+}
+
+#[test]
+fn bad_input_costs_only_its_own_connection() {
+    let mut room: Vec<Client> = Vec::new();
+    for (i, rt) in [Smol, AsyncStd, Smol].into_iter().enumerate() {
+        let mut spawn = Spawn::new(&format!("c{i}"), rt)
+            .arg("--greeting-timeout")
+            .arg("1");
+        if i > 0 {
+            spawn = spawn.peer(&room[i - 1]);
+        }
+        room.push(spawn.start());
+    }
+    let greeting = floodchat::wire::GREETING;
+    let with_greeting = |rest: &[u8]| [&greeting[..], rest].concat();
+    let cases: [(&str, Vec<u8>, bool, &str); 8] = [
+        (
+            "random bytes",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x9e".to_vec(),
+            false,
+            "not a floodchat peer: greeting began with \"\\x16\"",
+        ),
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n".to_vec(),
+            false,
+            "not a floodchat peer: greeting began with \"G\"",
+        ),
+        (
+            "a 4 GiB length prefix",
+            with_greeting(&[0xff; 4]),
+            false,
+            "frame of 4294967295 bytes exceeds the maximum of 65536",
+        ),
+        (
+            "a truncated frame",
+            with_greeting(b"\x00\x00\x00\x10only part"),
+            true,
+            "connection closed in the middle of a frame",
+        ),
+        (
+            "invalid UTF-8",
+            with_greeting(b"\x00\x00\x00\x02\xff\xfe"),
+            false,
+            "frame is not valid UTF-8",
+        ),
+        ("silence", Vec::new(), false, "no greeting within 1s"),
+        (
+            "half a greeting",
+            b"FLOOD".to_vec(),
+            true,
+            "connection closed before the greeting",
+        ),
+        (
+            "another protocol version",
+            b"FLOODCHAT\x09".to_vec(),
+            false,
+            "unsupported protocol version 9",
+        ),
+    ];
+    for target in 0..2 {
+        for (what, bytes, close, reason) in &cases {
+            let mut stream = raw_connect(&room[target]);
+            let local = stream.local_addr().unwrap().to_string();
+            stream.write_all(bytes).unwrap();
+            if *close {
+                stream.shutdown(Shutdown::Write).unwrap();
+            }
+            let errors = room[target].wait_stderr(what, |l| l.contains(reason));
+            let line = errors.iter().find(|l| l.contains(reason)).unwrap();
+            assert!(
+                line.contains(&local),
+                "{what}: {line:?} does not name {local}"
+            );
+            // The client closed the connection: reading ends (greeting, then EOF or reset).
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest);
+        }
+    }
+    // A well-behaved stranger speaking the protocol by hand is heard by everyone.
+    let mut raw = raw_connect(&room[1]);
+    raw.write_all(&greeting_and_frames(&["from a raw peer"]))
+        .unwrap();
+    room[2].say("still relaying");
+    let want = ["from a raw peer", "still relaying"];
+    for c in &room {
+        c.wait_printed(&want);
+    }
+    drop(raw);
+    leave_all(&mut room, &want);
+}
+
+#[test]
+fn peer_that_stops_reading_is_dropped_and_the_room_carries_on() {
+    let mut a = Spawn::new("a", Smol)
+        .arg("--stall-timeout")
+        .arg("2")
+        .start();
+    let mut b = Spawn::new("b", AsyncStd).peer(&a).start();
+    let mut sleeper = raw_connect(&a);
+    sleeper.write_all(&floodchat::wire::GREETING).unwrap();
+    let local = sleeper.local_addr().unwrap().to_string();
+    // Far more than the kernel buffers on both ends can hold, so the writer to `sleeper` blocks.
+    let lines: Vec<String> = (0..300)
+        .map(|i| format!("{i:03} {}", "z".repeat(60_000)))
+        .collect();
+    for line in &lines {
+        a.say(line);
+    }
+    let want: Vec<&str> = lines.iter().map(String::as_str).collect();
+    b.wait_printed(&want);
+    a.wait_stderr("the sleeper being dropped", |l| {
+        l.contains(&local) && l.contains("stopped reading for 2s")
+    });
+    b.say("the room carries on");
+    a.wait_printed(&["the room carries on"]);
+    drop(sleeper);
+    let mut all = want.clone();
+    all.push("the room carries on");
+    leave_all(&mut [a, b], &all);
+}
+
+#[test]
+fn end_of_input_leaves_after_queued_messages_are_sent() {
+    let mut a = Spawn::new("a", AsyncStd).start();
+    let mut b = Spawn::new("b", Smol).peer(&a).start();
+    b.say("last words");
+    b.end_input();
+    let (status, out) = b.wait_exit();
+    assert!(status.success());
+    assert_exactly("b", &out, &["last words"]);
+    a.wait_printed(&["last words"]);
+    leave_all(&mut [a], &["last words"]);
+}
+
+#[test]
+fn stay_keeps_relaying_after_end_of_input() {
+    let mut a = Spawn::new("a", Smol).start();
+    let mut relay = Spawn::new("relay", AsyncStd).peer(&a).arg("--stay").start();
+    let mut b = Spawn::new("b", Smol).peer(&relay).start();
+    relay.end_input();
+    a.say("through the relay");
+    b.wait_printed(&["through the relay"]);
+    relay.wait_printed(&["through the relay"]);
+    leave_all(&mut [a, b], &["through the relay"]);
+}
+
+#[test]
+fn over_long_and_repeated_lines_get_an_error_and_are_not_sent() {
+    let mut a = Spawn::new("a", Smol).start();
+    let mut b = Spawn::new("b", AsyncStd).peer(&a).start();
+    a.say(&"x".repeat(70_000));
+    a.wait_stderr("the length error", |l| {
+        l.contains("longer than the maximum of 65536 bytes; not sent")
+    });
+    a.say("short");
+    a.say("short");
+    a.wait_stderr("the repeat note", |l| l.contains("already said"));
+    b.wait_printed(&["short"]);
+    leave_all(&mut [a, b], &["short"]);
+}
+
+#[test]
+fn default_listen_advertises_a_usable_address() {
+    let mut a = Spawn::new("a", Smol)
+        .default_listen()
+        .start_without_waiting();
+    let advertised = a.wait_listening();
+    assert!(!advertised.ip().is_unspecified(), "advertised {advertised}");
+    let mut b = Spawn::new("b", AsyncStd).peer(&a).start();
+    b.say("hello");
+    a.wait_printed(&["hello"]);
+    leave_all(&mut [a, b], &["hello"]);
+}
+
+#[test]
+fn closed_stdout_ends_the_client_without_a_panic() {
+    let mut a = Spawn::new("a", Smol).close_stdout().start();
+    a.say("nobody reads this");
+    let (status, _) = a.wait_exit();
+    assert!(status.success(), "exit status {status}");
+    assert!(!a.errors().iter().any(|l| l.contains("panicked")));
+}
+
+#[test]
+fn interrupt_exits_cleanly() {
+    for rt in [Smol, AsyncStd] {
+        let mut a = Spawn::new("a", rt).start();
+        a.say("typed before ctrl-c");
+        a.wait_printed(&["typed before ctrl-c"]);
+        a.interrupt();
+        let (_, out) = a.wait_exit();
+        assert_exactly("a", &out, &["typed before ctrl-c"]);
+        assert!(!a.errors().iter().any(|l| l.contains("panicked")));
+    }
+}
+
+#[test]
+fn help_and_version_describe_the_command_line() {
+    let bin = env!("CARGO_BIN_EXE_floodchat");
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for flag in ["--peer", "--listen", "--runtime", "--stay"] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+    let version = Command::new(bin).arg("--version").output().unwrap();
+    let text = String::from_utf8(version.stdout).unwrap();
+    assert_eq!(
+        text.trim(),
+        format!("floodchat {}", env!("CARGO_PKG_VERSION"))
+    );
+}
