@@ -1,0 +1,85 @@
+//! The command line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The longest timeout accepted, so that no deadline overflows the clock.
+const MAX_SECS: f64 = 86_400.0;
+
+/// A peer-to-peer chat room in the terminal, flooding text over TCP.
+///
+/// Give floodchat the IP:PORT of any client already in the room, or nothing to start a new
+/// room. Each line typed on stdin is sent to every client, and every line typed anywhere is
+/// printed on stdout, once, late joiners included; notices go to stderr.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Cli {
+    /// A client of the room to join; without it, one is asked for on stdin.
+    #[arg(long, value_name = "IP:PORT")]
+    pub peer: Option<SocketAddr>,
+
+    /// Where to accept other clients.
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+
+    /// The async runtime that drives the client.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::default())]
+    pub runtime: RuntimeKind,
+
+    /// Keep relaying after the end of stdin, until interrupted.
+    #[arg(long)]
+    pub stay: bool,
+
+    /// How long a new connection may take to connect and greet.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub greeting_timeout: Duration,
+
+    /// How long a peer may leave sent bytes unread before it is dropped.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    pub stall_timeout: Duration,
+}
+
+/// An async runtime floodchat can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// smol, the default.
+    Smol,
+    /// async-std, deprecated upstream.
+    AsyncStd,
+}
+
+impl Default for RuntimeKind {
+    fn default() -> Self {
+        if cfg!(feature = "smol") {
+            Self::Smol
+        } else {
+            Self::AsyncStd
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Smol => "smol",
+            Self::AsyncStd => "async-std",
+        })
+    }
+}
+
+/// Parses a positive number of seconds, fractions allowed.
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 || secs > MAX_SECS {
+        return Err(format!(
+            "must be more than 0 and at most {MAX_SECS} seconds"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
