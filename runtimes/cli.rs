@@ -34,20 +34,20 @@ pub struct Cli {
     pub stay: bool,
 
     /// How long a new connection may take to connect and greet.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true)]
     pub greeting_timeout: Duration,
 
     /// How long a peer may leave sent bytes unread before it is dropped.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs, allow_negative_numbers = true)]
     pub stall_timeout: Duration,
 }
 
 /// An async runtime floodchat can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
-    /// smol, the default.
+    /// smol.
     Smol,
-    /// async-std, deprecated upstream.
+    /// async-std (deprecated upstream, still supported).
     AsyncStd,
 }
 

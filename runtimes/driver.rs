@@ -7,7 +7,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +35,8 @@ const STDOUT_QUEUE: usize = 256;
 const LINE_KEPT: usize = MAX_MESSAGE_LEN + 2;
 /// How long to wait for peers to close after our last bytes, when leaving.
 const LINGER: Duration = Duration::from_secs(2);
+/// The most characters of a bad answer to the prompt that are shown back.
+const ECHO_MAX: usize = 80;
 /// How long the listener rests after a failed accept (for example, out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -184,8 +186,14 @@ impl<R: Runtime> Client<R> {
         }
         let addr = answer.parse().ok();
         if addr.is_none() {
+            let shown: String = answer.chars().take(ECHO_MAX).collect();
+            let more = if shown.len() < answer.len() {
+                "..."
+            } else {
+                ""
+            };
             say(format!(
-                "\"{answer}\" is not an IP:PORT address; starting a new network"
+                "\"{shown}{more}\" is not an IP:PORT address; starting a new network"
             ));
         }
         addr
@@ -244,10 +252,10 @@ impl<R: Runtime> Client<R> {
 
     /// Waits for one thing to happen and handles it; sets `stdin` to `None` when it ends.
     async fn step(&mut self, stdin: &mut Option<Receiver<Vec<u8>>>, until: Option<Instant>) {
-        let deadline = match (self.state.poll_timeout(), until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [self.state.poll_timeout(), until]
+            .into_iter()
+            .flatten()
+            .min();
         let timer = async {
             match deadline {
                 Some(deadline) => R::sleep_until(deadline).await,
@@ -341,21 +349,23 @@ impl<R: Runtime> Client<R> {
             Output::PeerReady(peer) => {
                 if let Some(conn) = self.conns.get_mut(&peer) {
                     conn.ready = true;
-                    match conn.outbound {
-                        true => say(format!("connected to {}", conn.addr)),
-                        false => say(format!("{} joined", conn.addr)),
+                    if conn.outbound {
+                        say(format!("connected to {}", conn.addr));
+                    } else {
+                        say(format!("{} joined", conn.addr));
                     }
                 }
             }
             Output::Disconnect { peer, reason } => {
                 if let Some(conn) = self.conns.remove(&peer) {
                     R::shutdown(&conn.stream, Shutdown::Both);
-                    match conn.outbound && !conn.ready {
-                        true => say(format!(
+                    if conn.outbound && !conn.ready {
+                        say(format!(
                             "no floodchat peer at {} ({reason}); starting a new network",
                             conn.addr
-                        )),
-                        false => say(format!("{}: {reason}", conn.addr)),
+                        ));
+                    } else {
+                        say(format!("{}: {reason}", conn.addr));
                     }
                 }
             }
@@ -440,29 +450,18 @@ fn read_stdin(lines: Sender<Vec<u8>>) {
 
 /// Reads one line without its `\n`, keeping at most [`LINE_KEPT`] bytes of it; `None` at the
 /// end of input.
-fn read_line(input: &mut impl BufRead) -> io::Result<Option<Vec<u8>>> {
+fn read_line(mut input: impl BufRead) -> io::Result<Option<Vec<u8>>> {
     let mut line = Vec::new();
-    let mut any = false;
-    loop {
-        let buf = match input.fill_buf() {
-            Ok(buf) => buf,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if buf.is_empty() {
-            return Ok(any.then_some(line));
-        }
-        any = true;
-        let end = buf.iter().position(|&b| b == b'\n');
-        let part = &buf[..end.unwrap_or(buf.len())];
-        let room = LINE_KEPT.saturating_sub(line.len());
-        line.extend_from_slice(&part[..part.len().min(room)]);
-        let used = end.map_or(buf.len(), |i| i + 1);
-        input.consume(used);
-        if end.is_some() {
-            return Ok(Some(line));
-        }
+    let mut kept = (&mut input).take(LINE_KEPT as u64);
+    if kept.read_until(b'\n', &mut line)? == 0 {
+        return Ok(None);
     }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() == LINE_KEPT {
+        input.skip_until(b'\n')?;
+    }
+    Ok(Some(line))
 }
 
 /// The stdout thread: prints each string on its own line, flushing whenever it has nothing
