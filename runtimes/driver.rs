@@ -331,6 +331,7 @@ impl<R: Runtime> Client<R> {
         }
     }
 
+    /// Carries out one output of the state.
     async fn act(&mut self, output: Output) {
         match output {
             Output::Print(text) => {

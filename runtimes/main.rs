@@ -21,7 +21,7 @@ use cli::{Cli, RuntimeKind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.runtime {
+    let result: Result<(), String> = match cli.runtime {
         #[cfg(feature = "smol")]
         RuntimeKind::Smol => driver::run::<smol::Smol>(&cli),
         #[cfg(feature = "async-std")]
