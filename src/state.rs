@@ -345,7 +345,7 @@ impl FloodState {
                 decoder: FrameDecoder::new(),
                 cursor: 0,
                 in_flight: 1,
-                deadline: Some(self.now + self.config.greeting_timeout),
+                deadline: self.now.checked_add(self.config.greeting_timeout),
             },
         );
         self.stats.bytes_sent += GREETING.len() as u64;
@@ -369,9 +369,9 @@ impl FloodState {
         for item in decoded {
             match item {
                 Decoded::Greeting => {
-                    let deadline = self.now + self.config.stall_timeout;
+                    let deadline = self.now.checked_add(self.config.stall_timeout);
                     if let Some(p) = self.peers.get_mut(&peer) {
-                        p.deadline = (p.in_flight > 0).then_some(deadline);
+                        p.deadline = deadline.filter(|_| p.in_flight > 0);
                     }
                     self.outputs.push_back(Output::PeerReady(peer));
                     self.pump(peer);
@@ -391,15 +391,14 @@ impl FloodState {
     }
 
     fn sent(&mut self, peer: PeerId) -> Result<(), InputError> {
-        let now = self.now;
-        let stall = self.config.stall_timeout;
+        let deadline = self.now.checked_add(self.config.stall_timeout);
         let p = self.peer(peer)?;
         if p.in_flight == 0 {
             return Err(InputError::NothingInFlight(peer));
         }
         p.in_flight -= 1;
         if p.decoder.greeted() {
-            p.deadline = (p.in_flight > 0).then_some(now + stall);
+            p.deadline = deadline.filter(|_| p.in_flight > 0);
         }
         self.pump(peer);
         Ok(())
@@ -467,7 +466,7 @@ impl FloodState {
                 continue;
             }
             if p.in_flight == 0 {
-                p.deadline = Some(self.now + self.config.stall_timeout);
+                p.deadline = self.now.checked_add(self.config.stall_timeout);
             }
             p.in_flight += 1;
             self.stats.bytes_sent += bytes.len() as u64;
@@ -868,6 +867,18 @@ mod tests {
             DisconnectReason::Stalled(stall).to_string(),
             "stopped reading for 30s"
         );
+    }
+
+    #[test]
+    fn timeouts_too_long_for_the_clock_mean_no_deadline() {
+        let mut h = Harness::with(Config {
+            greeting_timeout: Duration::MAX,
+            stall_timeout: Duration::MAX,
+            ..Config::default()
+        });
+        h.greeted(A);
+        h.input(Input::LineTyped(b"never times out"));
+        assert_eq!(h.state.poll_timeout(), None);
     }
 
     #[test]

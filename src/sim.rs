@@ -1,1 +1,0 @@
-//! A deterministic in-memory network of many `FloodState`s (to be written).
