@@ -274,7 +274,8 @@ impl<R: Runtime> Client<R> {
             signalled(&self.stop).await;
             Wake::Stop
         };
-        let wake = or(stop, or(timer, race(event, line))).await;
+        // `race` so that neither a busy network nor a due timer starves the other.
+        let wake = or(stop, race(timer, race(event, line))).await;
         match wake {
             Wake::Event(Event::Bytes(id, bytes)) if self.conns.contains_key(&id) => {
                 self.feed(Input::Received(id, &bytes)).await
