@@ -245,15 +245,15 @@ fn bad_input_costs_only_its_own_connection() {
             "unsupported protocol version 9",
         ),
     ];
-    for target in 0..2 {
+    for target in &room[..2] {
         for (what, bytes, close, reason) in &cases {
-            let mut stream = raw_connect(&room[target]);
+            let mut stream = raw_connect(target);
             let local = stream.local_addr().unwrap().to_string();
             stream.write_all(bytes).unwrap();
             if *close {
                 stream.shutdown(Shutdown::Write).unwrap();
             }
-            let errors = room[target].wait_stderr(what, |l| l.contains(reason));
+            let errors = target.wait_stderr(what, |l| l.contains(reason));
             let line = errors.iter().find(|l| l.contains(reason)).unwrap();
             assert!(
                 line.contains(&local),
@@ -309,7 +309,7 @@ fn peer_that_stops_reading_is_dropped_and_the_room_carries_on() {
 
 #[test]
 fn end_of_input_leaves_after_queued_messages_are_sent() {
-    let mut a = Spawn::new("a", AsyncStd).start();
+    let a = Spawn::new("a", AsyncStd).start();
     let mut b = Spawn::new("b", Smol).peer(&a).start();
     b.say("last words");
     b.end_input();
@@ -324,7 +324,7 @@ fn end_of_input_leaves_after_queued_messages_are_sent() {
 fn stay_keeps_relaying_after_end_of_input() {
     let mut a = Spawn::new("a", Smol).start();
     let mut relay = Spawn::new("relay", AsyncStd).peer(&a).arg("--stay").start();
-    let mut b = Spawn::new("b", Smol).peer(&relay).start();
+    let b = Spawn::new("b", Smol).peer(&relay).start();
     relay.end_input();
     a.say("through the relay");
     b.wait_printed(&["through the relay"]);
@@ -335,7 +335,7 @@ fn stay_keeps_relaying_after_end_of_input() {
 #[test]
 fn over_long_and_repeated_lines_get_an_error_and_are_not_sent() {
     let mut a = Spawn::new("a", Smol).start();
-    let mut b = Spawn::new("b", AsyncStd).peer(&a).start();
+    let b = Spawn::new("b", AsyncStd).peer(&a).start();
     a.say(&"x".repeat(70_000));
     a.wait_stderr("the length error", |l| {
         l.contains("longer than the maximum of 65536 bytes; not sent")
@@ -376,7 +376,8 @@ fn interrupt_exits_cleanly() {
         a.say("typed before ctrl-c");
         a.wait_printed(&["typed before ctrl-c"]);
         a.interrupt();
-        let (_, out) = a.wait_exit();
+        let (status, out) = a.wait_exit();
+        assert!(status.success(), "exit status {status}");
         assert_exactly("a", &out, &["typed before ctrl-c"]);
         assert!(!a.errors().iter().any(|l| l.contains("panicked")));
     }
