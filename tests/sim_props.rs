@@ -1,0 +1,208 @@
+//! Property tests over many random simulated runs (proptest, with shrinking).
+//!
+//! Each case is a [`Script`]: clients, a seed for the network's choices, and steps (typing,
+//! connecting, waiting, breaking links, crashing, restarting, partitioning, healing). The
+//! simulator checks every output as it happens and convergence once the network is quiet;
+//! see `floodchat::sim::Sim` for the list. A failure is shrunk to a minimal script and
+//! printed as Rust, with its seed, to be kept in `tests/sim_regressions.rs`.
+//!
+//! The proptest seed is fixed so that CI runs the same cases every time; set
+//! `PROPTEST_RNG_SEED=<n>` to explore others and `PROPTEST_CASES=<n>` for more. Every test
+//! checks that the cases really ran and that they were not trivial.
+
+use std::cell::Cell;
+
+use floodchat::sim::{Outcome, Script, Step};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
+
+/// Runs `cases` scripts from `strategy` through `check`, shrinking any failure, then
+/// checks that they all ran and that at least `nontrivial_share` percent spread a string.
+fn run_cases(
+    name: &str,
+    cases: u32,
+    nontrivial_share: u32,
+    strategy: impl Strategy<Value = Script>,
+    check: impl Fn(&Script, &Outcome) -> Result<(), String>,
+) {
+    let mut config = Config::with_cases(cases);
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(0xF100_DC4A);
+    }
+    config.failure_persistence = None;
+    let cases = config.cases;
+    let ran = Cell::new(0u32);
+    let nontrivial = Cell::new(0u32);
+    let strings = Cell::new(0usize);
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&strategy, |script| {
+        ran.set(ran.get() + 1);
+        let outcome = script.run();
+        if !outcome.is_ok() {
+            return Err(TestCaseError::fail(script.failure(&outcome)));
+        }
+        check(&script, &outcome)
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{}", script.failure(&outcome))))?;
+        if outcome.report.spread() > 0 {
+            nontrivial.set(nontrivial.get() + 1);
+        }
+        strings.set(strings.get() + outcome.report.typed);
+        Ok(())
+    });
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(reason, script)) => {
+            panic!("{name}: minimal failing case:\n{reason}\n(minimal script: {script:?})")
+        }
+        Err(TestError::Abort(reason)) => panic!("{name}: aborted: {reason}"),
+    }
+    let (ran, nontrivial) = (ran.get(), nontrivial.get());
+    eprintln!(
+        "{name}: {ran} cases ran, {nontrivial} spread a string, {} strings typed",
+        strings.get()
+    );
+    assert_eq!(ran, cases, "{name}: not every case ran");
+    assert!(
+        nontrivial * 100 >= cases * nontrivial_share,
+        "{name}: only {nontrivial} of {cases} cases spread any string"
+    );
+}
+
+const MAX_CLIENTS: u32 = 7;
+
+/// Any step, weighted towards what makes a room: connecting, typing, waiting.
+fn any_step() -> impl Strategy<Value = Step> {
+    let c = 0..MAX_CLIENTS;
+    prop_oneof![
+        4 => (0u16..300).prop_map(Step::Wait),
+        4 => c.clone().prop_map(Step::Type),
+        1 => c.clone().prop_map(Step::TypeLong),
+        5 => (c.clone(), c.clone()).prop_map(|(a, b)| Step::Connect(a, b)),
+        2 => any::<u32>().prop_map(Step::Break),
+        1 => c.clone().prop_map(Step::Crash),
+        1 => c.prop_map(Step::Restart),
+        1 => any::<u64>().prop_map(Step::Partition),
+        1 => Just(Step::Heal),
+    ]
+}
+
+/// Steps that never break anything: links stay for the whole run.
+fn calm_step() -> impl Strategy<Value = Step> {
+    let c = 0..MAX_CLIENTS;
+    prop_oneof![
+        3 => (0u16..300).prop_map(Step::Wait),
+        4 => c.clone().prop_map(Step::Type),
+        4 => (c.clone(), c).prop_map(|(a, b)| Step::Connect(a, b)),
+    ]
+}
+
+fn script(step: impl Strategy<Value = Step>, len: usize) -> impl Strategy<Value = Script> {
+    (
+        2..=MAX_CLIENTS,
+        any::<u64>(),
+        0u16..40,
+        0u16..160,
+        vec(step, 0..len),
+    )
+        .prop_map(|(clients, seed, lo, span, steps)| Script {
+            clients,
+            seed,
+            latency_ms: (lo, lo + span),
+            steps,
+        })
+}
+
+/// Convergence and every per-output promise, with everything that can go wrong going wrong:
+/// late joiners, broken links, crashes and restarts, partitions that heal (or not).
+#[test]
+fn random_runs_converge_and_keep_every_promise() {
+    run_cases(
+        "random_runs",
+        400,
+        50,
+        script(any_step(), 60),
+        |_, _| Ok(()),
+    );
+}
+
+/// Without breaks, crashes or partitions, each link is one session: frames per typed string
+/// never exceed twice the number of links.
+#[test]
+fn calm_runs_send_at_most_two_frames_per_link_per_string() {
+    run_cases(
+        "calm_runs",
+        300,
+        50,
+        script(calm_step(), 50),
+        |_, outcome| {
+            let r = &outcome.report;
+            assert_eq!((r.breaks, r.crashes), (0, 0));
+            if r.max_frames_one_string > 2 * r.link_sessions as u64 {
+                return Err(format!(
+                    "a string took {} frames over {} links",
+                    r.max_frames_one_string, r.link_sessions
+                ));
+            }
+            Ok(())
+        },
+    );
+}
+
+/// A room that is typed in, cut in two, typed in on both sides, joined by late clients on
+/// either side, then healed: everyone ends with everything, each string printed once.
+#[test]
+fn healed_partitions_and_late_joiners_converge_to_the_union() {
+    let strategy = (
+        4u32..=8,
+        any::<u64>(),
+        vec(0u32..8, 1..6),
+        any::<u64>(),
+        vec(0u32..8, 1..8),
+        vec(0u32..8, 0..3),
+    )
+        .prop_map(|(clients, seed, before, mask, during, late)| {
+            // Clients 0..clients-2 start as a chain; the last two join late.
+            let early = clients - 2;
+            let mut steps: Vec<Step> = (1..early).map(|c| Step::Connect(c, c - 1)).collect();
+            steps.push(Step::Wait(200));
+            steps.extend(before.iter().map(|&c| Step::Type(c % early)));
+            steps.push(Step::Wait(150));
+            steps.push(Step::Partition(mask));
+            steps.extend(during.iter().map(|&c| Step::Type(c % early)));
+            // One late joiner comes in during the partition, through a client on its side
+            // (after the heal if there is none); the other only after the heal.
+            let side = |c: u32| (mask >> c) & 1;
+            let a = clients - 2;
+            let through = (0..early).find(|&c| side(c) == side(a));
+            if let Some(t) = through {
+                steps.push(Step::Connect(a, t));
+            }
+            steps.extend(late.iter().map(|&c| Step::Type(c % clients)));
+            steps.push(Step::Wait(300));
+            steps.push(Step::Heal);
+            if through.is_none() {
+                steps.push(Step::Connect(a, 0));
+            }
+            steps.push(Step::Connect(clients - 1, early - 1));
+            steps.push(Step::Type(clients - 1));
+            Script {
+                clients,
+                seed,
+                latency_ms: (5, 100),
+                steps,
+            }
+        });
+    run_cases("healed_partitions", 150, 90, strategy, |_, outcome| {
+        let r = &outcome.report;
+        if r.components != 1 || r.delivered_min() != r.typed {
+            return Err(format!(
+                "{} components, some client printed {} of {} strings",
+                r.components,
+                r.delivered_min(),
+                r.typed
+            ));
+        }
+        Ok(())
+    });
+}
