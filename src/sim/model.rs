@@ -55,6 +55,9 @@ pub struct ModelConfig {
     pub events: Vec<Event>,
     /// Give up (with an error) beyond this many distinct states.
     pub max_states: usize,
+    /// Let links also lose their oldest write, which TCP never does: only to show that the
+    /// checks catch what that breaks.
+    pub lossy: bool,
 }
 
 /// What an exploration covered.
@@ -100,6 +103,7 @@ struct Abs {
 enum Move {
     Env(usize),
     Deliver { link: usize, from: usize },
+    Lose { link: usize, from: usize },
     Close { link: usize, end: usize },
 }
 
@@ -191,7 +195,7 @@ pub fn explore(config: &ModelConfig) -> Result<ModelStats, String> {
     while let Some(node) = frontier.pop_front() {
         stats.states += 1;
         stats.max_depth = stats.max_depth.max(node.depth);
-        let moves = ctx.moves(&node.abs);
+        let moves = ctx.moves(&node.abs, config.lossy);
         if is_quiescent(&node.abs) {
             stats.quiescent += 1;
             if node.abs.fired.count_ones() as usize == ctx.events.len() {
@@ -284,7 +288,7 @@ impl Ctx {
         h.finish()
     }
 
-    fn moves(&self, abs: &Abs) -> Vec<Move> {
+    fn moves(&self, abs: &Abs, lossy: bool) -> Vec<Move> {
         let mut moves = Vec::new();
         for (i, event) in self.events.iter().enumerate() {
             if abs.fired & (1 << i) != 0 {
@@ -302,6 +306,9 @@ impl Ctx {
             for e in 0..2 {
                 if link.up && !link.queue[e].is_empty() {
                     moves.push(Move::Deliver { link: l, from: e });
+                    if lossy {
+                        moves.push(Move::Lose { link: l, from: e });
+                    }
                 }
                 if link.close_pending[e] {
                     moves.push(Move::Close { link: l, end: e });
@@ -354,6 +361,9 @@ impl Ctx {
                     .expect("enabled");
                 let c = step.node.abs.links[link].ends[1 - from];
                 step.feed(c, Owned::Received(link as u64, bytes))?;
+            }
+            Move::Lose { link, from } => {
+                step.node.abs.links[link].queue[from].pop_front();
             }
             Move::Close { link, end } => {
                 step.node.abs.links[link].close_pending[end] = false;
@@ -431,6 +441,9 @@ impl Ctx {
                         s,
                         "  deliver the oldest write on peer#{link} from end {from}"
                     )
+                }
+                Move::Lose { link, from } => {
+                    writeln!(s, "  lose the oldest write on peer#{link} from end {from}")
                 }
                 Move::Close { link, end } => {
                     writeln!(s, "  end {end} of peer#{link} hears that it closed")

@@ -1,0 +1,233 @@
+//! Fixed simulated runs: scenarios worth naming, exact costs, determinism, and every script
+//! a property test or the fuzzer ever found failing (paste the printed script at the end).
+
+
+use floodchat::sim::Step::*;
+use floodchat::sim::{Fault, Script, Sim, SimConfig, Step, random_topology};
+
+fn run_ok(script: &Script) -> floodchat::sim::Report {
+    let outcome = script.run();
+    script.assert_ok(&outcome);
+    outcome.report
+}
+
+/// In a network whose links all exist before anything is typed, each client sends each
+/// string to every peer but the one it came from: exactly 2L - (n - 1) frames per string,
+/// which is at most 2L.
+#[test]
+fn static_network_costs_exactly_two_frames_per_link_minus_a_spanning_tree() {
+    for (n, extra, seed) in [(2, 0, 1), (10, 0, 2), (30, 10, 3), (60, 40, 4)] {
+        let links = random_topology(n, extra, seed);
+        let mut steps: Vec<Step> = links
+            .iter()
+            .map(|&(a, b)| Connect(a as u32, b as u32))
+            .collect();
+        steps.push(Wait(500));
+        for i in 0..20u32 {
+            steps.push(Type(i * 7 % n as u32));
+            steps.push(Wait(3));
+        }
+        let script = Script {
+            clients: n as u32,
+            seed,
+            latency_ms: (1, 40),
+            steps,
+        };
+        let r = run_ok(&script);
+        let expected = 2 * links.len() as u64 - (n as u64 - 1);
+        assert_eq!(r.typed, 20);
+        assert_eq!(r.frames, 20 * expected, "n={n} links={}", links.len());
+        assert_eq!(r.max_frames_one_string, expected);
+        assert_eq!((r.components, r.delivered_min()), (1, 20));
+    }
+}
+
+/// A client that connects after everything was typed gets all of it, and so does one that
+/// joins through the late joiner.
+#[test]
+fn late_joiners_get_the_whole_history() {
+    let r = run_ok(&Script {
+        clients: 5,
+        seed: 7,
+        latency_ms: (10, 30),
+        steps: vec![
+            Connect(0, 1),
+            Connect(1, 2),
+            Type(0),
+            Type(1),
+            Type(2),
+            TypeLong(2),
+            Wait(1000),
+            Connect(3, 2),
+            Wait(5),
+            Connect(4, 3),
+            Type(4),
+        ],
+    });
+    assert_eq!((r.components, r.delivered_min(), r.typed), (1, 5, 5));
+}
+
+/// Both sides of a partition go on typing; after the heal, everyone has the union.
+#[test]
+fn a_healed_partition_converges_to_the_union() {
+    let r = run_ok(&Script {
+        clients: 6,
+        seed: 11,
+        latency_ms: (20, 100),
+        steps: vec![
+            Connect(1, 0),
+            Connect(2, 1),
+            Connect(3, 2),
+            Connect(4, 3),
+            Connect(5, 4),
+            Connect(5, 0),
+            Wait(300),
+            Type(0),
+            Wait(50),
+            Partition(0b000111),
+            Type(1),
+            Type(4),
+            Type(5),
+            Wait(500),
+            Heal,
+        ],
+    });
+    assert_eq!((r.components, r.delivered_min(), r.typed), (1, 4, 4));
+    assert!(r.breaks >= 2, "{r}");
+}
+
+/// A crashed client is left out; a restarted one starts empty and catches up, even on what
+/// it typed before the crash (if that got out).
+#[test]
+fn crashed_clients_leave_and_restarted_ones_catch_up() {
+    let r = run_ok(&Script {
+        clients: 4,
+        seed: 3,
+        latency_ms: (5, 20),
+        steps: vec![
+            Connect(0, 1),
+            Connect(1, 2),
+            Connect(2, 3),
+            Wait(100),
+            Type(1),
+            Wait(200),
+            Crash(1),
+            Type(0),
+            Type(3),
+            Wait(100),
+            Restart(1),
+            Connect(1, 3),
+            Wait(10),
+            Crash(2),
+        ],
+    });
+    // Clients 0 and 1+3 are apart now; 1 and 3 hold what was typed on their side and #0,
+    // which had spread before the crash.
+    assert_eq!((r.alive, r.components), (3, 2), "{r}");
+}
+
+/// Strings up to the maximum length, through a window smaller than one of them: writes
+/// wait for room, nothing stalls, everything arrives.
+#[test]
+fn long_strings_through_a_small_window_arrive_without_stalling() {
+    let script = Script {
+        clients: 4,
+        seed: 5,
+        latency_ms: (30, 80),
+        steps: vec![
+            TypeLong(0),
+            TypeLong(0),
+            TypeLong(1),
+            Connect(0, 1),
+            Connect(1, 2),
+            TypeLong(2),
+            TypeLong(2),
+            Wait(20),
+            Connect(3, 0),
+            Type(3),
+        ],
+    };
+    let config = SimConfig {
+        window: 4096,
+        ..script.config()
+    };
+    let outcome = script.run_with(config);
+    script.assert_ok(&outcome);
+    assert_eq!(outcome.report.delivered_min(), 6);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_and_another_seed_another() {
+    let script = |seed| Script {
+        clients: 6,
+        seed,
+        latency_ms: (1, 100),
+        steps: vec![
+            Connect(0, 1),
+            Connect(2, 1),
+            Connect(3, 2),
+            Type(0),
+            Connect(4, 0),
+            Break(1),
+            Type(3),
+            Connect(5, 3),
+            Wait(40),
+            Partition(0b110),
+            Type(2),
+            Heal,
+            Type(5),
+        ],
+    };
+    let (a, b, c) = (script(9).run(), script(9).run(), script(10).run());
+    assert!(a.is_ok() && c.is_ok());
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a.report, b.report);
+    assert_ne!(a.fingerprint, c.fingerprint);
+}
+
+/// The checks are not vacuous: a network that loses whole writes (which TCP never does)
+/// is caught, and the failure names the seed and gives the script.
+#[test]
+fn a_network_that_loses_writes_is_caught() {
+    let script = Script {
+        clients: 5,
+        seed: 1,
+        latency_ms: (1, 10),
+        steps: vec![
+            Connect(0, 1),
+            Connect(1, 2),
+            Connect(2, 3),
+            Connect(3, 4),
+            Wait(50),
+            Type(0),
+            Type(4),
+            Type(2),
+        ],
+    };
+    let outcome = script.run_with(SimConfig {
+        fault: Some(Fault::DropSends { one_in: 2 }),
+        ..script.config()
+    });
+    assert!(!outcome.is_ok());
+    let failure = script.failure(&outcome);
+    assert!(failure.contains("lacks"), "{failure}");
+    assert!(failure.contains("seed 0x1"), "{failure}");
+    assert!(failure.contains("Connect(\n"), "{failure}");
+}
+
+/// History larger than the in-flight budget goes out in batches as the peer reads it.
+#[test]
+fn history_larger_than_the_in_flight_budget_arrives_in_batches() {
+    let mut sim = Sim::new(2, SimConfig::default());
+    for _ in 0..12 {
+        sim.type_line(0, true);
+    }
+    sim.connect(0, 1);
+    assert!(sim.settle());
+    assert!(sim.check().is_empty(), "{}", sim.violations());
+    assert_eq!(sim.state(1).map(|s| s.messages().len()), Some(12));
+    let r = sim.report();
+    assert!(r.sends > 4, "more writes than the in-flight budget: {r}");
+}
+
+// ---- regressions found by the property tests and the fuzzer ----
