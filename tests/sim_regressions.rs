@@ -1,7 +1,6 @@
 //! Fixed simulated runs: scenarios worth naming, exact costs, determinism, and every script
 //! a property test or the fuzzer ever found failing (paste the printed script at the end).
 
-
 use floodchat::sim::Step::*;
 use floodchat::sim::{Fault, Script, Sim, SimConfig, Step, random_topology};
 
