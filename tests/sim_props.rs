@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 
-use floodchat::sim::{Outcome, Script, Step};
+use floodchat::sim::{Fault, Outcome, Script, SimConfig, Step};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
@@ -26,6 +26,10 @@ fn run_cases(
     strategy: impl Strategy<Value = Script>,
     check: impl Fn(&Script, &Outcome) -> Result<(), String>,
 ) {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
     let mut config = Config::with_cases(cases);
     if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
         config.rng_seed = RngSeed::Fixed(0xF100_DC4A);
@@ -132,7 +136,7 @@ fn random_runs_converge_and_keep_every_promise() {
 fn calm_runs_send_at_most_two_frames_per_link_per_string() {
     run_cases(
         "calm_runs",
-        300,
+        500,
         50,
         script(calm_step(), 50),
         |_, outcome| {
@@ -193,7 +197,7 @@ fn healed_partitions_and_late_joiners_converge_to_the_union() {
                 steps,
             }
         });
-    run_cases("healed_partitions", 150, 90, strategy, |_, outcome| {
+    run_cases("healed_partitions", 300, 90, strategy, |_, outcome| {
         let r = &outcome.report;
         if r.components != 1 || r.delivered_min() != r.typed {
             return Err(format!(
@@ -205,4 +209,36 @@ fn healed_partitions_and_late_joiners_converge_to_the_union() {
         }
         Ok(())
     });
+}
+
+/// The harness itself: on a network that loses writes (which TCP never does), the
+/// property fails, and proptest shrinks the failure to a script of a few steps, printed
+/// with its seed as Rust.
+#[test]
+fn a_failure_is_shrunk_to_a_minimal_script_with_its_seed() {
+    let mut config = Config::with_cases(200);
+    config.rng_seed = RngSeed::Fixed(1);
+    config.failure_persistence = None;
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&script(calm_step(), 50), |script| {
+        let outcome = script.run_with(SimConfig {
+            fault: Some(Fault::DropSends { one_in: 2 }),
+            ..script.config()
+        });
+        if outcome.is_ok() {
+            Ok(())
+        } else {
+            Err(TestCaseError::fail(script.failure(&outcome)))
+        }
+    });
+    let Err(TestError::Fail(reason, minimal)) = result else {
+        panic!("a lossy network went unnoticed: {result:?}");
+    };
+    assert!(minimal.steps.len() <= 8, "not shrunk: {minimal}");
+    assert!(
+        reason
+            .message()
+            .contains(&format!("seed {:#x}", minimal.seed))
+    );
+    assert!(reason.message().contains("steps: vec!["), "{reason}");
 }

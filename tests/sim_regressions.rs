@@ -211,7 +211,10 @@ fn a_network_that_loses_writes_is_caught() {
     let failure = script.failure(&outcome);
     assert!(failure.contains("lacks"), "{failure}");
     assert!(failure.contains("seed 0x1"), "{failure}");
-    assert!(failure.contains("Connect(\n"), "{failure}");
+    assert!(
+        failure.contains("steps: vec![\n        Connect(0, 1),\n"),
+        "{failure}"
+    );
 }
 
 /// History larger than the in-flight budget goes out in batches as the peer reads it.

@@ -36,8 +36,8 @@ pub enum Step {
 /// A whole simulated run: the network and what happens, step by step. After the last step
 /// the network settles (no more typing, no more breaking) and convergence is checked.
 ///
-/// Its `Debug` form is Rust: with `use floodchat::sim::{Script, Step::*};` it pastes into a
-/// regression test.
+/// Its `Display` form is Rust: with `use floodchat::sim::{Script, Step::*};` it pastes into
+/// a regression test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
     /// Number of clients (at least 1).
@@ -110,7 +110,7 @@ impl Script {
     /// A description of a failed run: seed, violations, figures, and the script as Rust.
     pub fn failure(&self, outcome: &Outcome) -> String {
         format!(
-            "simulation seed {:#x} broke {} promise(s):\n{}figures:\n{}\nscript, for tests/sim_regressions.rs:\n{:#?}",
+            "simulation seed {:#x} broke {} promise(s):\n{}figures:\n{}\nscript, for tests/sim_regressions.rs:\n{}",
             self.seed,
             outcome.violations.len(),
             outcome.violations,
@@ -122,7 +122,16 @@ impl Script {
 
 impl fmt::Display for Script {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self:?}")
+        writeln!(f, "Script {{")?;
+        writeln!(f, "    clients: {},", self.clients)?;
+        writeln!(f, "    seed: {:#x},", self.seed)?;
+        writeln!(f, "    latency_ms: {:?},", self.latency_ms)?;
+        writeln!(f, "    steps: vec![")?;
+        for step in &self.steps {
+            writeln!(f, "        {step:?},")?;
+        }
+        writeln!(f, "    ],")?;
+        write!(f, "}}")
     }
 }
 
