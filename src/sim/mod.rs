@@ -11,6 +11,15 @@
 //!
 //! Pure code: no threads, no sleeps, no wall clock (one [`std::time::Instant`] is taken as
 //! the origin of virtual time, and only differences from it matter).
+//!
+//! Where it is used:
+//! - `tests/sim_props.rs`: property tests over random scripts, shrunk on failure
+//!   (`PROPTEST_CASES=20000 PROPTEST_RNG_SEED=7 cargo test --release --test sim_props`);
+//! - `tests/sim_regressions.rs`: named scenarios, exact costs, kept failures;
+//! - `tests/model_check.rs` and `cargo run --release --example model_check`;
+//! - `cargo run --release --example sim_scale -- --clients 10000 --extra 100`;
+//! - `cargo run --release --example sim_broadcast` (25 clients, 100 ms, partitions);
+//! - `cargo bench --bench sim`; the `network` fuzz target (`crate::fuzzing::network`).
 
 pub mod model;
 mod network;
