@@ -30,7 +30,7 @@ fn relay(stream: &[u8]) -> u64 {
     let now = Instant::now();
     let mut state = FloodState::new(Config::default(), now);
     let mut acks = Vec::new();
-    let mut drain = |state: &mut FloodState, acks: &mut Vec<PeerId>| {
+    let drain = |state: &mut FloodState, acks: &mut Vec<PeerId>| {
         while let Some(out) = state.poll_output() {
             if let Output::Send { peer, bytes } = out {
                 black_box(bytes);

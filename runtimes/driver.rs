@@ -68,6 +68,47 @@ pub trait Runtime: 'static {
     fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
 }
 
+/// Writes the socket half of a [`Runtime`] impl for a runtime whose `net` module has the
+/// usual `TcpStream` and `TcpListener`, as smol's and async-std's both do.
+macro_rules! tcp_sockets {
+    ($net:ident) => {
+        type Stream = $net::TcpStream;
+        type Listener = $net::TcpListener;
+
+        fn connect(
+            addr: std::net::SocketAddr,
+        ) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send {
+            $net::TcpStream::connect(addr)
+        }
+
+        fn bind(
+            addr: std::net::SocketAddr,
+        ) -> impl std::future::Future<Output = std::io::Result<Self::Listener>> + Send {
+            $net::TcpListener::bind(addr)
+        }
+
+        fn accept(
+            listener: &Self::Listener,
+        ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, std::net::SocketAddr)>>
+        + Send {
+            listener.accept()
+        }
+
+        fn local_addr(listener: &Self::Listener) -> std::io::Result<std::net::SocketAddr> {
+            listener.local_addr()
+        }
+
+        fn stream_local_addr(stream: &Self::Stream) -> std::io::Result<std::net::SocketAddr> {
+            stream.local_addr()
+        }
+
+        fn shutdown(stream: &Self::Stream, how: std::net::Shutdown) {
+            let _ = stream.shutdown(how);
+        }
+    };
+}
+pub(crate) use tcp_sockets;
+
 /// Prints `floodchat: <message>` on stderr, ignoring a closed stderr.
 pub fn say(message: impl Display) {
     let _ = writeln!(io::stderr(), "floodchat: {message}");
