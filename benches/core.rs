@@ -41,12 +41,16 @@ fn relay(stream: &[u8]) -> u64 {
     for p in 0..PEERS {
         let peer = PeerId(p);
         state.handle_input(now, Input::Connected(peer)).unwrap();
-        state.handle_input(now, Input::Received(peer, &GREETING)).unwrap();
+        state
+            .handle_input(now, Input::Received(peer, &GREETING))
+            .unwrap();
     }
     drain(&mut state, &mut acks);
     let from = PeerId(0);
     for chunk in stream.chunks(READ) {
-        state.handle_input(now, Input::Received(from, chunk)).unwrap();
+        state
+            .handle_input(now, Input::Received(from, chunk))
+            .unwrap();
         drain(&mut state, &mut acks);
         while let Some(peer) = acks.pop() {
             state.handle_input(now, Input::Sent(peer)).unwrap();
