@@ -246,6 +246,7 @@ fn bad_input_costs_only_its_own_connection() {
         ),
     ];
     for target in &room[..2] {
+        let fds = target.open_fds();
         for (what, bytes, close, reason) in &cases {
             let mut stream = raw_connect(target);
             let local = stream.local_addr().unwrap().to_string();
@@ -263,6 +264,8 @@ fn bad_input_costs_only_its_own_connection() {
             let mut rest = Vec::new();
             let _ = stream.read_to_end(&mut rest);
         }
+        // Every bad connection is gone from the client: no socket or task left behind.
+        target.wait_open_fds(fds);
     }
     // A well-behaved stranger speaking the protocol by hand is heard by everyone.
     let mut raw = raw_connect(&room[1]);

@@ -269,6 +269,31 @@ impl Client {
         self.stderr.snapshot()
     }
 
+    /// Waits until the process has exactly `want` open file descriptors (Linux `/proc`).
+    pub fn wait_open_fds(&self, want: usize) {
+        let deadline = Instant::now() + DEADLINE;
+        let path = format!("/proc/{}/fd", self.child.id());
+        loop {
+            let open = std::fs::read_dir(&path).unwrap().count();
+            if open == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} keeps {open} file descriptors open, not {want}",
+                self.name
+            );
+            thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+
+    /// How many file descriptors the process has open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
@@ -306,6 +331,7 @@ pub fn assert_exactly(name: &str, printed: &[String], want: &[&str]) {
 pub fn raw_connect(client: &Client) -> TcpStream {
     let stream = TcpStream::connect(client.addr()).unwrap();
     stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
     stream
 }
 
