@@ -9,12 +9,15 @@ use std::time::Instant;
 
 use floodchat::sim::model::{Event, ModelConfig, explore};
 
+mod common;
+use common::peak_rss;
+
 fn main() {
     let only_small = std::env::args().nth(1).as_deref() == Some("small");
     let configs: Vec<(&str, ModelConfig)> = vec![
         (
             "3 clients, 2 strings, chain, one link breaks and is made again",
-            small(),
+            ModelConfig::three_clients_chain(),
         ),
         (
             "3 clients, 2 strings, triangle, one link breaks and is made again",
@@ -74,37 +77,5 @@ fn main() {
             }
         }
         println!("  peak RSS so far: {}", peak_rss());
-    }
-}
-
-/// The process's peak resident memory, from /proc/self/status (Linux).
-fn peak_rss() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
-        .map_or_else(
-            || "unknown".to_owned(),
-            |l| l["VmHWM:".len()..].trim().to_owned(),
-        )
-}
-
-/// The configuration `tests/model_check.rs` runs.
-fn small() -> ModelConfig {
-    ModelConfig {
-        clients: 3,
-        events: vec![
-            Event::Type(0),
-            Event::Type(2),
-            Event::Connect(0, 1),
-            Event::Connect(1, 2),
-            Event::Disconnect(0, 1),
-            Event::Connect(0, 1),
-        ],
-        max_states: 10_000_000,
-        lossy: false,
     }
 }

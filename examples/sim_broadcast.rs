@@ -21,44 +21,54 @@
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use floodchat::sim::{Sim, SimConfig, SplitMix64, random_topology};
 
+/// The broadcast-benchmark setting on the simulator.
+#[derive(Parser)]
+struct Args {
+    /// Clients.
+    #[arg(long, default_value_t = 25)]
+    clients: usize,
+    /// Extra links beyond the joining tree.
+    #[arg(long, default_value_t = 0)]
+    extra: usize,
+    /// Strings typed per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Seconds of typing.
+    #[arg(long, default_value_t = 20)]
+    secs: u64,
+    /// One-way latency of every link.
+    #[arg(long, default_value_t = 100)]
+    latency_ms: u64,
+    /// How often a random cut splits the clients.
+    #[arg(long, default_value_t = 4000)]
+    partition_every_ms: u64,
+    /// How long each cut lasts.
+    #[arg(long, default_value_t = 1500)]
+    partition_ms: u64,
+    /// No cuts at all.
+    #[arg(long)]
+    no_partitions: bool,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
 fn main() {
-    let mut clients = 25usize;
-    let mut extra = 0usize;
-    let mut rate = 100u64;
-    let mut secs = 20u64;
-    let mut latency_ms = 100u64;
-    let mut every_ms = 4000u64;
-    let mut partition_ms = 1500u64;
-    let mut partitions = true;
-    let mut seed = 1u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--no-partitions" {
-            partitions = false;
-            continue;
-        }
-        let value = args
-            .next()
-            .unwrap_or_else(|| panic!("{flag} needs a value"));
-        let num = || {
-            value
-                .parse::<u64>()
-                .unwrap_or_else(|_| panic!("bad {flag}"))
-        };
-        match flag.as_str() {
-            "--clients" => clients = num() as usize,
-            "--extra" => extra = num() as usize,
-            "--rate" => rate = num(),
-            "--secs" => secs = num(),
-            "--latency-ms" => latency_ms = num(),
-            "--partition-every-ms" => every_ms = num(),
-            "--partition-ms" => partition_ms = num(),
-            "--seed" => seed = num(),
-            _ => panic!("unknown option {flag}"),
-        }
-    }
+    let Args {
+        clients,
+        extra,
+        rate,
+        secs,
+        latency_ms,
+        partition_every_ms: every_ms,
+        partition_ms,
+        no_partitions,
+        seed,
+    } = Args::parse();
+    let partitions = !no_partitions;
     let started = Instant::now();
     let latency = Duration::from_millis(latency_ms);
     let mut sim = Sim::new(

@@ -14,38 +14,54 @@
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use floodchat::sim::{Sim, SimConfig, SplitMix64, random_topology};
 
+mod common;
+use common::peak_rss;
+
+/// The simulator at scale.
+#[derive(Parser)]
+struct Args {
+    /// Clients.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Extra links beyond the joining tree.
+    #[arg(long, default_value_t = 0)]
+    extra: usize,
+    /// Strings typed.
+    #[arg(long, default_value_t = 100)]
+    strings: usize,
+    /// Milliseconds between two typings.
+    #[arg(long, default_value_t = 10)]
+    gap_ms: u64,
+    /// Latency range of each link, in milliseconds: LO,HI.
+    #[arg(long, default_value = "10,100", value_parser = parse_range)]
+    latency_ms: (u64, u64),
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("\"{text}\" is not LO,HI");
+    let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
+    Ok((
+        lo.parse().map_err(|_| bad())?,
+        hi.parse().map_err(|_| bad())?,
+    ))
+}
+
 fn main() {
-    let mut clients = 1000usize;
-    let mut extra = 0usize;
-    let mut strings = 100usize;
-    let mut gap_ms = 10u64;
-    let mut latency = (10u64, 100u64);
-    let mut seed = 1u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .unwrap_or_else(|| panic!("{flag} needs a value"));
-        let num = || {
-            value
-                .parse::<u64>()
-                .unwrap_or_else(|_| panic!("bad {flag}"))
-        };
-        match flag.as_str() {
-            "--clients" => clients = num() as usize,
-            "--extra" => extra = num() as usize,
-            "--strings" => strings = num() as usize,
-            "--gap-ms" => gap_ms = num(),
-            "--seed" => seed = num(),
-            "--latency-ms" => {
-                let (lo, hi) = value.split_once(',').expect("--latency-ms LO,HI");
-                latency = (lo.parse().expect("LO"), hi.parse().expect("HI"));
-            }
-            _ => panic!("unknown option {flag}"),
-        }
-    }
+    let Args {
+        clients,
+        extra,
+        strings,
+        gap_ms,
+        latency_ms,
+        seed,
+    } = Args::parse();
+    let latency = latency_ms;
     let started = Instant::now();
     let config = SimConfig {
         seed,
@@ -107,19 +123,4 @@ fn main() {
     if !violations.is_empty() {
         std::process::exit(1);
     }
-}
-
-/// The process's peak resident memory, from /proc/self/status (Linux).
-fn peak_rss() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
-        .map_or_else(
-            || "unknown".to_owned(),
-            |l| l["VmHWM:".len()..].trim().to_owned(),
-        )
 }

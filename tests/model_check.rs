@@ -7,21 +7,12 @@
 //!
 //! Bigger configurations: `cargo run --release --example model_check`.
 
-use floodchat::sim::model::{Event, ModelConfig, explore};
+use floodchat::sim::model::{ModelConfig, explore};
 
 fn three_clients(lossy: bool) -> ModelConfig {
     ModelConfig {
-        clients: 3,
-        events: vec![
-            Event::Type(0),
-            Event::Type(2),
-            Event::Connect(0, 1),
-            Event::Connect(1, 2),
-            Event::Disconnect(0, 1),
-            Event::Connect(0, 1),
-        ],
-        max_states: 1_000_000,
         lossy,
+        ..ModelConfig::three_clients_chain()
     }
 }
 

@@ -60,6 +60,26 @@ pub struct ModelConfig {
     pub lossy: bool,
 }
 
+impl ModelConfig {
+    /// Three clients in a chain 0–1–2, a string typed at each end, link 0–1 broken and made
+    /// again: the configuration `cargo test` checks.
+    pub fn three_clients_chain() -> Self {
+        Self {
+            clients: 3,
+            events: vec![
+                Event::Type(0),
+                Event::Type(2),
+                Event::Connect(0, 1),
+                Event::Connect(1, 2),
+                Event::Disconnect(0, 1),
+                Event::Connect(0, 1),
+            ],
+            max_states: 10_000_000,
+            lossy: false,
+        }
+    }
+}
+
 /// What an exploration covered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ModelStats {
