@@ -915,16 +915,7 @@ impl Sim {
     /// session (one each way).
     pub fn check(&mut self) -> &Violations {
         let n = self.clients.len();
-        let mut parent: Vec<usize> = (0..n).collect();
-        for link in &self.links {
-            if link.up && link.open == [true, true] {
-                let (a, b) = (
-                    find(&mut parent, link.ends[0]),
-                    find(&mut parent, link.ends[1]),
-                );
-                parent[a] = b;
-            }
-        }
+        let mut parent = self.joined_by_working_links();
         let mut components: HashMap<usize, Vec<usize>> = HashMap::new();
         for c in (0..n).filter(|&c| self.is_alive(c)) {
             components.entry(find(&mut parent, c)).or_default().push(c);
@@ -1015,11 +1006,8 @@ impl Sim {
         set
     }
 
-    /// The figures of the run so far.
-    pub fn report(&self) -> Report {
-        let alive: Vec<usize> = (0..self.clients.len())
-            .filter(|&c| self.is_alive(c))
-            .collect();
+    /// A union-find forest (for [`find`]) of the clients, joined by every link that works.
+    fn joined_by_working_links(&self) -> Vec<usize> {
         let mut parent: Vec<usize> = (0..self.clients.len()).collect();
         for link in &self.links {
             if link.up && link.open == [true, true] {
@@ -1030,6 +1018,15 @@ impl Sim {
                 parent[a] = b;
             }
         }
+        parent
+    }
+
+    /// The figures of the run so far.
+    pub fn report(&self) -> Report {
+        let alive: Vec<usize> = (0..self.clients.len())
+            .filter(|&c| self.is_alive(c))
+            .collect();
+        let mut parent = self.joined_by_working_links();
         let mut roots: Vec<usize> = alive.iter().map(|&c| find(&mut parent, c)).collect();
         roots.sort_unstable();
         roots.dedup();
