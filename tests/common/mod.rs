@@ -106,6 +106,7 @@ pub struct Spawn {
     answer: Option<String>,
     listen: bool,
     close_stdout: bool,
+    netns: Option<String>,
 }
 
 impl Spawn {
@@ -117,6 +118,7 @@ impl Spawn {
             answer: None,
             listen: true,
             close_stdout: false,
+            netns: None,
         }
     }
 
@@ -144,6 +146,12 @@ impl Spawn {
         self
     }
 
+    /// Runs the client inside the network namespace `name` (`ip netns exec`).
+    pub fn in_netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_string());
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
         self
@@ -164,7 +172,17 @@ impl Spawn {
         if self.answer.is_none() && !self.args.iter().any(|a| a == "--peer") {
             self.answer = Some(String::new());
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floodchat"))
+        let bin = env!("CARGO_BIN_EXE_floodchat");
+        let mut command = match &self.netns {
+            // `ip netns exec` execs the binary itself, so the child's pid is the client's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .args(&self.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
