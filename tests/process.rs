@@ -402,3 +402,18 @@ fn help_and_version_describe_the_command_line() {
         format!("floodchat {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let a = Spawn::new("a", Smol).start();
+    let mut b = Spawn::new("b", AsyncStd)
+        .default_listen()
+        .arg("--listen")
+        .arg(&a.addr())
+        .start_without_waiting();
+    let (status, out) = b.wait_exit();
+    assert_eq!(status.code(), Some(1), "{:#?}", b.errors());
+    assert!(out.is_empty());
+    let want = format!("floodchat: cannot listen on {}: ", a.addr());
+    b.wait_stderr("the listen error", |l| l.contains(&want));
+}

@@ -263,10 +263,13 @@ impl Client {
             .wait(&what, |lines, _| lines.iter().any(|l| pred(l)))
     }
 
-    /// Waits until the process exits, then returns its status and whole stdout.
+    /// Waits until the process exits and both its outputs end; returns its status and stdout.
     pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
         let what = format!("{} to close stdout", self.name);
         let out = self.stdout.wait(&what, |_, ended| ended);
+        // So that `errors()` afterwards holds everything the client said.
+        let what = format!("{} to close stderr", self.name);
+        self.stderr.wait(&what, |_, ended| ended);
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
