@@ -328,10 +328,9 @@ impl FloodState {
         if text.contains('\n') {
             return Err(InputError::LineHasLineFeed);
         }
-        if self.seen.contains(text) {
+        if !self.learn(text, None) {
             return Err(InputError::AlreadySaid);
         }
-        self.learn(text.into(), None);
         Ok(())
     }
 
@@ -378,9 +377,7 @@ impl FloodState {
                 }
                 Decoded::Message(text) => {
                     self.stats.frames_received += 1;
-                    if !self.seen.contains(text.as_str()) {
-                        self.learn(text.into(), Some(peer));
-                    }
+                    self.learn(&text, Some(peer));
                 }
             }
         }
@@ -431,10 +428,14 @@ impl FloodState {
         }
     }
 
-    /// Adds a string new to this client, prints it and offers it to every greeted peer.
-    fn learn(&mut self, text: Arc<str>, origin: Option<PeerId>) {
-        let inserted = self.seen.insert(text.clone());
-        debug_assert!(inserted, "learn() called with a known string");
+    /// Adds `text` if it is new to this client, prints it and offers it to every greeted
+    /// peer; returns whether it was new. One hash lookup either way.
+    fn learn(&mut self, text: &str, origin: Option<PeerId>) -> bool {
+        let known = self.seen.len();
+        let text = self.seen.get_or_insert_with(text, |t| Arc::from(t)).clone();
+        if self.seen.len() == known {
+            return false;
+        }
         self.outputs.push_back(Output::Print(text.clone()));
         self.log.push(Entry { text, origin });
         let mut ids: Vec<PeerId> = self.peers.keys().copied().collect();
@@ -442,6 +443,7 @@ impl FloodState {
         for peer in ids {
             self.pump(peer);
         }
+        true
     }
 
     /// Sends `peer` the next part of the log it lacks, as far as its in-flight budget allows.
