@@ -31,3 +31,28 @@ pub use network::{Fault, Sim, SimConfig};
 pub use report::{Report, Violations};
 pub use rng::SplitMix64;
 pub use script::{Outcome, Script, Step, apply, random_topology};
+
+/// Clients grouped into the components that working links join: a union-find forest.
+pub(crate) struct Components(Vec<usize>);
+
+impl Components {
+    /// `n` clients joined by `links`.
+    pub(crate) fn new(n: usize, links: impl IntoIterator<Item = [usize; 2]>) -> Self {
+        let mut forest = Self((0..n).collect());
+        for [a, b] in links {
+            let (a, b) = (forest.of(a), forest.of(b));
+            forest.0[a] = b;
+        }
+        forest
+    }
+
+    /// The representative of `x`'s component.
+    pub(crate) fn of(&mut self, mut x: usize) -> usize {
+        let parent = &mut self.0;
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+}

@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use hashbrown::HashMap;
 
+use super::Components;
 use crate::wire::{Decoded, FrameDecoder, GREETING};
 use crate::{Config, FloodState, Input, Output, PeerId};
 
@@ -408,16 +409,8 @@ impl Ctx {
     fn check_converged(&self, node: &Node) -> Result<(), String> {
         let abs = &node.abs;
         let n = abs.logs.len();
-        let mut parent: Vec<usize> = (0..n).collect();
-        for link in &abs.links {
-            if link.up && link.open == [true, true] {
-                let (a, b) = (
-                    root(&mut parent, link.ends[0]),
-                    root(&mut parent, link.ends[1]),
-                );
-                parent[a] = b;
-            }
-        }
+        let working = abs.links.iter().filter(|l| l.up && l.open == [true, true]);
+        let mut components = Components::new(n, working.map(|l| l.ends));
         let set = |c: usize| {
             let mut s: Vec<usize> = abs.logs[c].iter().map(|&(i, _)| i).collect();
             s.sort_unstable();
@@ -428,7 +421,7 @@ impl Ctx {
                 return Err(format!("client {c} is not flushed in a quiescent state"));
             }
             for d in 0..n {
-                if root(&mut parent, c) != root(&mut parent, d) {
+                if components.of(c) != components.of(d) {
                     continue;
                 }
                 if set(c) != set(d) {
@@ -612,12 +605,4 @@ fn newest_link(abs: &Abs, a: usize, b: usize) -> Option<usize> {
     abs.links
         .iter()
         .rposition(|l| l.up && (l.ends == [a, b] || l.ends == [b, a]))
-}
-
-fn root(parent: &mut [usize], mut x: usize) -> usize {
-    while parent[x] != x {
-        parent[x] = parent[parent[x]];
-        x = parent[x];
-    }
-    x
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
+use super::Components;
 use super::report::{Report, Violations};
 use super::rng::SplitMix64;
 use crate::wire::{Decoded, FrameDecoder};
@@ -915,10 +916,10 @@ impl Sim {
     /// session (one each way).
     pub fn check(&mut self) -> &Violations {
         let n = self.clients.len();
-        let mut parent = self.joined_by_working_links();
+        let mut forest = self.components();
         let mut components: HashMap<usize, Vec<usize>> = HashMap::new();
         for c in (0..n).filter(|&c| self.is_alive(c)) {
-            components.entry(find(&mut parent, c)).or_default().push(c);
+            components.entry(forest.of(c)).or_default().push(c);
         }
         let mut roots: Vec<usize> = components.keys().copied().collect();
         roots.sort_unstable();
@@ -1006,19 +1007,10 @@ impl Sim {
         set
     }
 
-    /// A union-find forest (for [`find`]) of the clients, joined by every link that works.
-    fn joined_by_working_links(&self) -> Vec<usize> {
-        let mut parent: Vec<usize> = (0..self.clients.len()).collect();
-        for link in &self.links {
-            if link.up && link.open == [true, true] {
-                let (a, b) = (
-                    find(&mut parent, link.ends[0]),
-                    find(&mut parent, link.ends[1]),
-                );
-                parent[a] = b;
-            }
-        }
-        parent
+    /// The clients grouped by every link that works.
+    fn components(&self) -> Components {
+        let working = self.links.iter().filter(|l| l.up && l.open == [true, true]);
+        Components::new(self.clients.len(), working.map(|l| l.ends))
     }
 
     /// The figures of the run so far.
@@ -1026,8 +1018,8 @@ impl Sim {
         let alive: Vec<usize> = (0..self.clients.len())
             .filter(|&c| self.is_alive(c))
             .collect();
-        let mut parent = self.joined_by_working_links();
-        let mut roots: Vec<usize> = alive.iter().map(|&c| find(&mut parent, c)).collect();
+        let mut components = self.components();
+        let mut roots: Vec<usize> = alive.iter().map(|&c| components.of(c)).collect();
         roots.sort_unstable();
         roots.dedup();
         let mut latencies: Vec<Duration> =
@@ -1060,14 +1052,6 @@ impl Sim {
             violations: self.violations.len(),
         }
     }
-}
-
-fn find(parent: &mut [usize], mut x: usize) -> usize {
-    while parent[x] != x {
-        parent[x] = parent[parent[x]];
-        x = parent[x];
-    }
-    x
 }
 
 /// Sorted `a` minus sorted `b`.
