@@ -15,6 +15,7 @@
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod sim;
+mod timers;
 mod state;
 pub mod wire;
 
