@@ -14,10 +14,14 @@
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod mesh;
+#[cfg(feature = "sim")]
 pub mod sim;
-mod timers;
 mod state;
+mod timers;
 pub mod wire;
 
-pub use state::{Config, DisconnectReason, FloodState, Input, InputError, Output, PeerId, Stats};
-pub use wire::{DecodeError, FrameDecoder, MAX_MESSAGE_LEN};
+pub use state::{
+    Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId, Stats,
+};
+pub use wire::{ClientId, DecodeError, FrameDecoder, MAX_MESSAGE_LEN};

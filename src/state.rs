@@ -1,13 +1,25 @@
 //! [`FloodState`]: everything a client decides, with no IO.
+//!
+//! Two sub-machines behind one door: the [`Mesh`] decides which clients to be linked to
+//! (dialing, admission, addresses), and the flood part below keeps the room (the set of
+//! strings, the log, each link's cursor and flow control). The parent owns the connections
+//! (their decoders and timers), routes each frame to the part it concerns, and turns what
+//! the parts decide into [`Output`]s.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::wire::{self, DecodeError, Decoded, FrameDecoder, GREETING, MAX_MESSAGE_LEN};
+use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshNotice, MeshOutput};
+use crate::timers::Timers;
+use crate::wire::{
+    self, ByeReason, ClientId, DecodeError, Decoded, Frame, FrameDecoder, GREETING, Hello,
+    TextError,
+};
 
 /// A connection, named by the driver; never reused within one [`FloodState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,26 +31,56 @@ impl fmt::Display for PeerId {
     }
 }
 
-/// Tunables of a [`FloodState`].
+/// Tunables and identity of a [`FloodState`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// How long a new connection may take to send its greeting.
+    /// This client's identity, random per run (chosen by the driver).
+    pub client: ClientId,
+    /// Seeds every random choice of the core.
+    pub seed: u64,
+    /// The port this client accepts connections on, told to peers in the Hello (0: none).
+    pub listen_port: u16,
+    /// How long a new connection may take to send its greeting and Hello.
     pub greeting_timeout: Duration,
+    /// How long a frame, once begun, may take to arrive whole.
+    pub frame_timeout: Duration,
+    /// How long a linked peer may send nothing at all before it is dropped.
+    pub idle_timeout: Duration,
+    /// After how long without sending anything a link gets a keepalive.
+    pub keepalive: Duration,
     /// How long a peer may leave sent bytes unacknowledged before it is dropped as not reading.
     pub stall_timeout: Duration,
+    /// How long a connection closed on purpose may take to write its Bye.
+    pub linger: Duration,
     /// Target size of one [`Output::Send`]; frames are batched up to about this many bytes.
     pub send_batch: usize,
     /// How many [`Output::Send`]s may await [`Input::Sent`] per peer.
     pub max_in_flight: usize,
+    /// The most strings the room holds here; later ones are neither printed nor relayed.
+    pub max_room_strings: usize,
+    /// The most bytes of text the room holds here.
+    pub max_room_bytes: usize,
+    /// The mesh's tunables.
+    pub mesh: MeshConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
+            client: ClientId(0),
+            seed: 0,
+            listen_port: 0,
             greeting_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            keepalive: Duration::from_secs(20),
             stall_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(1),
             send_batch: 32 * 1024,
             max_in_flight: 4,
+            max_room_strings: 4_000_000,
+            max_room_bytes: 512 * 1024 * 1024,
+            mesh: MeshConfig::default(),
         }
     }
 }
@@ -46,10 +88,29 @@ impl Default for Config {
 /// Something that happened, for [`FloodState::handle_input`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input<'a> {
+    /// The client starts; `contact` is the address the user gave to join through.
+    Start {
+        /// Where to join, or `None` for a new room.
+        contact: Option<SocketAddr>,
+    },
     /// The user typed a line (without its `\n`; a trailing `\r` is removed here).
     LineTyped(&'a [u8]),
-    /// A new connection, inbound or outbound.
-    Connected(PeerId),
+    /// An inbound connection was accepted.
+    Accepted {
+        /// The name the driver gives it.
+        peer: PeerId,
+        /// The remote address.
+        remote: SocketAddr,
+    },
+    /// An [`Output::Dial`] connected.
+    Dialed {
+        /// The name the driver gives it.
+        peer: PeerId,
+        /// The address dialed.
+        addr: SocketAddr,
+    },
+    /// An [`Output::Dial`] failed.
+    DialFailed(SocketAddr),
     /// Bytes read from a peer.
     Received(PeerId, &'a [u8]),
     /// The bytes of one [`Output::Send`] to this peer were written to the socket.
@@ -69,18 +130,49 @@ pub enum Output {
     Send {
         /// The connection to write to.
         peer: PeerId,
-        /// The bytes, one or more whole frames (or the greeting).
+        /// The bytes: the greeting and Hello, or whole frames.
         bytes: Vec<u8>,
     },
-    /// This peer's greeting was valid: it is a floodchat client.
+    /// Connect to this address, then report [`Input::Dialed`] or [`Input::DialFailed`].
+    Dial(SocketAddr),
+    /// This peer said a valid Hello and is now a link of the room.
     PeerReady(PeerId),
-    /// Close this connection and forget the peer; nothing more is said about it.
+    /// Close this connection at once and forget it; nothing more comes about it.
     Disconnect {
         /// The connection to close.
         peer: PeerId,
         /// Why, for a person to read.
         reason: DisconnectReason,
     },
+    /// Something the user should hear of, on stderr.
+    Notice(Notice),
+}
+
+/// What the user should hear of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The room reached this client's size limit; said once.
+    RoomFull {
+        /// Strings held.
+        strings: usize,
+        /// Bytes of text held.
+        bytes: usize,
+    },
+    /// From the mesh.
+    Mesh(MeshNotice),
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RoomFull { strings, bytes } => write!(
+                f,
+                "the room reached this client's limit ({strings} strings, {bytes} bytes): \
+                 newer lines are no longer shown or relayed by this client"
+            ),
+            Self::Mesh(n) => n.fmt(f),
+        }
+    }
 }
 
 /// Why a peer is gone.
@@ -88,52 +180,64 @@ pub enum Output {
 pub enum DisconnectReason {
     /// The peer closed the connection between frames.
     Closed,
-    /// The peer closed the connection before sending a whole greeting.
+    /// The peer closed the connection before its greeting and Hello.
     ClosedBeforeGreeting,
     /// The peer closed the connection in the middle of a frame.
     ClosedMidFrame,
     /// The peer sent bytes that are not floodchat.
     Protocol(DecodeError),
-    /// The peer sent no greeting in time.
+    /// The peer sent no greeting and Hello in time.
     GreetingTimeout(Duration),
+    /// The peer began a frame and did not finish it in time.
+    FrameTimeout(Duration),
+    /// The peer sent nothing at all for this long.
+    Idle(Duration),
     /// The peer left sent bytes unread for too long.
     Stalled(Duration),
+    /// The peer said Bye.
+    Bye(ByeReason),
+    /// This client closed it on purpose.
+    Local(CloseWhy),
 }
 
 impl DisconnectReason {
     /// Whether this is an ordinary departure rather than a fault of the peer.
     pub fn is_clean(&self) -> bool {
-        matches!(self, Self::Closed)
+        matches!(self, Self::Closed | Self::Bye(_) | Self::Local(_))
     }
 }
 
 impl fmt::Display for DisconnectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = |d: &Duration| d.as_secs_f64();
         match self {
             Self::Closed => f.write_str("connection closed"),
             Self::ClosedBeforeGreeting => f.write_str("connection closed before the greeting"),
             Self::ClosedMidFrame => f.write_str("connection closed in the middle of a frame"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
-            Self::GreetingTimeout(d) => write!(f, "no greeting within {}s", d.as_secs_f64()),
-            Self::Stalled(d) => write!(f, "stopped reading for {}s", d.as_secs_f64()),
+            Self::GreetingTimeout(d) => write!(f, "no greeting within {}s", secs(d)),
+            Self::FrameTimeout(d) => write!(f, "a frame took longer than {}s", secs(d)),
+            Self::Idle(d) => write!(f, "silent for {}s", secs(d)),
+            Self::Stalled(d) => write!(f, "stopped reading for {}s", secs(d)),
+            Self::Bye(reason) => write!(f, "it closed the link: {reason}"),
+            Self::Local(why) => why.fmt(f),
         }
     }
 }
 
-/// A local caller's mistake, returned by [`FloodState::handle_input`]; the state is unchanged.
+/// A local caller's mistake or a refused line, returned by [`FloodState::handle_input`]; the
+/// state is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputError {
-    /// A typed line longer than [`MAX_MESSAGE_LEN`] bytes; holds the length given.
-    LineTooLong(usize),
-    /// A typed line that is not UTF-8.
-    LineNotUtf8,
-    /// A typed line holding a line feed.
-    LineHasLineFeed,
+    /// A typed line that is not a chat string.
+    BadLine(TextError),
     /// A typed line already in the room; it is not sent again.
     AlreadySaid,
+    /// The room is at this client's size limit.
+    RoomFull,
     /// An input names a peer that is not connected (never was, or already gone).
     UnknownPeer(PeerId),
-    /// [`Input::Connected`] for a peer that is already connected.
+    /// A connection input for a peer that is already connected.
     PeerExists(PeerId),
     /// [`Input::Sent`] with no [`Output::Send`] outstanding.
     NothingInFlight(PeerId),
@@ -142,13 +246,9 @@ pub enum InputError {
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::LineTooLong(_) => write!(
-                f,
-                "line is longer than the maximum of {MAX_MESSAGE_LEN} bytes; not sent"
-            ),
-            Self::LineNotUtf8 => f.write_str("line is not valid UTF-8; not sent"),
-            Self::LineHasLineFeed => f.write_str("line contains a line feed; not sent"),
+            Self::BadLine(e) => write!(f, "line not sent: {e}"),
             Self::AlreadySaid => f.write_str("already said in this room; not sent again"),
+            Self::RoomFull => f.write_str("the room is full here; not sent"),
             Self::UnknownPeer(p) => write!(f, "{p} is not connected"),
             Self::PeerExists(p) => write!(f, "{p} is already connected"),
             Self::NothingInFlight(p) => write!(f, "{p} had nothing in flight"),
@@ -161,12 +261,14 @@ impl std::error::Error for InputError {}
 /// Counters since creation, for tests and measurements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Message frames queued for sending, over all peers.
+    /// Text frames queued for sending, over all peers.
     pub frames_sent: u64,
     /// Bytes queued for sending (greetings and frames), over all peers.
     pub bytes_sent: u64,
-    /// Message frames received, duplicates included.
+    /// Text frames received, duplicates included.
     pub frames_received: u64,
+    /// Strings refused because the room was full.
+    pub refused_full: u64,
 }
 
 /// One string of the room, in the order this client learned it.
@@ -177,18 +279,51 @@ struct Entry {
     origin: Option<PeerId>,
 }
 
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the peer's greeting and Hello.
+    Greeting,
+    /// A link of the room.
+    Linked,
+    /// Closing on purpose: the Bye is on its way, then [`Output::Disconnect`].
+    Closing,
+}
+
+/// The kinds of timer a connection has, one slot each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum TimerKind {
+    /// The greeting and Hello are due.
+    Greeting,
+    /// A begun frame is due whole.
+    Frame,
+    /// The peer must have said something by then.
+    Idle,
+    /// We must have sent something by then.
+    Keepalive,
+    /// The oldest unacknowledged send is due.
+    Stall,
+    /// A closing connection is closed by then.
+    Linger,
+}
+
 #[derive(Debug)]
-struct Peer {
+struct Conn {
     decoder: FrameDecoder,
+    phase: Phase,
     /// Index into the log of the next entry this peer may need.
     cursor: usize,
     /// [`Output::Send`]s not yet acknowledged by [`Input::Sent`].
     in_flight: usize,
-    /// When the greeting is due, or, once greeted, when the oldest unacknowledged send stalls.
-    deadline: Option<Instant>,
+    /// Control frames waiting for a send slot.
+    control: Vec<u8>,
+    last_received: Instant,
+    last_sent: Instant,
+    /// Why a closing connection is closed.
+    closing: Option<DisconnectReason>,
 }
 
-/// The state of one client: the grow-only set of strings and its peers, with no IO.
+/// The state of one client: the grow-only set of strings, its links and its mesh, with no IO.
 ///
 /// Methods come in three kinds, in the spirit of quinn-proto and str0m:
 /// - [`handle_input`](Self::handle_input): something happened (a typed line, bytes, a timer);
@@ -207,7 +342,11 @@ pub struct FloodState {
     now: Instant,
     seen: HashSet<Arc<str>>,
     log: Vec<Entry>,
-    peers: HashMap<PeerId, Peer>,
+    text_bytes: usize,
+    room_full_said: bool,
+    conns: HashMap<PeerId, Conn>,
+    timers: Timers<(PeerId, TimerKind)>,
+    mesh: Mesh,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -215,12 +354,17 @@ pub struct FloodState {
 impl FloodState {
     /// An empty room at time `now`.
     pub fn new(config: Config, now: Instant) -> Self {
+        let mesh = Mesh::new(config.mesh.clone(), config.client, config.seed, now);
         Self {
             config,
             now,
             seen: HashSet::new(),
             log: Vec::new(),
-            peers: HashMap::new(),
+            text_bytes: 0,
+            room_full_said: false,
+            conns: HashMap::new(),
+            timers: Timers::default(),
+            mesh,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -232,27 +376,35 @@ impl FloodState {
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
         self.now = self.now.max(now);
         match input {
-            Input::LineTyped(line) => self.line_typed(line),
-            Input::Connected(peer) => self.connected(peer),
-            Input::Received(peer, bytes) => self.received(peer, bytes),
-            Input::Sent(peer) => self.sent(peer),
+            Input::Start { contact } => self.mesh_input(MeshInput::Start { contact }),
+            Input::LineTyped(line) => return self.line_typed(line),
+            Input::Accepted { peer, remote } => {
+                self.open(peer)?;
+                self.mesh_input(MeshInput::Accepted { peer, remote });
+            }
+            Input::Dialed { peer, addr } => {
+                self.open(peer)?;
+                self.mesh_input(MeshInput::Dialed { peer, addr });
+            }
+            Input::DialFailed(addr) => self.mesh_input(MeshInput::DialFailed { addr }),
+            Input::Received(peer, bytes) => return self.received(peer, bytes),
+            Input::Sent(peer) => return self.sent(peer),
             Input::Closed(peer) => {
-                let p = self.peer(peer)?;
-                let reason = if !p.decoder.greeted() {
+                let c = self.conn(peer)?;
+                let reason = if let Some(reason) = &c.closing {
+                    reason.clone()
+                } else if !c.decoder.hello_seen() {
                     DisconnectReason::ClosedBeforeGreeting
-                } else if p.decoder.is_mid_item() {
+                } else if c.decoder.is_mid_item() {
                     DisconnectReason::ClosedMidFrame
                 } else {
                     DisconnectReason::Closed
                 };
                 self.disconnect(peer, reason);
-                Ok(())
             }
-            Input::Timeout => {
-                self.timeout();
-                Ok(())
-            }
+            Input::Timeout => self.timeout(),
         }
+        Ok(())
     }
 
     /// The next thing to do, or `None` when there is nothing more until the next input.
@@ -263,7 +415,10 @@ impl FloodState {
 
     /// When to feed [`Input::Timeout`], or `None` if no timer is needed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.deadline).min()
+        [self.timers.next(), self.mesh.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The strings of the room, in the order this client learned them.
@@ -276,28 +431,39 @@ impl FloodState {
         self.seen.contains(text)
     }
 
-    /// Connected peers, greeted or not.
+    /// Connections, linked or not.
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.conns.len()
+    }
+
+    /// Connections that are links of the room.
+    pub fn link_count(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.phase == Phase::Linked)
+            .count()
     }
 
     /// Whether `peer` is connected.
     pub fn is_connected(&self, peer: PeerId) -> bool {
-        self.peers.contains_key(&peer)
+        self.conns.contains_key(&peer)
     }
 
-    /// Whether `peer` is connected and has greeted.
+    /// Whether `peer` is connected and a link of the room.
     pub fn is_ready(&self, peer: PeerId) -> bool {
-        self.peers.get(&peer).is_some_and(|p| p.decoder.greeted())
+        self.conns
+            .get(&peer)
+            .is_some_and(|c| c.phase == Phase::Linked)
     }
 
-    /// Whether every greeted peer has been sent, and has acknowledged, all it needs.
+    /// Whether every link has been sent, and has acknowledged, all it needs.
     pub fn is_flushed(&self) -> bool {
         self.outputs.is_empty()
-            && self
-                .peers
-                .values()
-                .all(|p| p.in_flight == 0 && (!p.decoder.greeted() || p.cursor == self.log.len()))
+            && self.conns.values().all(|c| {
+                c.in_flight == 0
+                    && c.control.is_empty()
+                    && (c.phase != Phase::Linked || c.cursor == self.log.len())
+            })
     }
 
     /// Counters since creation.
@@ -310,135 +476,305 @@ impl FloodState {
         &self.config
     }
 
-    fn peer(&mut self, peer: PeerId) -> Result<&mut Peer, InputError> {
-        self.peers
+    fn conn(&mut self, peer: PeerId) -> Result<&mut Conn, InputError> {
+        self.conns
             .get_mut(&peer)
             .ok_or(InputError::UnknownPeer(peer))
     }
 
     fn line_typed(&mut self, line: &[u8]) -> Result<(), InputError> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > MAX_MESSAGE_LEN {
-            return Err(InputError::LineTooLong(line.len()));
-        }
-        let text = std::str::from_utf8(line).map_err(|_| InputError::LineNotUtf8)?;
-        if text.is_empty() {
+        if line.is_empty() {
             return Ok(());
         }
-        if text.contains('\n') {
-            return Err(InputError::LineHasLineFeed);
+        let text = wire::check_text(line).map_err(InputError::BadLine)?;
+        if self.seen.contains(text) {
+            return Err(InputError::AlreadySaid);
         }
         if !self.learn(text, None) {
-            return Err(InputError::AlreadySaid);
+            return Err(InputError::RoomFull);
         }
         Ok(())
     }
 
-    fn connected(&mut self, peer: PeerId) -> Result<(), InputError> {
-        if self.peers.contains_key(&peer) {
+    /// A new connection: sends the greeting and Hello, and waits for the peer's.
+    fn open(&mut self, peer: PeerId) -> Result<(), InputError> {
+        if self.conns.contains_key(&peer) {
             return Err(InputError::PeerExists(peer));
         }
-        self.peers.insert(
+        let mut bytes = GREETING.to_vec();
+        Frame::Hello(Hello {
+            client: self.config.client,
+            listen_port: self.config.listen_port,
+            alone: self.link_count() == 0,
+        })
+        .encode(&mut bytes);
+        self.conns.insert(
             peer,
-            Peer {
+            Conn {
                 decoder: FrameDecoder::new(),
+                phase: Phase::Greeting,
                 cursor: 0,
-                in_flight: 1,
-                deadline: self.now.checked_add(self.config.greeting_timeout),
+                in_flight: 0,
+                control: bytes,
+                last_received: self.now,
+                last_sent: self.now,
+                closing: None,
             },
         );
-        self.stats.bytes_sent += GREETING.len() as u64;
-        self.outputs.push_back(Output::Send {
-            peer,
-            bytes: GREETING.to_vec(),
-        });
+        let due = self.now.checked_add(self.config.greeting_timeout);
+        self.timers.set((peer, TimerKind::Greeting), due);
+        self.pump(peer);
         Ok(())
     }
 
     fn received(&mut self, peer: PeerId, mut bytes: &[u8]) -> Result<(), InputError> {
-        let decoder = &mut self.peer(peer)?.decoder;
+        let now = self.now;
+        let c = self.conn(peer)?;
+        if c.phase == Phase::Closing {
+            return Ok(());
+        }
+        c.last_received = now;
         let mut decoded = Vec::new();
         let error = loop {
-            match decoder.decode(&mut bytes) {
+            match c.decoder.decode(&mut bytes) {
                 Ok(Some(item)) => decoded.push(item),
                 Ok(None) => break None,
                 Err(e) => break Some(e),
             }
         };
+        let mid_frame = c.decoder.greeted() && c.decoder.is_mid_item();
         for item in decoded {
+            if !self.is_connected(peer) || self.conns[&peer].phase == Phase::Closing {
+                return Ok(());
+            }
             match item {
-                Decoded::Greeting => {
-                    let deadline = self.now.checked_add(self.config.stall_timeout);
-                    if let Some(p) = self.peers.get_mut(&peer) {
-                        p.deadline = deadline.filter(|_| p.in_flight > 0);
-                    }
-                    self.outputs.push_back(Output::PeerReady(peer));
-                    self.pump(peer);
-                }
-                Decoded::Message(text) => {
-                    self.stats.frames_received += 1;
-                    self.learn(&text, Some(peer));
-                }
+                Decoded::Greeting | Decoded::Skipped { .. } => {}
+                Decoded::Frame(frame) => self.frame(peer, frame),
             }
         }
         if let Some(e) = error {
             self.disconnect(peer, DisconnectReason::Protocol(e));
+            return Ok(());
+        }
+        if self.is_connected(peer) {
+            // A frame that has begun must end in time; one that ended cancels the timer.
+            let frame_due = if mid_frame {
+                self.timers
+                    .get((peer, TimerKind::Frame))
+                    .or_else(|| now.checked_add(self.config.frame_timeout))
+            } else {
+                None
+            };
+            self.timers.set((peer, TimerKind::Frame), frame_due);
         }
         Ok(())
     }
 
+    /// Handles one whole frame from `peer`.
+    fn frame(&mut self, peer: PeerId, frame: Frame) {
+        match frame {
+            Frame::Hello(hello) => {
+                self.timers.set((peer, TimerKind::Greeting), None);
+                self.mesh_input(MeshInput::Hello {
+                    peer,
+                    id: hello.client,
+                    listen_port: hello.listen_port,
+                    alone: hello.alone,
+                });
+                // The mesh may have closed it; otherwise it is a link now.
+                if let Some(c) = self.conns.get_mut(&peer)
+                    && c.phase == Phase::Greeting
+                {
+                    c.phase = Phase::Linked;
+                    self.outputs.push_back(Output::PeerReady(peer));
+                    self.arm_idle(peer);
+                    self.arm_keepalive(peer);
+                    self.pump(peer);
+                }
+            }
+            Frame::Text(text) => {
+                self.stats.frames_received += 1;
+                if !self.seen.contains(text.as_str()) {
+                    self.learn(&text, Some(peer));
+                }
+            }
+            Frame::Addrs(addrs) => self.mesh_input(MeshInput::Addrs {
+                peer,
+                addrs: &addrs,
+            }),
+            Frame::Ping => {}
+            Frame::Bye { reason, addrs } => {
+                self.mesh_input(MeshInput::Bye {
+                    peer,
+                    reason,
+                    addrs: &addrs,
+                });
+                self.disconnect(peer, DisconnectReason::Bye(reason));
+            }
+            // Reconciliation is not in this version of the core yet.
+            Frame::Recon(_) | Frame::Want(_) => {}
+        }
+    }
+
     fn sent(&mut self, peer: PeerId) -> Result<(), InputError> {
-        let deadline = self.now.checked_add(self.config.stall_timeout);
-        let p = self.peer(peer)?;
-        if p.in_flight == 0 {
+        let c = self.conn(peer)?;
+        if c.in_flight == 0 {
             return Err(InputError::NothingInFlight(peer));
         }
-        p.in_flight -= 1;
-        if p.decoder.greeted() {
-            p.deadline = deadline.filter(|_| p.in_flight > 0);
+        c.in_flight -= 1;
+        let (in_flight, phase) = (c.in_flight, c.phase);
+        if phase == Phase::Closing && in_flight == 0 && c.control.is_empty() {
+            let reason = c.closing.clone().expect("closing has a reason");
+            self.disconnect(peer, reason);
+            return Ok(());
         }
+        let due = self.now.checked_add(self.config.stall_timeout);
+        self.timers
+            .set((peer, TimerKind::Stall), due.filter(|_| in_flight > 0));
         self.pump(peer);
         Ok(())
     }
 
     fn timeout(&mut self) {
         let now = self.now;
-        let mut expired: Vec<(PeerId, DisconnectReason)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
-            .map(|(&id, p)| {
-                let reason = if p.decoder.greeted() {
-                    DisconnectReason::Stalled(self.config.stall_timeout)
-                } else {
-                    DisconnectReason::GreetingTimeout(self.config.greeting_timeout)
-                };
-                (id, reason)
-            })
-            .collect();
-        expired.sort_by_key(|(id, _)| *id);
-        for (peer, reason) in expired {
+        while let Some((peer, kind)) = self.timers.pop_expired(now) {
+            let Some(c) = self.conns.get(&peer) else {
+                continue;
+            };
+            let config = &self.config;
+            let reason = match kind {
+                TimerKind::Greeting => DisconnectReason::GreetingTimeout(config.greeting_timeout),
+                TimerKind::Frame => DisconnectReason::FrameTimeout(config.frame_timeout),
+                TimerKind::Stall => DisconnectReason::Stalled(config.stall_timeout),
+                TimerKind::Linger => c.closing.clone().expect("closing has a reason"),
+                TimerKind::Idle => {
+                    if c
+                        .last_received
+                        .checked_add(config.idle_timeout)
+                        .is_some_and(|due| due > now)
+                    {
+                        self.arm_idle(peer);
+                        continue;
+                    }
+                    DisconnectReason::Idle(config.idle_timeout)
+                }
+                TimerKind::Keepalive => {
+                    let quiet = c.in_flight == 0
+                        && c.last_sent
+                            .checked_add(config.keepalive)
+                            .is_some_and(|due| due <= now);
+                    if quiet {
+                        Frame::Ping.encode(&mut self.conns.get_mut(&peer).unwrap().control);
+                        self.pump(peer);
+                    }
+                    self.arm_keepalive(peer);
+                    continue;
+                }
+            };
             self.disconnect(peer, reason);
         }
+        self.mesh_input(MeshInput::Timeout);
     }
 
+    fn arm_idle(&mut self, peer: PeerId) {
+        let due = self.conns[&peer]
+            .last_received
+            .checked_add(self.config.idle_timeout);
+        self.timers.set((peer, TimerKind::Idle), due);
+    }
+
+    fn arm_keepalive(&mut self, peer: PeerId) {
+        let due = self.conns[&peer]
+            .last_sent
+            .max(self.now)
+            .checked_add(self.config.keepalive);
+        self.timers.set((peer, TimerKind::Keepalive), due);
+    }
+
+    /// Forgets `peer` and tells the driver and the mesh.
     fn disconnect(&mut self, peer: PeerId, reason: DisconnectReason) {
-        if self.peers.remove(&peer).is_some() {
+        if self.conns.remove(&peer).is_some() {
+            self.timers.cancel_where(|&(p, _)| p == peer);
             self.outputs.push_back(Output::Disconnect { peer, reason });
+            self.mesh_input(MeshInput::Closed { peer });
         }
     }
 
-    /// Adds `text` if it is new to this client, prints it and offers it to every greeted
-    /// peer; returns whether it was new. One hash lookup either way.
+    /// Closes `peer` on purpose: says Bye, then disconnects once it is written (or lingers
+    /// too long).
+    fn close(&mut self, peer: PeerId, bye: Option<(ByeReason, Vec<SocketAddr>)>, why: CloseWhy) {
+        let reason = DisconnectReason::Local(why);
+        let Some(c) = self.conns.get_mut(&peer) else {
+            return;
+        };
+        let Some((bye, addrs)) = bye else {
+            self.disconnect(peer, reason);
+            return;
+        };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.phase = Phase::Closing;
+        c.closing = Some(reason);
+        Frame::Bye {
+            reason: bye,
+            addrs: addrs.into_iter().take(wire::MAX_ADDRS).collect(),
+        }
+        .encode(&mut c.control);
+        self.timers.cancel_where(|&(p, _)| p == peer);
+        let due = self.now.checked_add(self.config.linger);
+        self.timers.set((peer, TimerKind::Linger), due);
+        self.pump(peer);
+    }
+
+    /// Feeds the mesh and carries out what it decides.
+    fn mesh_input(&mut self, input: MeshInput<'_>) {
+        self.mesh.handle(self.now, input);
+        while let Some(output) = self.mesh.poll() {
+            match output {
+                MeshOutput::Dial(addr) => self.outputs.push_back(Output::Dial(addr)),
+                MeshOutput::SendAddrs { peer, addrs } => {
+                    if let Some(c) = self.conns.get_mut(&peer)
+                        && c.phase != Phase::Closing
+                        && !addrs.is_empty()
+                    {
+                        for chunk in addrs.chunks(wire::MAX_ADDRS) {
+                            Frame::Addrs(chunk.to_vec()).encode(&mut c.control);
+                        }
+                        self.pump(peer);
+                    }
+                }
+                MeshOutput::Close { peer, bye, why } => self.close(peer, bye, why),
+                MeshOutput::Notice(notice) => {
+                    self.outputs.push_back(Output::Notice(Notice::Mesh(notice)))
+                }
+            }
+        }
+    }
+
+    /// Adds `text`, which is new to this client, prints it and offers it to every link;
+    /// returns false if the room is full here.
     fn learn(&mut self, text: &str, origin: Option<PeerId>) -> bool {
-        let known = self.seen.len();
-        let text = self.seen.get_or_insert_with(text, |t| Arc::from(t)).clone();
-        if self.seen.len() == known {
+        if self.log.len() >= self.config.max_room_strings
+            || self.text_bytes + text.len() > self.config.max_room_bytes
+        {
+            self.stats.refused_full += 1;
+            if !self.room_full_said {
+                self.room_full_said = true;
+                self.outputs.push_back(Output::Notice(Notice::RoomFull {
+                    strings: self.log.len(),
+                    bytes: self.text_bytes,
+                }));
+            }
             return false;
         }
+        let text: Arc<str> = Arc::from(text);
+        self.seen.insert(text.clone());
+        self.text_bytes += text.len();
         self.outputs.push_back(Output::Print(text.clone()));
         self.log.push(Entry { text, origin });
-        let mut ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        let mut ids: Vec<PeerId> = self.conns.keys().copied().collect();
         ids.sort_unstable();
         for peer in ids {
             self.pump(peer);
@@ -446,463 +782,40 @@ impl FloodState {
         true
     }
 
-    /// Sends `peer` the next part of the log it lacks, as far as its in-flight budget allows.
+    /// Sends `peer` its waiting control frames and the next part of the log it lacks, as far
+    /// as its in-flight budget allows.
     fn pump(&mut self, peer: PeerId) {
-        let Some(p) = self.peers.get_mut(&peer) else {
+        let Some(c) = self.conns.get_mut(&peer) else {
             return;
         };
-        if !p.decoder.greeted() {
-            return;
-        }
-        while p.in_flight < self.config.max_in_flight && p.cursor < self.log.len() {
-            let mut bytes = Vec::new();
-            while p.cursor < self.log.len() && bytes.len() < self.config.send_batch {
-                let entry = &self.log[p.cursor];
-                p.cursor += 1;
+        let linked = c.phase == Phase::Linked;
+        let mut sent_any = false;
+        while c.in_flight < self.config.max_in_flight
+            && (!c.control.is_empty() || (linked && c.cursor < self.log.len()))
+        {
+            let mut bytes = std::mem::take(&mut c.control);
+            while linked && c.cursor < self.log.len() && bytes.len() < self.config.send_batch {
+                let entry = &self.log[c.cursor];
+                c.cursor += 1;
                 if entry.origin != Some(peer) {
-                    wire::encode_frame(&entry.text, &mut bytes);
+                    wire::encode_text(&entry.text, &mut bytes);
                     self.stats.frames_sent += 1;
                 }
             }
             if bytes.is_empty() {
                 continue;
             }
-            if p.in_flight == 0 {
-                p.deadline = self.now.checked_add(self.config.stall_timeout);
+            if c.in_flight == 0 {
+                let due = self.now.checked_add(self.config.stall_timeout);
+                self.timers.set((peer, TimerKind::Stall), due);
             }
-            p.in_flight += 1;
+            c.in_flight += 1;
+            sent_any = true;
             self.stats.bytes_sent += bytes.len() as u64;
             self.outputs.push_back(Output::Send { peer, bytes });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::{FrameDecoder, encode_frame};
-
-    const A: PeerId = PeerId(1);
-    const B: PeerId = PeerId(2);
-
-    /// A state under test with a clock the test moves.
-    struct Harness {
-        state: FloodState,
-        now: Instant,
-    }
-
-    impl Harness {
-        fn new() -> Self {
-            Self::with(Config::default())
+        if sent_any {
+            c.last_sent = self.now;
         }
-
-        fn with(config: Config) -> Self {
-            let now = Instant::now();
-            Self {
-                state: FloodState::new(config, now),
-                now,
-            }
-        }
-
-        fn input(&mut self, input: Input<'_>) -> Vec<Output> {
-            self.state.handle_input(self.now, input).unwrap();
-            self.drain()
-        }
-
-        fn drain(&mut self) -> Vec<Output> {
-            std::iter::from_fn(|| self.state.poll_output()).collect()
-        }
-
-        /// Connects `peer`, acknowledges our greeting and feeds theirs.
-        fn greeted(&mut self, peer: PeerId) -> Vec<Output> {
-            let out = self.input(Input::Connected(peer));
-            assert_eq!(out, vec![send(peer, GREETING.to_vec())]);
-            self.input(Input::Sent(peer));
-            self.input(Input::Received(peer, &GREETING))
-        }
-
-        fn advance(&mut self, by: Duration) -> Vec<Output> {
-            self.now += by;
-            self.input(Input::Timeout)
-        }
-    }
-
-    fn send(peer: PeerId, bytes: Vec<u8>) -> Output {
-        Output::Send { peer, bytes }
-    }
-
-    fn print(text: &str) -> Output {
-        Output::Print(text.into())
-    }
-
-    fn frames(messages: &[&str]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for m in messages {
-            encode_frame(m, &mut bytes);
-        }
-        bytes
-    }
-
-    /// The messages carried by a peer's Sends (greetings skipped).
-    fn sent_messages(outputs: &[Output], to: PeerId) -> Vec<String> {
-        let mut decoder = FrameDecoder::new();
-        let mut input: &[u8] = &GREETING;
-        decoder.decode(&mut input).unwrap();
-        let mut got = Vec::new();
-        for o in outputs {
-            if let Output::Send { peer, bytes } = o
-                && *peer == to
-                && bytes[..] != GREETING
-            {
-                let mut input = &bytes[..];
-                while let Some(Decoded::Message(m)) = decoder.decode(&mut input).unwrap() {
-                    got.push(m);
-                }
-                assert!(input.is_empty());
-            }
-        }
-        got
-    }
-
-    #[test]
-    fn typed_line_is_printed_and_sent_to_every_greeted_peer() {
-        let mut h = Harness::new();
-        assert_eq!(h.greeted(A), vec![Output::PeerReady(A)]);
-        assert_eq!(h.greeted(B), vec![Output::PeerReady(B)]);
-        let out = h.input(Input::LineTyped(b"hello\r"));
-        assert_eq!(
-            out,
-            vec![
-                print("hello"),
-                send(A, frames(&["hello"])),
-                send(B, frames(&["hello"]))
-            ]
-        );
-        assert!(h.state.contains("hello"));
-    }
-
-    #[test]
-    fn typed_line_errors_leave_the_state_unchanged() {
-        let mut h = Harness::new();
-        h.greeted(A);
-        let long = vec![b'x'; MAX_MESSAGE_LEN + 1];
-        let cases: [(&[u8], InputError); 4] = [
-            (&long, InputError::LineTooLong(MAX_MESSAGE_LEN + 1)),
-            (b"\xff", InputError::LineNotUtf8),
-            (b"a\nb", InputError::LineHasLineFeed),
-            (b"", InputError::AlreadySaid),
-        ];
-        h.input(Input::LineTyped(b"once"));
-        for (line, err) in cases {
-            let line = if line.is_empty() { b"once" } else { line };
-            assert_eq!(
-                h.state.handle_input(h.now, Input::LineTyped(line)),
-                Err(err)
-            );
-            assert_eq!(h.drain(), vec![]);
-        }
-        assert_eq!(h.state.messages().collect::<Vec<_>>(), ["once"]);
-        assert_eq!(
-            h.input(Input::LineTyped(b"")),
-            vec![],
-            "empty lines are ignored"
-        );
-        assert_eq!(h.input(Input::LineTyped(b"\r")), vec![]);
-        let max = "m".repeat(MAX_MESSAGE_LEN);
-        assert_eq!(h.input(Input::LineTyped(max.as_bytes()))[0], print(&max));
-    }
-
-    #[test]
-    fn new_string_is_printed_and_forwarded_to_all_but_its_sender() {
-        let mut h = Harness::new();
-        h.greeted(A);
-        h.greeted(B);
-        let out = h.input(Input::Received(A, &frames(&["from a"])));
-        assert_eq!(out, vec![print("from a"), send(B, frames(&["from a"]))]);
-    }
-
-    #[test]
-    fn duplicate_string_is_ignored() {
-        let mut h = Harness::new();
-        h.greeted(A);
-        h.greeted(B);
-        h.input(Input::Received(A, &frames(&["x"])));
-        h.input(Input::Sent(B));
-        assert_eq!(h.input(Input::Received(B, &frames(&["x"]))), vec![]);
-        assert_eq!(h.input(Input::Received(A, &frames(&["x"]))), vec![]);
-        assert_eq!(h.state.stats().frames_received, 3);
-        assert_eq!(h.state.messages().count(), 1);
-    }
-
-    #[test]
-    fn connect_sends_history_only_after_the_greeting() {
-        let mut h = Harness::new();
-        h.input(Input::LineTyped(b"one"));
-        h.input(Input::LineTyped(b"two"));
-        assert_eq!(
-            h.input(Input::Connected(A)),
-            vec![send(A, GREETING.to_vec())],
-            "no history before the peer proves it speaks floodchat"
-        );
-        h.input(Input::Sent(A));
-        let out = h.input(Input::Received(A, &GREETING));
-        assert_eq!(
-            out,
-            vec![Output::PeerReady(A), send(A, frames(&["one", "two"]))]
-        );
-    }
-
-    #[test]
-    fn history_of_any_size_flows_in_bounded_batches_as_the_peer_reads() {
-        let config = Config {
-            send_batch: 100,
-            max_in_flight: 2,
-            ..Config::default()
-        };
-        let mut h = Harness::with(config);
-        let typed: Vec<String> = (0..500).map(|i| format!("message {i}")).collect();
-        for t in &typed {
-            h.input(Input::LineTyped(t.as_bytes()));
-        }
-        let mut all = h.greeted(A);
-        assert_eq!(
-            all.iter()
-                .filter(|o| matches!(o, Output::Send { .. }))
-                .count(),
-            2
-        );
-        // Ack slowly, one at a time, past many stall timeouts in total: never dropped.
-        for _ in 0..1000 {
-            h.now += Duration::from_secs(20);
-            let out = h.input(Input::Sent(A));
-            let sends = out
-                .iter()
-                .filter(|o| matches!(o, Output::Send { .. }))
-                .count();
-            assert!(sends <= 1, "one ack frees one slot");
-            for o in &out {
-                if let Output::Send { bytes, .. } = o {
-                    assert!(bytes.len() < 100 + 4 + 20);
-                }
-            }
-            all.extend(out);
-            if h.state.is_flushed() {
-                break;
-            }
-            assert!(h.drain().is_empty());
-            all.extend(h.input(Input::Timeout));
-        }
-        assert!(h.state.is_flushed());
-        assert!(h.state.is_connected(A));
-        assert_eq!(sent_messages(&all, A), typed);
-    }
-
-    #[test]
-    fn string_is_not_sent_back_to_its_sender_in_history() {
-        let mut h = Harness::new();
-        h.greeted(A);
-        h.input(Input::Received(A, &frames(&["from a"])));
-        h.input(Input::LineTyped(b"mine"));
-        let out = h.greeted(B);
-        assert_eq!(sent_messages(&out, B), ["from a", "mine"]);
-        let out = h.input(Input::Sent(A));
-        assert_eq!(sent_messages(&out, A), Vec::<String>::new());
-    }
-
-    #[test]
-    fn disconnect_forgets_the_peer() {
-        let mut h = Harness::new();
-        h.greeted(A);
-        h.greeted(B);
-        let out = h.input(Input::Closed(A));
-        assert_eq!(
-            out,
-            vec![Output::Disconnect {
-                peer: A,
-                reason: DisconnectReason::Closed
-            }]
-        );
-        assert!(!h.state.is_connected(A));
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Received(A, b"x")),
-            Err(InputError::UnknownPeer(A))
-        );
-        let out = h.input(Input::LineTyped(b"after"));
-        assert_eq!(out, vec![print("after"), send(B, frames(&["after"]))]);
-    }
-
-    #[test]
-    fn close_reasons_tell_where_the_stream_stopped() {
-        let mut h = Harness::new();
-        h.input(Input::Connected(A));
-        assert_eq!(
-            h.input(Input::Closed(A)),
-            vec![Output::Disconnect {
-                peer: A,
-                reason: DisconnectReason::ClosedBeforeGreeting
-            }]
-        );
-        h.greeted(B);
-        h.input(Input::Received(B, &frames(&["cut"])[..5]));
-        assert_eq!(
-            h.input(Input::Closed(B)),
-            vec![Output::Disconnect {
-                peer: B,
-                reason: DisconnectReason::ClosedMidFrame
-            }]
-        );
-    }
-
-    #[test]
-    fn bytes_split_at_every_point_give_the_same_outputs() {
-        let mut stream = GREETING.to_vec();
-        stream.extend(frames(&["alpha", "βeta", "alpha", "gamma"]));
-        let whole = {
-            let mut h = Harness::new();
-            h.input(Input::Connected(A));
-            h.input(Input::Received(A, &stream))
-        };
-        assert_eq!(
-            whole,
-            vec![
-                Output::PeerReady(A),
-                print("alpha"),
-                print("βeta"),
-                print("gamma")
-            ]
-        );
-        for split in 0..=stream.len() {
-            let mut h = Harness::new();
-            h.input(Input::Connected(A));
-            let mut out = h.input(Input::Received(A, &stream[..split]));
-            out.extend(h.input(Input::Received(A, &stream[split..])));
-            assert_eq!(out, whole, "split at {split}");
-        }
-    }
-
-    #[test]
-    fn misbehaving_peers_are_disconnected_with_a_reason_and_print_nothing() {
-        let mut oversized = GREETING.to_vec();
-        oversized.extend_from_slice(&u32::MAX.to_be_bytes());
-        let mut bad_utf8 = GREETING.to_vec();
-        bad_utf8.extend_from_slice(&[0, 0, 0, 2, 0xc3, 0x28]);
-        let cases: [(&[u8], DecodeError); 3] = [
-            (
-                b"GET / HTTP/1.1\r\n",
-                DecodeError::BadMagic { got: b"G".to_vec() },
-            ),
-            (&oversized, DecodeError::FrameTooLarge(u32::MAX)),
-            (&bad_utf8, DecodeError::InvalidUtf8),
-        ];
-        for (bytes, err) in cases {
-            let mut h = Harness::new();
-            h.greeted(B);
-            h.input(Input::Connected(A));
-            let out = h.input(Input::Received(A, bytes));
-            let disconnect = Output::Disconnect {
-                peer: A,
-                reason: DisconnectReason::Protocol(err),
-            };
-            assert_eq!(out.last(), Some(&disconnect));
-            assert!(!out.iter().any(|o| matches!(o, Output::Print(_))));
-            assert!(!h.state.is_connected(A));
-            assert!(h.state.is_connected(B), "other peers carry on");
-        }
-    }
-
-    #[test]
-    fn good_frames_before_a_bad_one_still_count() {
-        let mut h = Harness::new();
-        h.input(Input::Connected(A));
-        let mut bytes = GREETING.to_vec();
-        bytes.extend(frames(&["fine"]));
-        bytes.extend_from_slice(&[0, 0, 0, 0]);
-        let out = h.input(Input::Received(A, &bytes));
-        assert_eq!(
-            out,
-            vec![
-                Output::PeerReady(A),
-                print("fine"),
-                Output::Disconnect {
-                    peer: A,
-                    reason: DisconnectReason::Protocol(DecodeError::EmptyFrame)
-                }
-            ]
-        );
-    }
-
-    #[test]
-    fn silent_connection_times_out_waiting_for_the_greeting() {
-        let mut h = Harness::new();
-        h.input(Input::Connected(A));
-        h.input(Input::Sent(A));
-        let due = h.state.poll_timeout().unwrap();
-        assert_eq!(due, h.now + Config::default().greeting_timeout);
-        assert_eq!(h.advance(Duration::from_millis(4999)), vec![]);
-        assert_eq!(
-            h.advance(Duration::from_millis(1)),
-            vec![Output::Disconnect {
-                peer: A,
-                reason: DisconnectReason::GreetingTimeout(Duration::from_secs(5))
-            }]
-        );
-        assert_eq!(h.state.poll_timeout(), None);
-    }
-
-    #[test]
-    fn peer_that_stops_reading_is_dropped_and_idle_peers_need_no_timer() {
-        let mut h = Harness::new();
-        h.greeted(A);
-        assert_eq!(h.state.poll_timeout(), None, "idle: no timer, no spinning");
-        h.input(Input::LineTyped(b"unread"));
-        let stall = Config::default().stall_timeout;
-        assert_eq!(h.state.poll_timeout(), Some(h.now + stall));
-        assert_eq!(h.advance(stall - Duration::from_millis(1)), vec![]);
-        assert_eq!(
-            h.advance(Duration::from_millis(1)),
-            vec![Output::Disconnect {
-                peer: A,
-                reason: DisconnectReason::Stalled(stall)
-            }]
-        );
-        assert_eq!(
-            DisconnectReason::Stalled(stall).to_string(),
-            "stopped reading for 30s"
-        );
-    }
-
-    #[test]
-    fn timeouts_too_long_for_the_clock_mean_no_deadline() {
-        let mut h = Harness::with(Config {
-            greeting_timeout: Duration::MAX,
-            stall_timeout: Duration::MAX,
-            ..Config::default()
-        });
-        h.greeted(A);
-        h.input(Input::LineTyped(b"never times out"));
-        assert_eq!(h.state.poll_timeout(), None);
-    }
-
-    #[test]
-    fn caller_mistakes_are_errors() {
-        let mut h = Harness::new();
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Received(A, b"x")),
-            Err(InputError::UnknownPeer(A))
-        );
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Closed(A)),
-            Err(InputError::UnknownPeer(A))
-        );
-        h.greeted(A);
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Connected(A)),
-            Err(InputError::PeerExists(A))
-        );
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Sent(A)),
-            Err(InputError::NothingInFlight(A))
-        );
-        assert_eq!(h.drain(), vec![]);
     }
 }
