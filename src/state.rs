@@ -649,8 +649,7 @@ impl FloodState {
                 TimerKind::Stall => DisconnectReason::Stalled(config.stall_timeout),
                 TimerKind::Linger => c.closing.clone().expect("closing has a reason"),
                 TimerKind::Idle => {
-                    if c
-                        .last_received
+                    if c.last_received
                         .checked_add(config.idle_timeout)
                         .is_some_and(|due| due > now)
                     {
@@ -817,5 +816,661 @@ impl FloodState {
         if sent_any {
             c.last_sent = self.now;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{FrameDecoder, encode_text};
+
+    const A: PeerId = PeerId(1);
+    const B: PeerId = PeerId(2);
+    const ME: ClientId = ClientId(100);
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, i], 4000))
+    }
+
+    /// A state under test with a clock the test moves.
+    struct Harness {
+        state: FloodState,
+        now: Instant,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            Self::with(Config::default())
+        }
+
+        fn with(config: Config) -> Self {
+            let now = Instant::now();
+            Self {
+                state: FloodState::new(
+                    Config {
+                        client: ME,
+                        listen_port: 4000,
+                        ..config
+                    },
+                    now,
+                ),
+                now,
+            }
+        }
+
+        fn input(&mut self, input: Input<'_>) -> Vec<Output> {
+            self.state.handle_input(self.now, input).unwrap();
+            self.drain()
+        }
+
+        fn drain(&mut self) -> Vec<Output> {
+            std::iter::from_fn(|| self.state.poll_output()).collect()
+        }
+
+        /// Accepts `peer`, acknowledges our greeting and feeds theirs with client id `peer + 1000`.
+        fn linked(&mut self, peer: PeerId) -> Vec<Output> {
+            let alone = self.state.link_count() == 0;
+            let out = self.input(Input::Accepted {
+                peer,
+                remote: addr(peer.0 as u8),
+            });
+            assert_eq!(out, vec![send(peer, hello_bytes(ME, alone))]);
+            self.input(Input::Sent(peer));
+            self.input(Input::Received(
+                peer,
+                &hello_bytes(ClientId(peer.0 + 1000), false),
+            ))
+        }
+
+        fn advance(&mut self, by: Duration) -> Vec<Output> {
+            self.now += by;
+            self.input(Input::Timeout)
+        }
+
+        /// Acknowledges every Send in `outputs`.
+        fn ack(&mut self, outputs: &[Output]) -> Vec<Output> {
+            let mut more = Vec::new();
+            for o in outputs {
+                if let Output::Send { peer, .. } = o
+                    && self.state.is_connected(*peer)
+                {
+                    more.extend(self.input(Input::Sent(*peer)));
+                }
+            }
+            more
+        }
+    }
+
+    fn hello_bytes(client: ClientId, alone: bool) -> Vec<u8> {
+        let mut bytes = GREETING.to_vec();
+        Frame::Hello(Hello {
+            client,
+            listen_port: 4000,
+            alone,
+        })
+        .encode(&mut bytes);
+        bytes
+    }
+
+    fn send(peer: PeerId, bytes: Vec<u8>) -> Output {
+        Output::Send { peer, bytes }
+    }
+
+    fn print(text: &str) -> Output {
+        Output::Print(text.into())
+    }
+
+    fn texts(messages: &[&str]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for m in messages {
+            encode_text(m, &mut bytes);
+        }
+        bytes
+    }
+
+    fn disconnect(peer: PeerId, reason: DisconnectReason) -> Output {
+        Output::Disconnect { peer, reason }
+    }
+
+    /// The frames carried by a peer's Sends (greeting skipped).
+    fn sent_frames(outputs: &[Output], to: PeerId) -> Vec<Frame> {
+        let mut decoder = FrameDecoder::new();
+        let mut input: &[u8] = &hello_bytes(ClientId(0), false);
+        while decoder.decode(&mut input).unwrap().is_some() {}
+        let mut got = Vec::new();
+        for o in outputs {
+            if let Output::Send { peer, bytes } = o
+                && *peer == to
+            {
+                let mut input = &bytes[..];
+                if input.starts_with(&GREETING) {
+                    continue;
+                }
+                while let Some(Decoded::Frame(f)) = decoder.decode(&mut input).unwrap() {
+                    got.push(f);
+                }
+                assert!(input.is_empty());
+            }
+        }
+        got
+    }
+
+    fn sent_texts(outputs: &[Output], to: PeerId) -> Vec<String> {
+        sent_frames(outputs, to)
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Text(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn typed_line_is_printed_and_sent_to_every_link() {
+        let mut h = Harness::new();
+        assert_eq!(h.linked(A), vec![Output::PeerReady(A)]);
+        assert_eq!(h.linked(B), vec![Output::PeerReady(B)]);
+        let out = h.input(Input::LineTyped(b"hello\r"));
+        assert_eq!(
+            out,
+            vec![
+                print("hello"),
+                send(A, texts(&["hello"])),
+                send(B, texts(&["hello"]))
+            ]
+        );
+        assert!(h.state.contains("hello"));
+        assert_eq!(h.state.link_count(), 2);
+    }
+
+    #[test]
+    fn refused_lines_leave_the_state_unchanged() {
+        let mut h = Harness::new();
+        h.linked(A);
+        h.input(Input::LineTyped(b"once"));
+        let long = vec![b'x'; MAX + 1];
+        let cases: [(&[u8], InputError); 6] = [
+            (&long, InputError::BadLine(TextError::TooLong(MAX + 1))),
+            (b"\xff", InputError::BadLine(TextError::NotUtf8)),
+            (b"a\nb", InputError::BadLine(TextError::Control('\n'))),
+            (b"\x1b[2J", InputError::BadLine(TextError::Control('\x1b'))),
+            (
+                b"bye\ralice: hi",
+                InputError::BadLine(TextError::Control('\r')),
+            ),
+            (b"once", InputError::AlreadySaid),
+        ];
+        for (line, err) in cases {
+            assert_eq!(
+                h.state.handle_input(h.now, Input::LineTyped(line)),
+                Err(err)
+            );
+            assert_eq!(h.drain(), vec![]);
+        }
+        assert_eq!(h.state.messages().collect::<Vec<_>>(), ["once"]);
+        assert_eq!(
+            h.input(Input::LineTyped(b"")),
+            vec![],
+            "empty lines are ignored"
+        );
+        assert_eq!(h.input(Input::LineTyped(b"\r")), vec![]);
+        let max = "m".repeat(MAX);
+        assert_eq!(h.input(Input::LineTyped(max.as_bytes()))[0], print(&max));
+    }
+
+    const MAX: usize = crate::MAX_MESSAGE_LEN;
+
+    #[test]
+    fn new_string_is_printed_and_forwarded_to_all_but_its_sender() {
+        let mut h = Harness::new();
+        h.linked(A);
+        h.linked(B);
+        let out = h.input(Input::Received(A, &texts(&["from a"])));
+        assert_eq!(out, vec![print("from a"), send(B, texts(&["from a"]))]);
+        h.input(Input::Sent(B));
+        assert_eq!(h.input(Input::Received(B, &texts(&["from a"]))), vec![]);
+        assert_eq!(h.input(Input::Received(A, &texts(&["from a"]))), vec![]);
+        assert_eq!(h.state.stats().frames_received, 3);
+        assert_eq!(h.state.messages().count(), 1);
+    }
+
+    #[test]
+    fn history_is_sent_only_after_the_hello() {
+        let mut h = Harness::new();
+        h.input(Input::LineTyped(b"one"));
+        h.input(Input::LineTyped(b"two"));
+        assert_eq!(
+            h.input(Input::Dialed {
+                peer: A,
+                addr: addr(1)
+            }),
+            vec![send(A, hello_bytes(ME, true))],
+            "no history before the peer proves it speaks floodchat"
+        );
+        h.input(Input::Sent(A));
+        let out = h.input(Input::Received(A, &GREETING));
+        assert_eq!(out, vec![]);
+        let out = h.input(Input::Received(A, &hello_bytes(ClientId(7), false)[10..]));
+        assert_eq!(
+            out,
+            vec![Output::PeerReady(A), send(A, texts(&["one", "two"]))]
+        );
+    }
+
+    #[test]
+    fn history_of_any_size_flows_in_bounded_batches_as_the_peer_reads() {
+        let config = Config {
+            send_batch: 100,
+            max_in_flight: 2,
+            keepalive: Duration::MAX,
+            idle_timeout: Duration::MAX,
+            ..Config::default()
+        };
+        let mut h = Harness::with(config);
+        let typed: Vec<String> = (0..500).map(|i| format!("message {i}")).collect();
+        for t in &typed {
+            h.input(Input::LineTyped(t.as_bytes()));
+        }
+        let mut all = h.linked(A);
+        let sends = |out: &[Output]| {
+            out.iter()
+                .filter(|o| matches!(o, Output::Send { .. }))
+                .count()
+        };
+        assert_eq!(sends(&all), 2);
+        // Ack slowly, one at a time, past many stall timeouts in total: never dropped.
+        for _ in 0..1000 {
+            h.now += Duration::from_secs(20);
+            let out = h.input(Input::Sent(A));
+            assert!(sends(&out) <= 1, "one ack frees one slot");
+            for o in &out {
+                if let Output::Send { bytes, .. } = o {
+                    assert!(bytes.len() < 100 + 5 + 20);
+                }
+            }
+            all.extend(out);
+            if h.state.is_flushed() {
+                break;
+            }
+            all.extend(h.input(Input::Timeout));
+        }
+        assert!(h.state.is_flushed());
+        assert!(h.state.is_connected(A));
+        assert_eq!(sent_texts(&all, A), typed);
+    }
+
+    #[test]
+    fn string_is_not_sent_back_to_its_sender_in_history() {
+        let mut h = Harness::new();
+        h.linked(A);
+        h.input(Input::Received(A, &texts(&["from a"])));
+        h.input(Input::LineTyped(b"mine"));
+        let out = h.linked(B);
+        assert_eq!(sent_texts(&out, B), ["from a", "mine"]);
+        let out = h.input(Input::Sent(A));
+        assert_eq!(sent_texts(&out, A), Vec::<String>::new());
+    }
+
+    #[test]
+    fn disconnect_forgets_the_peer() {
+        let mut h = Harness::new();
+        h.linked(A);
+        h.linked(B);
+        let out = h.input(Input::Closed(A));
+        assert_eq!(out, vec![disconnect(A, DisconnectReason::Closed)]);
+        assert!(!h.state.is_connected(A));
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Received(A, b"x")),
+            Err(InputError::UnknownPeer(A))
+        );
+        let out = h.input(Input::LineTyped(b"after"));
+        assert_eq!(out, vec![print("after"), send(B, texts(&["after"]))]);
+    }
+
+    #[test]
+    fn close_reasons_tell_where_the_stream_stopped() {
+        let mut h = Harness::new();
+        h.input(Input::Accepted {
+            peer: A,
+            remote: addr(1),
+        });
+        h.input(Input::Received(A, &GREETING));
+        assert_eq!(
+            h.input(Input::Closed(A)),
+            vec![disconnect(A, DisconnectReason::ClosedBeforeGreeting)]
+        );
+        h.linked(B);
+        h.input(Input::Received(B, &texts(&["cut"])[..5]));
+        assert_eq!(
+            h.input(Input::Closed(B)),
+            vec![disconnect(B, DisconnectReason::ClosedMidFrame)]
+        );
+    }
+
+    #[test]
+    fn bytes_split_at_every_point_give_the_same_outputs() {
+        let mut stream = hello_bytes(ClientId(5), false);
+        stream.extend(texts(&["alpha", "βeta", "alpha", "gamma"]));
+        Frame::Ping.encode(&mut stream);
+        let run = |parts: &[&[u8]]| {
+            let mut h = Harness::new();
+            h.input(Input::Accepted {
+                peer: A,
+                remote: addr(1),
+            });
+            h.input(Input::Sent(A));
+            let mut out = Vec::new();
+            for p in parts {
+                out.extend(h.input(Input::Received(A, p)));
+            }
+            out
+        };
+        let whole = run(&[&stream]);
+        assert_eq!(
+            whole,
+            vec![
+                Output::PeerReady(A),
+                print("alpha"),
+                print("βeta"),
+                print("gamma")
+            ]
+        );
+        for split in 0..=stream.len() {
+            assert_eq!(
+                run(&[&stream[..split], &stream[split..]]),
+                whole,
+                "split at {split}"
+            );
+        }
+    }
+
+    #[test]
+    fn misbehaving_peers_are_disconnected_with_a_reason_and_print_nothing() {
+        let mut oversized = hello_bytes(ClientId(5), false);
+        oversized.extend_from_slice(&u32::MAX.to_be_bytes());
+        oversized.push(2);
+        let mut escape = hello_bytes(ClientId(5), false);
+        escape.extend_from_slice(&[0, 0, 0, 5, 2, b'a', 0x1b, b'[', b'J']);
+        let cases: [(&[u8], DecodeError); 4] = [
+            (
+                b"GET / HTTP/1.1\r\n",
+                DecodeError::BadMagic { got: b"G".to_vec() },
+            ),
+            (b"FLOODCHAT\x01", DecodeError::UnsupportedVersion(1)),
+            (
+                &oversized,
+                DecodeError::FrameTooLarge {
+                    kind: 2,
+                    len: u32::MAX as usize - 1,
+                },
+            ),
+            (&escape, DecodeError::BadText(TextError::Control('\x1b'))),
+        ];
+        for (bytes, err) in cases {
+            let mut h = Harness::new();
+            h.linked(B);
+            h.input(Input::Accepted {
+                peer: A,
+                remote: addr(1),
+            });
+            let out = h.input(Input::Received(A, bytes));
+            assert_eq!(
+                out.last(),
+                Some(&disconnect(A, DisconnectReason::Protocol(err)))
+            );
+            assert!(!out.iter().any(|o| matches!(o, Output::Print(_))));
+            assert!(!h.state.is_connected(A));
+            assert!(h.state.is_connected(B), "other peers carry on");
+        }
+    }
+
+    #[test]
+    fn silent_connection_times_out_waiting_for_the_greeting() {
+        let mut h = Harness::new();
+        h.input(Input::Accepted {
+            peer: A,
+            remote: addr(1),
+        });
+        h.input(Input::Sent(A));
+        assert_eq!(h.state.poll_timeout(), Some(h.now + Duration::from_secs(5)));
+        assert_eq!(h.advance(Duration::from_millis(4999)), vec![]);
+        assert_eq!(
+            h.advance(Duration::from_millis(1)),
+            vec![disconnect(
+                A,
+                DisconnectReason::GreetingTimeout(Duration::from_secs(5))
+            )]
+        );
+        assert_eq!(h.state.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_begun_frame_must_end_in_time_however_slowly_it_trickles() {
+        let mut h = Harness::new();
+        h.linked(A);
+        let frame = texts(&["slow"]);
+        h.input(Input::Received(A, &frame[..2]));
+        h.advance(Duration::from_secs(9));
+        h.input(Input::Received(A, &frame[2..4]));
+        assert_eq!(
+            h.advance(Duration::from_secs(1)),
+            vec![disconnect(
+                A,
+                DisconnectReason::FrameTimeout(Duration::from_secs(10))
+            )]
+        );
+        // Whole frames, however far apart, set no frame timer.
+        let mut h = Harness::new();
+        h.linked(A);
+        for i in 0..5 {
+            h.input(Input::Received(A, &texts(&[&format!("m{i}")])));
+            let out = h.advance(Duration::from_secs(11));
+            h.ack(&out);
+            assert!(h.state.is_ready(A), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn quiet_links_get_keepalives_and_silent_peers_are_dropped() {
+        let mut h = Harness::new();
+        h.linked(A);
+        let out = h.advance(Duration::from_secs(20));
+        assert_eq!(sent_frames(&out, A), vec![Frame::Ping]);
+        h.ack(&out);
+        // A peer that pings back stays.
+        for _ in 0..5 {
+            let mut ping = Vec::new();
+            Frame::Ping.encode(&mut ping);
+            h.input(Input::Received(A, &ping));
+            let out = h.advance(Duration::from_secs(20));
+            h.ack(&out);
+            assert!(h.state.is_connected(A));
+        }
+        // One that says nothing for a minute goes.
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            let o = h.advance(Duration::from_secs(20));
+            h.ack(&o);
+            out.extend(o);
+        }
+        assert_eq!(
+            out.last(),
+            Some(&disconnect(
+                A,
+                DisconnectReason::Idle(Duration::from_secs(60))
+            ))
+        );
+    }
+
+    #[test]
+    fn peer_that_stops_reading_is_dropped() {
+        let mut h = Harness::with(Config {
+            keepalive: Duration::MAX,
+            idle_timeout: Duration::MAX,
+            ..Config::default()
+        });
+        h.linked(A);
+        assert_eq!(h.state.poll_timeout(), None, "idle: no timer, no spinning");
+        h.input(Input::LineTyped(b"unread"));
+        let stall = Config::default().stall_timeout;
+        assert_eq!(h.state.poll_timeout(), Some(h.now + stall));
+        assert_eq!(h.advance(stall - Duration::from_millis(1)), vec![]);
+        assert_eq!(
+            h.advance(Duration::from_millis(1)),
+            vec![disconnect(A, DisconnectReason::Stalled(stall))]
+        );
+    }
+
+    #[test]
+    fn the_room_stops_growing_at_its_limit_and_says_so_once() {
+        let mut h = Harness::with(Config {
+            max_room_strings: 2,
+            ..Config::default()
+        });
+        h.linked(A);
+        h.input(Input::LineTyped(b"one"));
+        h.input(Input::Received(A, &texts(&["two"])));
+        let out = h.input(Input::Received(A, &texts(&["three", "four"])));
+        assert_eq!(
+            out,
+            vec![Output::Notice(Notice::RoomFull {
+                strings: 2,
+                bytes: 6
+            })]
+        );
+        assert_eq!(
+            h.state.handle_input(h.now, Input::LineTyped(b"five")),
+            Err(InputError::RoomFull)
+        );
+        assert_eq!(h.drain(), vec![]);
+        assert_eq!(h.state.stats().refused_full, 3);
+        assert!(
+            h.state.is_connected(A),
+            "a full room still relays what it has"
+        );
+        let mut h = Harness::with(Config {
+            max_room_bytes: 5,
+            ..Config::default()
+        });
+        h.input(Input::LineTyped(b"12345"));
+        assert_eq!(
+            h.state.handle_input(h.now, Input::LineTyped(b"6")),
+            Err(InputError::RoomFull)
+        );
+    }
+
+    #[test]
+    fn a_connection_to_oneself_is_closed_with_a_bye() {
+        let mut h = Harness::new();
+        h.input(Input::Dialed {
+            peer: A,
+            addr: addr(1),
+        });
+        h.input(Input::Sent(A));
+        let out = h.input(Input::Received(A, &hello_bytes(ME, true)));
+        assert_eq!(
+            sent_frames(&out, A),
+            vec![Frame::Bye {
+                reason: ByeReason::SelfConnection,
+                addrs: vec![]
+            }]
+        );
+        assert!(!out.contains(&Output::PeerReady(A)));
+        assert_eq!(
+            h.ack(&out),
+            vec![disconnect(
+                A,
+                DisconnectReason::Local(CloseWhy::SelfConnection)
+            )]
+        );
+    }
+
+    #[test]
+    fn of_two_connections_between_the_same_clients_both_ends_keep_the_same_one() {
+        // Client ME (100) and client 7 and 200 each dial the other at once.
+        for (other, kept_dialed_by_me) in [(ClientId(7), false), (ClientId(200), true)] {
+            let mut h = Harness::new();
+            h.input(Input::Dialed {
+                peer: A,
+                addr: addr(1),
+            });
+            h.input(Input::Accepted {
+                peer: B,
+                remote: addr(1),
+            });
+            let ack = h.drain();
+            h.ack(&ack);
+            h.input(Input::Sent(A));
+            h.input(Input::Sent(B));
+            let mut out = h.input(Input::Received(A, &hello_bytes(other, false)));
+            out.extend(h.input(Input::Received(B, &hello_bytes(other, false))));
+            let (kept, dropped) = if kept_dialed_by_me { (A, B) } else { (B, A) };
+            assert_eq!(
+                sent_frames(&out, dropped),
+                vec![Frame::Bye {
+                    reason: ByeReason::Duplicate,
+                    addrs: vec![]
+                }]
+            );
+            h.ack(&out);
+            assert!(h.state.is_ready(kept));
+            assert!(!h.state.is_connected(dropped));
+        }
+    }
+
+    #[test]
+    fn a_bye_from_the_peer_ends_the_link() {
+        let mut h = Harness::new();
+        h.linked(A);
+        let mut bye = Vec::new();
+        Frame::Bye {
+            reason: ByeReason::Leaving,
+            addrs: vec![addr(9)],
+        }
+        .encode(&mut bye);
+        assert_eq!(
+            h.input(Input::Received(A, &bye)),
+            vec![disconnect(A, DisconnectReason::Bye(ByeReason::Leaving))]
+        );
+    }
+
+    #[test]
+    fn a_start_with_a_contact_dials_it() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.input(Input::Start {
+                contact: Some(addr(3))
+            }),
+            vec![Output::Dial(addr(3))]
+        );
+    }
+
+    #[test]
+    fn caller_mistakes_are_errors() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Received(A, b"x")),
+            Err(InputError::UnknownPeer(A))
+        );
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Closed(A)),
+            Err(InputError::UnknownPeer(A))
+        );
+        h.linked(A);
+        assert_eq!(
+            h.state.handle_input(
+                h.now,
+                Input::Accepted {
+                    peer: A,
+                    remote: addr(1)
+                }
+            ),
+            Err(InputError::PeerExists(A))
+        );
+        assert_eq!(
+            h.state.handle_input(h.now, Input::Sent(A)),
+            Err(InputError::NothingInFlight(A))
+        );
+        assert_eq!(h.drain(), vec![]);
     }
 }

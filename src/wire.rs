@@ -815,7 +815,10 @@ mod tests {
         assert!(err.to_string().contains("the peer must upgrade"), "{err}");
         let mut input: &[u8] = b"FLOODCHAT\x03";
         let err = FrameDecoder::new().decode(&mut input).unwrap_err();
-        assert!(err.to_string().contains("this client must upgrade"), "{err}");
+        assert!(
+            err.to_string().contains("this client must upgrade"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -861,7 +864,7 @@ mod tests {
             Err(DecodeError::BadText(TextError::Control('\x1b')))
         );
         let mut bytes = GREETING.to_vec();
-        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        bytes.extend_from_slice(&[0, 0, 0, 0, kind::HELLO]);
         assert_eq!(
             decode_all(&mut FrameDecoder::new(), &bytes),
             Err(DecodeError::EmptyFrame)
