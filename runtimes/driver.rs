@@ -15,7 +15,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
-use floodchat::{Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
+use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
 use futures_lite::future::{or, pending, race};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hashbrown::HashMap;
@@ -124,6 +124,8 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let (stdout_tx, stdout_rx) = async_channel::bounded(STDOUT_QUEUE);
     let stdout = spawn_stdout(stdout_rx, stop_tx);
     let config = Config {
+        client: ClientId(os_random()),
+        seed: os_random(),
         greeting_timeout: cli.greeting_timeout,
         stall_timeout: cli.stall_timeout,
         ..Config::default()
@@ -131,6 +133,9 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let (events_tx, events_rx) = async_channel::bounded(EVENT_QUEUE);
     let client = Client::<R> {
         state: FloodState::new(config, Instant::now()),
+        dialing: 0,
+        last_failure: None,
+        joining: false,
         conns: HashMap::new(),
         next_id: 0,
         events_tx,
@@ -151,6 +156,8 @@ enum Event<S> {
     Sent(PeerId),
     Closed(PeerId),
     Accepted(S, SocketAddr),
+    Dialed(S, SocketAddr),
+    DialFailed(SocketAddr, io::Error),
 }
 
 /// What woke the owner up.
@@ -174,6 +181,13 @@ struct Conn<S> {
 /// The task that owns the state and the connections.
 struct Client<R: Runtime> {
     state: FloodState,
+    /// Dials started and not yet answered.
+    dialing: usize,
+    /// Why the last connection that never became a link failed, for the note when joining
+    /// fails.
+    last_failure: Option<String>,
+    /// Whether the first contact is still being joined.
+    joining: bool,
     conns: HashMap<PeerId, Conn<R::Stream>>,
     next_id: u64,
     events_tx: Sender<Event<R::Stream>>,
@@ -186,23 +200,21 @@ struct Client<R: Runtime> {
 
 impl<R: Runtime> Client<R> {
     async fn run(mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
-        let peer = match cli.peer {
-            Some(addr) => Some(addr),
-            None => self.ask_peer(&stdin).await,
-        };
-        let via = match peer {
-            Some(addr) => self.join(addr).await,
-            None => None,
-        };
-        if self.stopped {
-            return Ok(());
-        }
         let listener = R::bind(cli.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
         let port = R::local_addr(&listener)
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?
             .port();
+        self.state.set_listen_port(port);
+        let peer = match cli.peer {
+            Some(addr) => Some(addr),
+            None => self.ask_peer(&stdin).await,
+        };
+        let via = self.join(peer).await;
+        if self.stopped {
+            return Ok(());
+        }
         let shown = SocketAddr::new(reachable_ip(cli.listen.ip(), via), port);
         let _ = writeln!(io::stderr(), "Listening on {shown}");
         R::spawn(accept_loop::<R>(listener, self.events_tx.clone()));
@@ -240,28 +252,32 @@ impl<R: Runtime> Client<R> {
         addr
     }
 
-    /// Connects to the first peer and waits for its greeting; returns our IP on that socket.
-    async fn join(&mut self, addr: SocketAddr) -> Option<IpAddr> {
-        let timeout = self.state.config().greeting_timeout;
-        let give_up = async move {
-            R::sleep_until(Instant::now() + timeout).await;
-            Err(io::ErrorKind::TimedOut.into())
-        };
-        let stream = match self.or_stop(or(R::connect(addr), give_up)).await? {
-            Ok(stream) => stream,
-            Err(e) => {
-                say(format!(
-                    "no floodchat peer at {addr} ({e}); starting a new network"
-                ));
-                return None;
-            }
-        };
-        let via = R::stream_local_addr(&stream).ok().map(|a| a.ip());
-        let id = self.add_conn(stream, addr, true).await;
-        while !self.stopped && self.conns.get(&id).is_some_and(|c| !c.ready) {
+    /// Starts the state, and with a first contact waits until it is linked or has failed;
+    /// returns our IP on the socket to the contact.
+    async fn join(&mut self, contact: Option<SocketAddr>) -> Option<IpAddr> {
+        self.feed(Input::Start { contact }).await;
+        let contact = contact?;
+        self.joining = true;
+        while !self.stopped
+            && !self.conns.values().any(|c| c.ready)
+            && (self.dialing > 0 || !self.conns.is_empty())
+        {
             self.step(&mut None, None).await;
         }
-        via
+        self.joining = false;
+        let linked = self.conns.values().find(|c| c.ready && c.addr == contact);
+        match linked {
+            Some(conn) => R::stream_local_addr(&conn.stream).ok().map(|a| a.ip()),
+            None => {
+                if !self.stopped {
+                    let why = self.last_failure.take().unwrap_or_default();
+                    say(format!(
+                        "no floodchat peer at {contact} ({why}); starting a new network"
+                    ));
+                }
+                None
+            }
+        }
     }
 
     /// Sends what is owed, closes our side of every connection and waits a little for peers
@@ -330,6 +346,17 @@ impl<R: Runtime> Client<R> {
             Wake::Event(Event::Accepted(stream, addr)) if self.accepting => {
                 self.add_conn(stream, addr, false).await;
             }
+            Wake::Event(Event::Dialed(stream, addr)) => {
+                self.dialing -= 1;
+                if self.accepting {
+                    self.add_conn(stream, addr, true).await;
+                }
+            }
+            Wake::Event(Event::DialFailed(addr, e)) => {
+                self.dialing -= 1;
+                self.last_failure = Some(e.to_string());
+                self.feed(Input::DialFailed(addr)).await;
+            }
             // Stale: about a connection already closed, or one accepted while leaving.
             Wake::Event(_) => {}
             Wake::Line(line) => self.feed(Input::LineTyped(&line)).await,
@@ -359,7 +386,15 @@ impl<R: Runtime> Client<R> {
             ready: false,
         };
         self.conns.insert(id, conn);
-        self.feed(Input::Connected(id)).await;
+        let input = if outbound {
+            Input::Dialed { peer: id, addr }
+        } else {
+            Input::Accepted {
+                peer: id,
+                remote: addr,
+            }
+        };
+        self.feed(input).await;
         id
     }
 
@@ -389,6 +424,15 @@ impl<R: Runtime> Client<R> {
                     }
                 }
             }
+            Output::Dial(addr) => {
+                self.dialing += 1;
+                R::spawn(dial::<R>(
+                    addr,
+                    self.state.config().greeting_timeout,
+                    self.events_tx.clone(),
+                ));
+            }
+            Output::Notice(notice) => say(notice),
             Output::PeerReady(peer) => {
                 if let Some(conn) = self.conns.get_mut(&peer) {
                     conn.ready = true;
@@ -402,12 +446,11 @@ impl<R: Runtime> Client<R> {
             Output::Disconnect { peer, reason } => {
                 if let Some(conn) = self.conns.remove(&peer) {
                     R::shutdown(&conn.stream, Shutdown::Both);
-                    if conn.outbound && !conn.ready {
-                        say(format!(
-                            "no floodchat peer at {} ({reason}); starting a new network",
-                            conn.addr
-                        ));
-                    } else {
+                    if !conn.ready {
+                        self.last_failure = Some(reason.to_string());
+                    }
+                    // While joining, the note on how joining went says it once.
+                    if !(self.joining && conn.outbound && !conn.ready) {
                         say(format!("{}: {reason}", conn.addr));
                     }
                 }
@@ -457,6 +500,33 @@ async fn write_loop<R: Runtime>(
             return;
         }
     }
+}
+
+/// Connects to `addr` within `timeout` and tells the owner how it went.
+async fn dial<R: Runtime>(addr: SocketAddr, timeout: Duration, events: Sender<Event<R::Stream>>) {
+    let give_up = async move {
+        R::sleep_until(Instant::now() + timeout).await;
+        Err(io::ErrorKind::TimedOut.into())
+    };
+    let event = match or(R::connect(addr), give_up).await {
+        Ok(stream) => Event::Dialed(stream, addr),
+        Err(e) => Event::DialFailed(addr, e),
+    };
+    let _ = events.send(event).await;
+}
+
+/// 64 random bits from the operating system, for the client's identity and the core's seed.
+fn os_random() -> u64 {
+    let mut bytes = [0; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u64::from_ne_bytes(bytes);
+    }
+    // No /dev/urandom: the standard library's hasher keys are seeded from the OS.
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
 }
 
 /// Hands accepted connections to the owner.

@@ -476,6 +476,11 @@ impl FloodState {
         &self.config
     }
 
+    /// Sets the port told to peers in later Hellos, once the driver has bound it.
+    pub fn set_listen_port(&mut self, port: u16) {
+        self.config.listen_port = port;
+    }
+
     fn conn(&mut self, peer: PeerId) -> Result<&mut Conn, InputError> {
         self.conns
             .get_mut(&peer)

@@ -270,10 +270,7 @@ impl fmt::Display for TextError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => f.write_str("empty text"),
-            Self::TooLong(len) => write!(
-                f,
-                "text of {len} bytes is longer than the maximum of {MAX_MESSAGE_LEN}"
-            ),
+            Self::TooLong(_) => write!(f, "longer than the maximum of {MAX_MESSAGE_LEN} bytes"),
             Self::NotUtf8 => f.write_str("text is not valid UTF-8"),
             Self::Control('\n') => f.write_str("text contains a line feed"),
             Self::Control(c) => write!(f, "text contains the control character {c:?}"),

@@ -198,9 +198,8 @@ fn bad_input_costs_only_its_own_connection() {
         }
         room.push(spawn.start());
     }
-    let greeting = floodchat::wire::GREETING;
-    let with_greeting = |rest: &[u8]| [&greeting[..], rest].concat();
-    let cases: [(&str, Vec<u8>, bool, &str); 8] = [
+    let with_greeting = |rest: &[u8]| [&greeting_and_frames(&[])[..], rest].concat();
+    let cases: [(&str, Vec<u8>, bool, &str); 10] = [
         (
             "random bytes",
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x9e".to_vec(),
@@ -215,21 +214,33 @@ fn bad_input_costs_only_its_own_connection() {
         ),
         (
             "a 4 GiB length prefix",
-            with_greeting(&[0xff; 4]),
+            with_greeting(&[0xff, 0xff, 0xff, 0xff, 2]),
             false,
-            "frame of 4294967295 bytes exceeds the maximum of 65536",
+            "frame of kind 2 with 4294967294 bytes exceeds its maximum of 65536",
         ),
         (
             "a truncated frame",
-            with_greeting(b"\x00\x00\x00\x10only part"),
+            with_greeting(b"\x00\x00\x00\x10\x02only part"),
             true,
             "connection closed in the middle of a frame",
         ),
         (
             "invalid UTF-8",
-            with_greeting(b"\x00\x00\x00\x02\xff\xfe"),
+            with_greeting(b"\x00\x00\x00\x03\x02\xff\xfe"),
             false,
-            "frame is not valid UTF-8",
+            "text is not valid UTF-8",
+        ),
+        (
+            "an escape sequence",
+            with_greeting(b"\x00\x00\x00\x05\x02\x1b[2J"),
+            false,
+            "text contains the control character '\\u{1b}'",
+        ),
+        (
+            "no Hello",
+            [&floodchat::wire::GREETING[..], b"\x00\x00\x00\x01\x04"].concat(),
+            false,
+            "first frame was of kind 4, not a Hello",
         ),
         ("silence", Vec::new(), false, "no greeting within 1s"),
         (
@@ -240,9 +251,9 @@ fn bad_input_costs_only_its_own_connection() {
         ),
         (
             "another protocol version",
-            b"FLOODCHAT\x09".to_vec(),
+            b"FLOODCHAT\x01".to_vec(),
             false,
-            "unsupported protocol version 9",
+            "the peer speaks floodchat protocol version 1, this client speaks 2: the peer must upgrade",
         ),
     ];
     for target in &room[..2] {
@@ -288,7 +299,7 @@ fn peer_that_stops_reading_is_dropped_and_the_room_carries_on() {
         .start();
     let mut b = Spawn::new("b", AsyncStd).peer(&a).start();
     let mut sleeper = raw_connect(&a);
-    sleeper.write_all(&floodchat::wire::GREETING).unwrap();
+    sleeper.write_all(&greeting_and_frames(&[])).unwrap();
     let local = sleeper.local_addr().unwrap().to_string();
     // Far more than the kernel buffers on both ends can hold, so the writer to `sleeper` blocks.
     let lines: Vec<String> = (0..300)
@@ -341,7 +352,7 @@ fn over_long_and_repeated_lines_get_an_error_and_are_not_sent() {
     let b = Spawn::new("b", AsyncStd).peer(&a).start();
     a.say(&"x".repeat(70_000));
     a.wait_stderr("the length error", |l| {
-        l.contains("longer than the maximum of 65536 bytes; not sent")
+        l.contains("line not sent: longer than the maximum of 65536 bytes")
     });
     a.say("short");
     a.say("short");

@@ -368,11 +368,27 @@ pub fn fake_server(serve: impl Fn(TcpStream) + Send + 'static) -> SocketAddr {
     addr
 }
 
-/// The greeting followed by one frame per message, as a floodchat client sends them.
+/// The greeting and a Hello followed by one Text frame per message, as a floodchat client
+/// that does not listen sends them.
 pub fn greeting_and_frames(messages: &[&str]) -> Vec<u8> {
-    let mut bytes = floodchat::wire::GREETING.to_vec();
+    use floodchat::wire::{ClientId, Frame, GREETING, Hello, encode_text};
+    let mut bytes = GREETING.to_vec();
+    let client = ClientId(u64::from(std::process::id()) << 20 | u64::from(thread_id()));
+    Frame::Hello(Hello {
+        client,
+        listen_port: 0,
+        alone: true,
+    })
+    .encode(&mut bytes);
     for m in messages {
-        floodchat::wire::encode_frame(m, &mut bytes);
+        encode_text(m, &mut bytes);
     }
     bytes
+}
+
+/// A number that differs between calls, so that raw peers have distinct identities.
+fn thread_id() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
