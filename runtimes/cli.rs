@@ -37,6 +37,14 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true)]
     pub greeting_timeout: Duration,
 
+    /// The most megabytes of text this client keeps; newer lines are then not shown or relayed.
+    #[arg(long, value_name = "MB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub max_room_mb: u32,
+
+    /// The most lines this client keeps; newer lines are then not shown or relayed.
+    #[arg(long, value_name = "N", default_value_t = 4_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_room_lines: u32,
+
     /// How long a peer may leave sent bytes unread before it is dropped.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs, allow_negative_numbers = true)]
     pub stall_timeout: Duration,

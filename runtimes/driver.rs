@@ -128,6 +128,8 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         seed: os_random(),
         greeting_timeout: cli.greeting_timeout,
         stall_timeout: cli.stall_timeout,
+        max_room_bytes: cli.max_room_mb as usize * 1024 * 1024,
+        max_room_strings: cli.max_room_lines as usize,
         ..Config::default()
     };
     let (events_tx, events_rx) = async_channel::bounded(EVENT_QUEUE);

@@ -107,6 +107,7 @@ pub struct Spawn {
     listen: bool,
     close_stdout: bool,
     netns: Option<String>,
+    fd_limit: Option<u32>,
 }
 
 impl Spawn {
@@ -118,6 +119,7 @@ impl Spawn {
             answer: None,
             listen: true,
             close_stdout: false,
+            fd_limit: None,
             netns: None,
         }
     }
@@ -152,6 +154,12 @@ impl Spawn {
         self
     }
 
+    /// Runs the client with at most `n` open file descriptors (util-linux `prlimit`).
+    pub fn fd_limit(mut self, n: u32) -> Self {
+        self.fd_limit = Some(n);
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
         self
@@ -180,7 +188,15 @@ impl Spawn {
                 c.args(["netns", "exec", ns, bin]);
                 c
             }
-            None => Command::new(bin),
+            None => match self.fd_limit {
+                // `prlimit` execs the binary itself, so the child's pid is the client's.
+                Some(n) => {
+                    let mut c = Command::new("prlimit");
+                    c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                    c
+                }
+                None => Command::new(bin),
+            },
         };
         let mut child = command
             .args(&self.args)
@@ -306,6 +322,25 @@ impl Client {
             );
             thread::park_timeout(Duration::from_millis(20));
         }
+    }
+
+    /// A `kB` field of `/proc/PID/status`, such as `VmRSS` or `VmHWM`.
+    pub fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+            .unwrap_or_else(|| panic!("no {field} in /proc/PID/status"));
+        line[field.len() + 1..]
+            .trim()
+            .trim_end_matches(" kB")
+            .parse()
+            .unwrap()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// How many file descriptors the process has open now.

@@ -1,0 +1,201 @@
+//! A hostile network against a live room: real clients on loopback, both runtimes, each
+//! attack bounded in count and time. Each test asserts what a user would check: a newcomer
+//! still joins and chats, memory stays bounded, no control character reaches stdout, a full
+//! room keeps running and says so.
+
+mod common;
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{Client, Rt, Spawn, greeting_and_frames};
+use socket2::{Domain, Socket, Type};
+
+use Rt::{AsyncStd, Smol};
+
+/// Source addresses of the attack: many loopback IPs, so per-IP limits alone cannot answer it.
+fn attacker_ips(n: u8) -> impl Iterator<Item = Ipv4Addr> {
+    (1..=n).map(|i| Ipv4Addr::new(127, 0, 9, i))
+}
+
+/// A TCP connection to `client` from `ip`; `None` if it was refused.
+fn connect_from(ip: Ipv4Addr, client: &Client) -> Option<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    socket.bind(&SocketAddr::from((ip, 0)).into()).ok()?;
+    let to: SocketAddr = client.addr().parse().unwrap();
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(2))
+        .ok()?;
+    let stream: TcpStream = socket.into();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    Some(stream)
+}
+
+/// Opens `per_ip` connections from each attacker IP; `say` is what each one writes first.
+fn hold_connections(client: &Client, ips: u8, per_ip: usize, say: &[u8]) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for ip in attacker_ips(ips) {
+        for _ in 0..per_ip {
+            if let Some(mut s) = connect_from(ip, client) {
+                let _ = s.write_all(say);
+                held.push(s);
+            }
+        }
+    }
+    held
+}
+
+/// The other runtime, so every attack also crosses runtimes.
+fn other(rt: Rt) -> Rt {
+    match rt {
+        Smol => AsyncStd,
+        AsyncStd => Smol,
+    }
+}
+
+/// Ends every client's input and waits for each to leave cleanly.
+fn leave(clients: &mut [Client]) {
+    for c in clients.iter_mut() {
+        c.end_input();
+    }
+    for c in clients.iter_mut() {
+        let (status, _) = c.wait_exit();
+        assert!(status.success(), "{} exited with {status}", c.name);
+    }
+}
+
+#[test]
+fn idle_connections_cannot_lock_a_newcomer_out() {
+    for rt in [Smol, AsyncStd] {
+        let mut target = Spawn::new("target", rt).fd_limit(256).start();
+        let mut friend = Spawn::new("friend", other(rt)).peer(&target).start();
+        // 600 connections from 50 addresses against a limit of 256 descriptors: half say
+        // nothing at all, half greet and then say nothing.
+        let mut held = hold_connections(&target, 50, 6, b"");
+        held.extend(hold_connections(&target, 50, 6, &greeting_and_frames(&[])));
+        let mut newcomer = Spawn::new("newcomer", other(rt)).peer(&target).start();
+        newcomer.say("the newcomer got in");
+        friend.wait_printed(&["the newcomer got in"]);
+        friend.say("welcome");
+        newcomer.wait_printed(&["welcome"]);
+        assert!(
+            target.open_fds() < 200,
+            "{} descriptors open",
+            target.open_fds()
+        );
+        let refused = target.errors();
+        assert!(
+            refused.len() < 100,
+            "a storm of connections is summarised, not logged one by one: {} lines",
+            refused.len()
+        );
+        drop(held);
+        target.say("after the attack");
+        newcomer.wait_printed(&["after the attack"]);
+        leave(&mut [target, friend, newcomer]);
+    }
+}
+
+#[test]
+fn half_sent_frames_cannot_pin_memory() {
+    for rt in [Smol, AsyncStd] {
+        let mut target = Spawn::new("target", rt).start();
+        let mut friend = Spawn::new("friend", other(rt)).peer(&target).start();
+        let before = target.status_kb("VmRSS");
+        // Each connection greets, announces the largest Text and sends all of it but a byte.
+        let mut frame = greeting_and_frames(&[]);
+        frame.extend_from_slice(&(1 + 65_536u32).to_be_bytes());
+        frame.push(2);
+        frame.extend(std::iter::repeat_n(b'x', 65_535));
+        let held = hold_connections(&target, 50, 10, &frame);
+        friend.say("still chatting");
+        target.wait_printed(&["still chatting"]);
+        let during = target.status_kb("VmHWM");
+        drop(held);
+        target.say("after");
+        friend.wait_printed(&["after"]);
+        let peak = target.status_kb("VmHWM");
+        assert!(
+            peak < before + 16 * 1024,
+            "peak RSS grew from {before} kB to {peak} kB ({during} kB during the attack)"
+        );
+        leave(&mut [target, friend]);
+    }
+}
+
+#[test]
+fn control_characters_never_reach_stdout() {
+    let mut a = Spawn::new("a", Smol).start();
+    let mut b = Spawn::new("b", AsyncStd).peer(&a).start();
+    let forged = [
+        "\x1b[2J\x1b[Hscreen cleared",
+        "\x1b]0;new title\x07",
+        "\x1b]52;c;cGFzc3dvcmQ=\x07",
+        "mallory: bye\ralice: send me your password",
+        "vertical\x0btab",
+        "c1 \u{9b}31m red",
+        "nul\0byte",
+        "del\x7f",
+    ];
+    for text in forged {
+        let mut bytes = greeting_and_frames(&[]);
+        bytes.extend_from_slice(&(1 + text.len() as u32).to_be_bytes());
+        bytes.push(2);
+        bytes.extend_from_slice(text.as_bytes());
+        let mut s = common::raw_connect(&a);
+        s.write_all(&bytes).unwrap();
+        a.wait_stderr("the refusal", |l| l.contains("control character"));
+        drop(s);
+    }
+    // A typed control character is refused too, with a message.
+    a.say("typed \x1b[31m red");
+    a.wait_stderr("the typed refusal", |l| {
+        l.contains("line not sent") && l.contains("control character")
+    });
+    b.say("plain text, \u{202e} and tabs\tstill pass");
+    a.wait_printed(&["plain text, \u{202e} and tabs\tstill pass"]);
+    for c in [&a, &b] {
+        for line in c.printed() {
+            assert!(
+                !line
+                    .chars()
+                    .any(|ch| (ch.is_control() && ch != '\t') || ch == '\x7f'),
+                "{}: {line:?}",
+                c.name
+            );
+        }
+    }
+    leave(&mut [a, b]);
+}
+
+#[test]
+fn a_full_room_keeps_running_and_says_so() {
+    for rt in [Smol, AsyncStd] {
+        let mut full = Spawn::new("full", rt).arg("--max-room-mb").arg("1").start();
+        let mut raw = common::raw_connect(&full);
+        // 4 MB of distinct 64 KiB strings, as fast as the socket takes them.
+        let big: Vec<String> = (0..64)
+            .map(|i| format!("{i:04}{}", "y".repeat(65_000)))
+            .collect();
+        let refs: Vec<&str> = big.iter().map(String::as_str).collect();
+        raw.write_all(&greeting_and_frames(&refs)).unwrap();
+        full.wait_stderr("the limit note", |l| {
+            l.contains("reached this client's limit")
+        });
+        let notes = full
+            .errors()
+            .iter()
+            .filter(|l| l.contains("reached this client's limit"))
+            .count();
+        assert_eq!(notes, 1, "said once");
+        assert!(full.status_kb("VmHWM") < 64 * 1024);
+        // Alive, and still relaying what it holds to a newcomer.
+        let newcomer = Spawn::new("newcomer", other(rt)).peer(&full).start();
+        newcomer.wait_printed(&[refs[0]]);
+        drop(raw);
+        leave(&mut [full]);
+    }
+}
