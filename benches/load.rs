@@ -5,7 +5,7 @@
 //! lines into the stdin of one or more of them, and waits until every client printed every
 //! line; then it checks that each client printed each line exactly once. In the same run it
 //! builds a raw relay of the same shape out of threads and TCP sockets: each node copies the
-//! bytes from an input to its stdout pipe and to its other links, with no framing and no
+//! bytes from an input to its stdout (a socket pair standing for a pipe) and to its other links, with no framing and no
 //! dedup (with several feeders it cuts at line ends, so that lines do not interleave). The
 //! ratio of the two throughputs is steadier across noisy machines than either alone.
 //!
@@ -13,8 +13,9 @@
 //! client) to measure latency; the time floodchat adds per hop is the difference of the two
 //! medians divided by the hops. Peak RSS is each client's `VmHWM` from `/proc/PID/status`.
 
-use std::io::{PipeWriter, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -307,7 +308,7 @@ impl Room for Clients {
 
 /// The raw relay: one thread per node input, copying to the node's stdout and other links.
 struct Raw {
-    inputs: Vec<PipeWriter>,
+    inputs: Vec<UnixStream>,
     sinks: Vec<Sink>,
     links: Vec<TcpStream>,
 }
@@ -333,8 +334,8 @@ impl Raw {
         let mut inputs = Vec::new();
         let mut sinks = Vec::new();
         for links in node_links {
-            let (stdin_r, stdin_w) = std::io::pipe().unwrap();
-            let (stdout_r, stdout_w) = std::io::pipe().unwrap();
+            let (stdin_w, stdin_r) = UnixStream::pair().unwrap();
+            let (stdout_w, stdout_r) = UnixStream::pair().unwrap();
             inputs.push(stdin_w);
             sinks.push(Sink::follow(stdout_r));
             let stdout = Arc::new(Mutex::new(stdout_w));
@@ -372,7 +373,7 @@ impl Raw {
 fn copy(
     mut source: Box<dyn Read + Send>,
     from: Option<usize>,
-    stdout: &Mutex<PipeWriter>,
+    stdout: &Mutex<UnixStream>,
     links: &[Arc<Mutex<TcpStream>>],
     cut: bool,
 ) {
