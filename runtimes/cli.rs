@@ -8,6 +8,8 @@ use clap::{Parser, ValueEnum};
 
 /// The longest timeout accepted, so that no deadline overflows the clock.
 const MAX_SECS: f64 = 86_400.0;
+/// The shortest timeout accepted: shorter ones would round to nothing and refuse every peer.
+const MIN_SECS: f64 = 0.001;
 
 /// A peer-to-peer chat room in the terminal, flooding text over TCP.
 ///
@@ -78,15 +80,15 @@ impl fmt::Display for RuntimeKind {
     }
 }
 
-/// Parses a positive number of seconds, fractions allowed.
+/// Parses a number of seconds from [`MIN_SECS`] to [`MAX_SECS`], fractions allowed.
 fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .trim()
         .parse()
         .map_err(|_| format!("\"{text}\" is not a number of seconds"))?;
-    if secs.is_nan() || secs <= 0.0 || secs > MAX_SECS {
+    if secs.is_nan() || !(MIN_SECS..=MAX_SECS).contains(&secs) {
         return Err(format!(
-            "must be more than 0 and at most {MAX_SECS} seconds"
+            "must be at least {MIN_SECS} and at most {MAX_SECS} seconds"
         ));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -4,12 +4,19 @@
 //! and a writer task; the listener has its own task; stdin and stdout each have a thread. They
 //! all talk to the owner over bounded channels, so memory stays bounded and a slow party
 //! slows its sender down instead of piling up bytes.
+//!
+//! Every boundary moves batches: stdin hands over many lines at once, the owner handles every
+//! event that is ready before it waits again, a writer sends everything queued for its peer in
+//! one write, and stdout prints many lines in one write. Stdout is never waited on: it prints
+//! the room's log behind a cursor, taking the next chunk whenever it is done with the last, so
+//! a stopped stdout stops neither relaying nor Ctrl-C, and costs no memory beyond the room.
 
 use std::fmt::Display;
+use std::fs::File;
 use std::future::Future;
-use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
-use std::sync::Arc;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -23,13 +30,23 @@ use hashbrown::HashMap;
 use crate::cli::Cli;
 
 /// Bytes read from a socket at once.
-const READ_BUF: usize = 16 * 1024;
+const READ_BUF: usize = 64 * 1024;
 /// Events from tasks waiting for the owner.
 const EVENT_QUEUE: usize = 256;
-/// Lines from stdin waiting for the owner.
-const STDIN_QUEUE: usize = 16;
-/// Strings waiting to be printed on stdout.
-const STDOUT_QUEUE: usize = 256;
+/// Bytes read from stdin at once.
+const STDIN_READ: usize = 64 * 1024;
+/// Batches of lines from stdin waiting for the owner.
+const STDIN_QUEUE: usize = 4;
+/// Bytes of the room's strings handed to stdout at once (at least one string).
+const STDOUT_CHUNK: usize = 128 * 1024;
+/// Events and stdin batches handled after a wake-up before the owner looks at timers again.
+const DRAIN_MAX: usize = 1024;
+/// How long an interrupted client waits for a print already handed to stdout.
+const STOP_GRACE: Duration = Duration::from_millis(300);
+/// The window over which notices about connections are counted.
+const NOTICE_WINDOW: Duration = Duration::from_secs(10);
+/// Notices about connections shown per window; the rest are summed up at its end.
+const NOTICE_MAX: u32 = 20;
 /// The longest line kept from stdin: one more than a message and its `\r`, so that the core
 /// still sees that an over-long line is too long.
 const LINE_KEPT: usize = MAX_MESSAGE_LEN + 2;
@@ -64,6 +81,8 @@ pub trait Runtime: 'static {
     fn stream_local_addr(stream: &Self::Stream) -> io::Result<SocketAddr>;
     /// Shuts down one or both directions of `stream`, ignoring errors.
     fn shutdown(stream: &Self::Stream, how: Shutdown);
+    /// Sends small writes at once (`TCP_NODELAY`), ignoring errors: writes are batched here.
+    fn set_nodelay(stream: &Self::Stream);
     /// Waits until `deadline`.
     fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
 }
@@ -105,6 +124,10 @@ macro_rules! tcp_sockets {
         fn shutdown(stream: &Self::Stream, how: std::net::Shutdown) {
             let _ = stream.shutdown(how);
         }
+
+        fn set_nodelay(stream: &Self::Stream) {
+            let _ = stream.set_nodelay(true);
+        }
     };
 }
 pub(crate) use tcp_sockets;
@@ -118,11 +141,12 @@ pub fn say(message: impl Display) {
 /// could not run.
 pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let (stop_tx, stop_rx) = async_channel::bounded(1);
-    handle_signals(stop_tx.clone());
+    handle_signals(stop_tx);
     let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
     thread::spawn(move || read_stdin(stdin_tx));
-    let (stdout_tx, stdout_rx) = async_channel::bounded(STDOUT_QUEUE);
-    let stdout = spawn_stdout(stdout_rx, stop_tx);
+    let (stdout_tx, stdout_rx) = async_channel::bounded(1);
+    let (printed_tx, printed_rx) = async_channel::bounded(1);
+    let stdout = spawn_stdout(stdout_rx, printed_tx)?;
     let config = Config {
         client: ClientId(os_random()),
         seed: os_random(),
@@ -133,8 +157,9 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         ..Config::default()
     };
     let (events_tx, events_rx) = async_channel::bounded(EVENT_QUEUE);
+    let now = Instant::now();
     let client = Client::<R> {
-        state: FloodState::new(config, Instant::now()),
+        state: FloodState::new(config, now),
         dialing: 0,
         last_failure: None,
         joining: false,
@@ -142,20 +167,32 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         next_id: 0,
         events_tx,
         events_rx,
-        stdout: stdout_tx,
+        stdout: Stdout {
+            chunks: stdout_tx,
+            printed: printed_rx,
+            idle: Some(Vec::new()),
+            cursor: 0,
+        },
+        early: Vec::new(),
+        notices: Notices::new(now),
         stop: stop_rx,
         stopped: false,
+        failed: None,
         accepting: true,
     };
-    let result = R::block_on(client.run(cli, stdin_rx));
-    let _ = stdout.join();
+    let (result, idle) = R::block_on(client.run(cli, stdin_rx));
+    // A stdout thread stuck in a write is left behind: the process ends without it.
+    if idle {
+        let _ = stdout.join();
+    }
     result
 }
 
 /// Something a task tells the owner.
 enum Event<S> {
     Bytes(PeerId, Vec<u8>),
-    Sent(PeerId),
+    /// This many sends to the peer were written.
+    Sent(PeerId, usize),
     Closed(PeerId),
     Accepted(S, SocketAddr),
     Dialed(S, SocketAddr),
@@ -165,8 +202,9 @@ enum Event<S> {
 /// What woke the owner up.
 enum Wake<S> {
     Event(Event<S>),
-    Line(Vec<u8>),
+    Lines(Vec<u8>),
     StdinEnded,
+    Printed(io::Result<Vec<u8>>),
     Timer,
     Stop,
 }
@@ -178,6 +216,80 @@ struct Conn<S> {
     addr: SocketAddr,
     outbound: bool,
     ready: bool,
+}
+
+/// The owner's side of the stdout thread: a cursor into the room's log.
+struct Stdout {
+    /// Chunks of lines to print.
+    chunks: Sender<Vec<u8>>,
+    /// A chunk printed (its buffer, for reuse) or the error that stopped printing.
+    printed: Receiver<io::Result<Vec<u8>>>,
+    /// The buffer for the next chunk while the thread is idle; `None` while it prints.
+    idle: Option<Vec<u8>>,
+    /// How many of the room's strings were handed to the thread.
+    cursor: usize,
+}
+
+/// Notices about connections, at most [`NOTICE_MAX`] per [`NOTICE_WINDOW`], so that a storm
+/// of connections writes a summary instead of a line each.
+struct Notices {
+    window_start: Instant,
+    shown: u32,
+    held: u64,
+}
+
+impl Notices {
+    fn new(now: Instant) -> Self {
+        Self {
+            window_start: now,
+            shown: 0,
+            held: 0,
+        }
+    }
+
+    /// Shows `message`, or counts it if this window has shown enough.
+    fn say(&mut self, now: Instant, message: impl Display) {
+        self.tick(now);
+        if self.shown < NOTICE_MAX {
+            self.shown += 1;
+            say(message);
+        } else {
+            self.held += 1;
+        }
+    }
+
+    /// Ends the window if it is over, summing up what it held back.
+    fn tick(&mut self, now: Instant) {
+        if now < self.window_start + NOTICE_WINDOW {
+            return;
+        }
+        if self.held > 0 {
+            say(format!(
+                "... {} more connection notices in the last {} s",
+                thousands(self.held),
+                NOTICE_WINDOW.as_secs()
+            ));
+        }
+        *self = Self::new(now);
+    }
+
+    /// When the held-back summary is due, if any.
+    fn deadline(&self) -> Option<Instant> {
+        (self.held > 0).then(|| self.window_start + NOTICE_WINDOW)
+    }
+}
+
+/// `4812` as `4,812`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The task that owns the state and the connections.
@@ -194,14 +306,40 @@ struct Client<R: Runtime> {
     next_id: u64,
     events_tx: Sender<Event<R::Stream>>,
     events_rx: Receiver<Event<R::Stream>>,
-    stdout: Sender<Arc<str>>,
+    stdout: Stdout,
+    /// Lines typed after the answer to the prompt, before the room was joined.
+    early: Vec<u8>,
+    notices: Notices,
     stop: Receiver<()>,
     stopped: bool,
+    /// Why the client must end with an error.
+    failed: Option<String>,
     accepting: bool,
 }
 
 impl<R: Runtime> Client<R> {
-    async fn run(mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
+    /// Runs the client; returns the result and whether the stdout thread is idle.
+    async fn run(mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> (Result<(), String>, bool) {
+        let result = self.chat(cli, stdin).await;
+        let result = match self.failed.take() {
+            Some(e) => Err(e),
+            None => result,
+        };
+        if self.stdout.idle.is_none() {
+            // Interrupted while printing: a moment for the chunk already handed over.
+            let grace = async {
+                R::sleep_until(Instant::now() + STOP_GRACE).await;
+                None
+            };
+            let printed = or(async { self.stdout.printed.recv().await.ok() }, grace).await;
+            if let Some(Ok(buf)) = printed {
+                self.stdout.idle = Some(buf);
+            }
+        }
+        (result, self.stdout.idle.is_some())
+    }
+
+    async fn chat(&mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
         let listener = R::bind(cli.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
@@ -221,6 +359,9 @@ impl<R: Runtime> Client<R> {
         let _ = writeln!(io::stderr(), "Listening on {shown}");
         R::spawn(accept_loop::<R>(listener, self.events_tx.clone()));
 
+        let early = std::mem::take(&mut self.early);
+        self.typed(&early);
+        self.print();
         let mut stdin = Some(stdin);
         while !self.stopped && (stdin.is_some() || cli.stay) {
             self.step(&mut stdin, None).await;
@@ -233,8 +374,13 @@ impl<R: Runtime> Client<R> {
     async fn ask_peer(&mut self, stdin: &Receiver<Vec<u8>>) -> Option<SocketAddr> {
         let prompt = "Address of a peer (IP:PORT), or empty to start a new network: ";
         let _ = write!(io::stderr(), "{prompt}");
-        let line = self.or_stop(stdin.recv()).await?.ok()?;
-        let answer = String::from_utf8_lossy(&line);
+        let mut lines = self.or_stop(stdin.recv()).await?.ok()?;
+        let end = lines
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(lines.len(), |p| p + 1);
+        self.early = lines.split_off(end);
+        let answer = String::from_utf8_lossy(&lines);
         let answer = answer.trim();
         if answer.is_empty() {
             return None;
@@ -257,7 +403,7 @@ impl<R: Runtime> Client<R> {
     /// Starts the state, and with a first contact waits until it is linked or has failed;
     /// returns our IP on the socket to the contact.
     async fn join(&mut self, contact: Option<SocketAddr>) -> Option<IpAddr> {
-        self.feed(Input::Start { contact }).await;
+        self.feed(Input::Start { contact });
         let contact = contact?;
         self.joining = true;
         while !self.stopped
@@ -282,8 +428,8 @@ impl<R: Runtime> Client<R> {
         }
     }
 
-    /// Sends what is owed, closes our side of every connection and waits a little for peers
-    /// to close theirs.
+    /// Sends what is owed, closes our side of every connection, waits a little for peers to
+    /// close theirs, and prints what is left to print.
     async fn leave(&mut self) {
         self.accepting = false;
         while !self.stopped && !self.state.is_flushed() {
@@ -296,6 +442,14 @@ impl<R: Runtime> Client<R> {
         while !self.stopped && !self.conns.is_empty() && Instant::now() < deadline {
             self.step(&mut None, Some(deadline)).await;
         }
+        while !self.stopped && !self.all_printed() {
+            self.step(&mut None, None).await;
+        }
+    }
+
+    /// Whether stdout has printed every string of the room.
+    fn all_printed(&self) -> bool {
+        self.stdout.idle.is_some() && self.stdout.cursor == self.state.messages().len()
     }
 
     /// Waits for `fut`, or `None` if a stop signal comes first.
@@ -309,9 +463,10 @@ impl<R: Runtime> Client<R> {
         result
     }
 
-    /// Waits for one thing to happen and handles it; sets `stdin` to `None` when it ends.
+    /// Waits for something to happen, handles it and everything else already waiting, and
+    /// hands stdout its next chunk; sets `stdin` to `None` when it ends.
     async fn step(&mut self, stdin: &mut Option<Receiver<Vec<u8>>>, until: Option<Instant>) {
-        let deadline = [self.state.poll_timeout(), until]
+        let deadline = [self.state.poll_timeout(), self.notices.deadline(), until]
             .into_iter()
             .flatten()
             .min();
@@ -322,56 +477,136 @@ impl<R: Runtime> Client<R> {
             }
             Wake::Timer
         };
-        let line = async {
+        let lines = async {
             match stdin {
-                Some(rx) => rx.recv().await.map_or(Wake::StdinEnded, Wake::Line),
+                Some(rx) => rx.recv().await.map_or(Wake::StdinEnded, Wake::Lines),
                 None => pending().await,
             }
         };
         let event = async { self.events_rx.recv().await.map_or(Wake::Stop, Wake::Event) };
+        let printed = async {
+            match self.stdout.idle {
+                Some(_) => pending().await,
+                None => match self.stdout.printed.recv().await {
+                    Ok(result) => Wake::Printed(result),
+                    Err(_) => Wake::Printed(Err(io::ErrorKind::BrokenPipe.into())),
+                },
+            }
+        };
         let stop = async {
             signalled(&self.stop).await;
             Wake::Stop
         };
         // `race` so that neither a busy network nor a due timer starves the other.
-        let wake = or(stop, race(timer, race(event, line))).await;
+        let wake = or(stop, race(timer, race(printed, race(event, lines)))).await;
+        self.handle(wake, stdin);
+        // Everything else already waiting, before sleeping again.
+        for _ in 0..DRAIN_MAX {
+            if self.stopped {
+                break;
+            }
+            let wake = match self.events_rx.try_recv() {
+                Ok(event) => Wake::Event(event),
+                Err(_) => match stdin.as_ref().map(Receiver::try_recv) {
+                    Some(Ok(lines)) => Wake::Lines(lines),
+                    Some(Err(TryRecvError::Closed)) => Wake::StdinEnded,
+                    _ => break,
+                },
+            };
+            self.handle(wake, stdin);
+        }
+        self.print();
+    }
+
+    /// Handles one wake-up.
+    fn handle(&mut self, wake: Wake<R::Stream>, stdin: &mut Option<Receiver<Vec<u8>>>) {
         match wake {
             Wake::Event(Event::Bytes(id, bytes)) if self.conns.contains_key(&id) => {
-                self.feed(Input::Received(id, &bytes)).await
+                self.feed(Input::Received(id, &bytes))
             }
-            Wake::Event(Event::Sent(id)) if self.conns.contains_key(&id) => {
-                self.feed(Input::Sent(id)).await
+            Wake::Event(Event::Sent(id, count)) => {
+                for _ in 0..count {
+                    if self.conns.contains_key(&id) {
+                        self.feed(Input::Sent(id));
+                    }
+                }
             }
             Wake::Event(Event::Closed(id)) if self.conns.contains_key(&id) => {
-                self.feed(Input::Closed(id)).await
+                self.feed(Input::Closed(id))
             }
             Wake::Event(Event::Accepted(stream, addr)) if self.accepting => {
-                self.add_conn(stream, addr, false).await;
+                self.add_conn(stream, addr, false);
             }
             Wake::Event(Event::Dialed(stream, addr)) => {
                 self.dialing -= 1;
                 if self.accepting {
-                    self.add_conn(stream, addr, true).await;
+                    self.add_conn(stream, addr, true);
                 }
             }
             Wake::Event(Event::DialFailed(addr, e)) => {
                 self.dialing -= 1;
                 self.last_failure = Some(e.to_string());
-                self.feed(Input::DialFailed(addr)).await;
+                self.feed(Input::DialFailed(addr));
             }
             // Stale: about a connection already closed, or one accepted while leaving.
             Wake::Event(_) => {}
-            Wake::Line(line) => self.feed(Input::LineTyped(&line)).await,
+            Wake::Lines(lines) => self.typed(&lines),
             Wake::StdinEnded => *stdin = None,
-            Wake::Timer => self.feed(Input::Timeout).await,
+            Wake::Printed(Ok(buf)) => self.stdout.idle = Some(buf),
+            Wake::Printed(Err(e)) => {
+                // A closed pipe is a reader that left, as with `| head`; anything else is
+                // an error the user must hear about.
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    self.failed = Some(format!("cannot write to stdout: {e}"));
+                }
+                self.stopped = true;
+            }
+            Wake::Timer => {
+                let now = Instant::now();
+                if self.state.poll_timeout().is_some_and(|t| t <= now) {
+                    self.feed(Input::Timeout);
+                }
+                self.notices.tick(now);
+            }
             Wake::Stop => self.stopped = true,
         }
     }
 
+    /// Feeds each line of a batch (each ending in `\n`) to the state.
+    fn typed(&mut self, lines: &[u8]) {
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\n").unwrap_or(line);
+            self.feed(Input::LineTyped(line));
+        }
+    }
+
+    /// Hands stdout the next strings of the room if it is idle.
+    fn print(&mut self) {
+        let Some(mut buf) = self.stdout.idle.take() else {
+            return;
+        };
+        buf.clear();
+        for text in self.state.messages_from(self.stdout.cursor) {
+            if !buf.is_empty() && buf.len() + text.len() >= STDOUT_CHUNK {
+                break;
+            }
+            buf.extend_from_slice(text.as_bytes());
+            buf.push(b'\n');
+            self.stdout.cursor += 1;
+        }
+        if buf.is_empty() {
+            self.stdout.idle = Some(buf);
+        } else if self.stdout.chunks.try_send(buf).is_err() {
+            // The thread is gone: it reported why, or the process is ending.
+            self.stopped = true;
+        }
+    }
+
     /// Starts the tasks of a new connection and tells the state.
-    async fn add_conn(&mut self, stream: R::Stream, addr: SocketAddr, outbound: bool) -> PeerId {
+    fn add_conn(&mut self, stream: R::Stream, addr: SocketAddr, outbound: bool) -> PeerId {
         let id = PeerId(self.next_id);
         self.next_id += 1;
+        R::set_nodelay(&stream);
         let (writer, queue) = async_channel::bounded(self.state.config().max_in_flight + 1);
         R::spawn(read_loop(id, stream.clone(), self.events_tx.clone()));
         R::spawn(write_loop::<R>(
@@ -396,27 +631,25 @@ impl<R: Runtime> Client<R> {
                 remote: addr,
             }
         };
-        self.feed(input).await;
+        self.feed(input);
         id
     }
 
     /// Feeds one input to the state and carries out everything it asks.
-    async fn feed(&mut self, input: Input<'_>) {
+    fn feed(&mut self, input: Input<'_>) {
         if let Err(e) = self.state.handle_input(Instant::now(), input) {
             say(e);
         }
         while let Some(output) = self.state.poll_output() {
-            self.act(output).await;
+            self.act(output);
         }
     }
 
     /// Carries out one output of the state.
-    async fn act(&mut self, output: Output) {
+    fn act(&mut self, output: Output) {
         match output {
-            Output::Print(text) => {
-                // A closed stdout is reported by its thread as a stop.
-                let _ = self.stdout.send(text).await;
-            }
+            // Stdout prints the room's log in order, which holds this string: see `print`.
+            Output::Print(_) => {}
             Output::Send { peer, bytes } => {
                 if let Some(conn) = self.conns.get(&peer) {
                     // Full cannot happen (see Config::max_in_flight); closed means the writer
@@ -441,7 +674,8 @@ impl<R: Runtime> Client<R> {
                     if conn.outbound {
                         say(format!("connected to {}", conn.addr));
                     } else {
-                        say(format!("{} joined", conn.addr));
+                        let message = format!("{} joined", conn.addr);
+                        self.notices.say(Instant::now(), message);
                     }
                 }
             }
@@ -451,9 +685,13 @@ impl<R: Runtime> Client<R> {
                     if !conn.ready {
                         self.last_failure = Some(reason.to_string());
                     }
-                    // While joining, the note on how joining went says it once.
-                    if !(self.joining && conn.outbound && !conn.ready) {
+                    if self.joining && conn.outbound && !conn.ready {
+                        // While joining, the note on how joining went says it once.
+                    } else if conn.outbound {
                         say(format!("{}: {reason}", conn.addr));
+                    } else {
+                        let message = format!("{}: {reason}", conn.addr);
+                        self.notices.say(Instant::now(), message);
                     }
                 }
             }
@@ -485,20 +723,26 @@ async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, events: Send
     let _ = events.send(Event::Closed(id)).await;
 }
 
-/// Writes each batch of bytes to `stream` and acknowledges it, until the owner drops the queue.
+/// Writes the batches of bytes queued for `stream`, all that are waiting in one write, and
+/// acknowledges them, until the owner drops the queue.
 async fn write_loop<R: Runtime>(
     id: PeerId,
     mut stream: R::Stream,
     queue: Receiver<Vec<u8>>,
     events: Sender<Event<R::Stream>>,
 ) {
-    while let Ok(bytes) = queue.recv().await {
+    while let Ok(mut bytes) = queue.recv().await {
+        let mut count = 1;
+        while let Ok(more) = queue.try_recv() {
+            bytes.extend_from_slice(&more);
+            count += 1;
+        }
         if stream.write_all(&bytes).await.is_err() {
             // The reader then sees the end and reports it.
             R::shutdown(&stream, Shutdown::Both);
             return;
         }
-        if events.send(Event::Sent(id)).await.is_err() {
+        if events.send(Event::Sent(id, count)).await.is_err() {
             return;
         }
     }
@@ -553,59 +797,99 @@ async fn accept_loop<R: Runtime>(listener: R::Listener, events: Sender<Event<R::
     }
 }
 
-/// The stdin thread: sends each line, without its `\n`, until the end of input.
+/// The stdin thread: sends batches of whole lines, each ending in `\n`, as they are read,
+/// until the end of input (where a last line without its `\n` gets one).
 fn read_stdin(lines: Sender<Vec<u8>>) {
     let mut input = io::stdin().lock();
-    while let Ok(Some(line)) = read_line(&mut input) {
-        if lines.send_blocking(line).is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads one line without its `\n`, keeping at most [`LINE_KEPT`] bytes of it; `None` at the
-/// end of input.
-fn read_line(mut input: impl BufRead) -> io::Result<Option<Vec<u8>>> {
-    let mut line = Vec::new();
-    let mut kept = (&mut input).take(LINE_KEPT as u64);
-    if kept.read_until(b'\n', &mut line)? == 0 {
-        return Ok(None);
-    }
-    if line.last() == Some(&b'\n') {
-        line.pop();
-    } else if line.len() == LINE_KEPT {
-        input.skip_until(b'\n')?;
-    }
-    Ok(Some(line))
-}
-
-/// The stdout thread: prints each string on its own line, flushing whenever it has nothing
-/// more to print; on a write error (stdout closed) it asks the owner to stop.
-fn spawn_stdout(texts: Receiver<Arc<str>>, stop: Sender<()>) -> JoinHandle<()> {
-    thread::spawn(move || {
-        let mut out = BufWriter::new(io::stdout().lock());
-        let mut print = || -> io::Result<()> {
-            loop {
-                let text = match texts.try_recv() {
-                    Ok(text) => text,
-                    Err(TryRecvError::Empty) => {
-                        out.flush()?;
-                        match texts.recv_blocking() {
-                            Ok(text) => text,
-                            Err(_) => break,
-                        }
-                    }
-                    Err(TryRecvError::Closed) => break,
-                };
-                out.write_all(text.as_bytes())?;
-                out.write_all(b"\n")?;
-            }
-            out.flush()
+    let mut splitter = LineSplitter::default();
+    let mut buf = vec![0; STDIN_READ];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         };
-        if print().is_err() {
-            let _ = stop.try_send(());
+        if let Some(batch) = splitter.push(&buf[..n]) {
+            if lines.send_blocking(batch).is_err() {
+                return;
+            }
         }
-    })
+    }
+    if let Some(batch) = splitter.finish() {
+        let _ = lines.send_blocking(batch);
+    }
+}
+
+/// Cuts bytes into lines, keeping at most [`LINE_KEPT`] bytes of each, so that the core still
+/// sees that an over-long line is too long without holding all of it.
+#[derive(Default)]
+struct LineSplitter {
+    /// Whole lines, then the start of the next one.
+    batch: Vec<u8>,
+    /// Where the whole lines in `batch` end.
+    whole: usize,
+}
+
+impl LineSplitter {
+    /// Takes more input; returns the whole lines completed so far, if any.
+    fn push(&mut self, mut bytes: &[u8]) -> Option<Vec<u8>> {
+        while !bytes.is_empty() {
+            let (part, rest, ends) = match bytes.iter().position(|&b| b == b'\n') {
+                Some(p) => (&bytes[..p], &bytes[p + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            let room = LINE_KEPT - (self.batch.len() - self.whole);
+            self.batch.extend_from_slice(&part[..part.len().min(room)]);
+            if ends {
+                self.batch.push(b'\n');
+                self.whole = self.batch.len();
+            }
+            bytes = rest;
+        }
+        self.take()
+    }
+
+    /// Ends the input; returns what is left, its last line completed.
+    fn finish(mut self) -> Option<Vec<u8>> {
+        if self.batch.len() > self.whole {
+            self.batch.push(b'\n');
+            self.whole = self.batch.len();
+        }
+        self.take()
+    }
+
+    fn take(&mut self) -> Option<Vec<u8>> {
+        if self.whole == 0 {
+            return None;
+        }
+        let rest = self.batch.split_off(self.whole);
+        self.whole = 0;
+        Some(std::mem::replace(&mut self.batch, rest))
+    }
+}
+
+/// The stdout thread: prints each chunk in one write and hands its buffer back, or the error
+/// that stopped it. Writes go straight to the file descriptor, unbuffered, so every chunk is
+/// out as soon as it is written.
+fn spawn_stdout(
+    chunks: Receiver<Vec<u8>>,
+    printed: Sender<io::Result<Vec<u8>>>,
+) -> Result<JoinHandle<()>, String> {
+    let fd = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("cannot use stdout: {e}"))?;
+    let mut out = File::from(fd);
+    Ok(thread::spawn(move || {
+        while let Ok(chunk) = chunks.recv_blocking() {
+            let result = out.write_all(&chunk).map(|()| chunk);
+            let failed = result.is_err();
+            if printed.send_blocking(result).is_err() || failed {
+                return;
+            }
+        }
+    }))
 }
 
 /// On Ctrl-C or SIGTERM, asks the owner to stop; on a second one, exits at once.

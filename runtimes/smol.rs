@@ -7,18 +7,22 @@ use ::smol::net;
 
 use crate::driver::{Runtime, tcp_sockets};
 
-/// smol: spawns on its global executor.
+/// The executor of every task, run by [`Smol::block_on`] on the owner's thread, so that a
+/// socket's task and the owner hand events over without waking another thread.
+static EXECUTOR: ::smol::Executor<'static> = ::smol::Executor::new();
+
+/// smol: every task on the owner's thread.
 pub struct Smol;
 
 impl Runtime for Smol {
     tcp_sockets!(net);
 
     fn block_on<T>(fut: impl Future<Output = T>) -> T {
-        ::smol::block_on(fut)
+        ::smol::block_on(EXECUTOR.run(fut))
     }
 
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
-        ::smol::spawn(fut).detach();
+        EXECUTOR.spawn(fut).detach();
     }
 
     fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send {

@@ -426,6 +426,13 @@ impl FloodState {
         self.log.iter().map(|e| &*e.text)
     }
 
+    /// The strings of the room from the `start`th on, in the order this client learned them.
+    pub fn messages_from(&self, start: usize) -> impl ExactSizeIterator<Item = &str> {
+        self.log[start.min(self.log.len())..]
+            .iter()
+            .map(|e| &*e.text)
+    }
+
     /// Whether `text` is in the room.
     pub fn contains(&self, text: &str) -> bool {
         self.seen.contains(text)

@@ -428,3 +428,97 @@ fn a_port_in_use_is_a_clear_error() {
     let want = format!("floodchat: cannot listen on {}: ", a.addr());
     b.wait_stderr("the listen error", |l| l.contains(&want));
 }
+
+#[test]
+fn a_relay_whose_stdout_nobody_reads_keeps_relaying_and_obeys_ctrl_c() {
+    for rt in [Smol, AsyncStd] {
+        let mut a = Spawn::new("a", Smol).start();
+        let mut relay = Spawn::new("relay", rt).peer(&a).unread_stdout().start();
+        let mut b = Spawn::new("b", AsyncStd).peer(&relay).start();
+        // Far more than a pipe holds, so the relay's stdout is full long before the end.
+        let lines: Vec<String> = (0..3000)
+            .map(|i| format!("{i:04} {}", "p".repeat(120)))
+            .collect();
+        for line in &lines {
+            a.say(line);
+        }
+        let want: Vec<&str> = lines.iter().map(String::as_str).collect();
+        b.wait_printed(&want);
+        b.say("and back again");
+        a.wait_printed(&["and back again"]);
+        relay.interrupt();
+        let (status, _) = relay.wait_exit();
+        assert!(status.success(), "exit status {status}");
+        let mut all = want.clone();
+        all.push("and back again");
+        leave_all(&mut [a, b], &all);
+    }
+}
+
+#[test]
+fn a_full_stdout_is_an_error() {
+    for rt in [Smol, AsyncStd] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let mut a = Spawn::new("a", rt).stdout_to(full).start();
+        a.say("nowhere to go");
+        let (status, _) = a.wait_exit();
+        assert_eq!(status.code(), Some(1), "{:#?}", a.errors());
+        a.wait_stderr("the stdout error", |l| {
+            l.contains("floodchat: cannot write to stdout: No space left on device")
+        });
+    }
+}
+
+#[test]
+fn a_timeout_that_rounds_to_nothing_is_refused() {
+    let bin = env!("CARGO_BIN_EXE_floodchat");
+    for flag in ["--greeting-timeout", "--stall-timeout"] {
+        let out = Command::new(bin).args([flag, "1e-12"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let text = String::from_utf8(out.stderr).unwrap();
+        assert!(text.contains("must be at least 0.001"), "{text}");
+    }
+}
+
+#[test]
+fn a_connection_storm_is_summed_up_on_stderr() {
+    const STORM: usize = 200;
+    let mut targets = [
+        Spawn::new("a", Smol).start(),
+        Spawn::new("b", AsyncStd).start(),
+    ];
+    let mut newcomers: Vec<Client> = targets
+        .iter()
+        .map(|t| Spawn::new("newcomer", Smol).peer(t).start())
+        .collect();
+    for target in &targets {
+        for _ in 0..STORM {
+            let mut s = raw_connect(target);
+            s.write_all(&floodchat::wire::GREETING).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+        }
+    }
+    for target in &targets {
+        let errors = target.wait_stderr("the summary", |l| {
+            l.contains("more connection notices in the last 10 s")
+        });
+        let notices = errors
+            .iter()
+            .filter(|l| l.contains(" joined") || l.contains(": connection closed"))
+            .count();
+        // One notice per event would be two per connection of the storm.
+        assert!(notices < STORM / 4, "{notices} notices: {errors:#?}");
+    }
+    for (t, n) in targets.iter_mut().zip(&mut newcomers) {
+        n.say("still chatting");
+        t.wait_printed(&["still chatting"]);
+    }
+    let [a, b] = targets;
+    let [na, nb]: [Client; 2] = newcomers.try_into().ok().unwrap();
+    leave_all(&mut [a, b, na, nb], &["still chatting"]);
+}

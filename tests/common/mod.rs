@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -97,6 +97,8 @@ pub struct Client {
     stderr: Watched,
     /// The port from `Listening on IP:PORT`, once printed.
     pub port: u16,
+    /// A stdout pipe held open and never read.
+    _unread: Option<ChildStdout>,
 }
 
 /// Builder of a client's command line.
@@ -106,6 +108,8 @@ pub struct Spawn {
     answer: Option<String>,
     listen: bool,
     close_stdout: bool,
+    unread_stdout: bool,
+    stdout_file: Option<std::fs::File>,
     netns: Option<String>,
     fd_limit: Option<u32>,
 }
@@ -120,6 +124,8 @@ impl Spawn {
             listen: true,
             close_stdout: false,
             fd_limit: None,
+            unread_stdout: false,
+            stdout_file: None,
             netns: None,
         }
     }
@@ -145,6 +151,18 @@ impl Spawn {
     /// Closes the reading end of the client's stdout at once, so its writes fail with EPIPE.
     pub fn close_stdout(mut self) -> Self {
         self.close_stdout = true;
+        self
+    }
+
+    /// Keeps the client's stdout pipe open but never reads it, as a paused pager would.
+    pub fn unread_stdout(mut self) -> Self {
+        self.unread_stdout = true;
+        self
+    }
+
+    /// Sends the client's stdout to `file` instead of a pipe.
+    pub fn stdout_to(mut self, file: std::fs::File) -> Self {
+        self.stdout_file = Some(file);
         self
     }
 
@@ -198,20 +216,33 @@ impl Spawn {
                 None => Command::new(bin),
             },
         };
+        let to_file = self.stdout_file.is_some();
+        let stdout_to = match self.stdout_file.take() {
+            Some(file) => Stdio::from(file),
+            None => Stdio::piped(),
+        };
         let mut child = command
             .args(&self.args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(stdout_to)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start floodchat");
         let stdout = Watched::default();
-        let pipe = child.stdout.take().unwrap();
-        if self.close_stdout {
-            drop(pipe);
+        let mut unread = None;
+        if to_file {
             stdout.0.0.lock().unwrap().ended = true;
         } else {
-            stdout.follow(pipe);
+            let pipe = child.stdout.take().unwrap();
+            if self.close_stdout {
+                drop(pipe);
+                stdout.0.0.lock().unwrap().ended = true;
+            } else if self.unread_stdout {
+                unread = Some(pipe);
+                stdout.0.0.lock().unwrap().ended = true;
+            } else {
+                stdout.follow(pipe);
+            }
         }
         let stderr = Watched::default();
         stderr.follow(child.stderr.take().unwrap());
@@ -226,6 +257,7 @@ impl Spawn {
             stdout,
             stderr,
             port: 0,
+            _unread: unread,
         }
     }
 }
