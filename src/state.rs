@@ -345,6 +345,8 @@ pub struct FloodState {
     text_bytes: usize,
     room_full_said: bool,
     conns: HashMap<PeerId, Conn>,
+    /// The connected peers in increasing order, so outputs never depend on hashing.
+    order: Vec<PeerId>,
     timers: Timers<(PeerId, TimerKind)>,
     mesh: Mesh,
     outputs: VecDeque<Output>,
@@ -363,6 +365,7 @@ impl FloodState {
             text_bytes: 0,
             room_full_said: false,
             conns: HashMap::new(),
+            order: Vec::new(),
             timers: Timers::default(),
             mesh,
             outputs: VecDeque::new(),
@@ -521,6 +524,8 @@ impl FloodState {
             alone: self.link_count() == 0,
         })
         .encode(&mut bytes);
+        let at = self.order.binary_search(&peer).unwrap_err();
+        self.order.insert(at, peer);
         self.conns.insert(
             peer,
             Conn {
@@ -706,6 +711,9 @@ impl FloodState {
     /// Forgets `peer` and tells the driver and the mesh.
     fn disconnect(&mut self, peer: PeerId, reason: DisconnectReason) {
         if self.conns.remove(&peer).is_some() {
+            if let Ok(at) = self.order.binary_search(&peer) {
+                self.order.remove(at);
+            }
             self.timers.cancel_where(|&(p, _)| p == peer);
             self.outputs.push_back(Output::Disconnect { peer, reason });
             self.mesh_input(MeshInput::Closed { peer });
@@ -785,10 +793,8 @@ impl FloodState {
         self.text_bytes += text.len();
         self.outputs.push_back(Output::Print(text.clone()));
         self.log.push(Entry { text, origin });
-        let mut ids: Vec<PeerId> = self.conns.keys().copied().collect();
-        ids.sort_unstable();
-        for peer in ids {
-            self.pump(peer);
+        for i in 0..self.order.len() {
+            self.pump(self.order[i]);
         }
         true
     }
