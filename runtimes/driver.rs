@@ -21,6 +21,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hashbrown::HashMap;
 
 use crate::cli::Cli;
+use crate::terminal::{self, Terminal};
 
 /// Bytes read from a socket at once.
 const READ_BUF: usize = 16 * 1024;
@@ -39,6 +40,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const ECHO_MAX: usize = 80;
 /// How long the listener rests after a failed accept (for example, out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The start-up question when no `--peer` is given.
+const PEER_QUESTION: &str = "Address of a peer (IP:PORT), or empty to start a new network: ";
 
 /// What differs between async runtimes: spawning, sockets and timers.
 pub trait Runtime: 'static {
@@ -111,7 +114,9 @@ pub(crate) use tcp_sockets;
 
 /// Prints `floodchat: <message>` on stderr, ignoring a closed stderr.
 pub fn say(message: impl Display) {
-    let _ = writeln!(io::stderr(), "floodchat: {message}");
+    if !terminal::notice(format_args!("floodchat: {message}")) {
+        let _ = writeln!(io::stderr(), "floodchat: {message}");
+    }
 }
 
 /// Runs a client until stdin ends (or forever with `--stay`) or a signal; `Err` holds why it
@@ -120,9 +125,17 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     handle_signals(stop_tx.clone());
     let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
-    thread::spawn(move || read_stdin(stdin_tx));
     let (stdout_tx, stdout_rx) = async_channel::bounded(STDOUT_QUEUE);
-    let stdout = spawn_stdout(stdout_rx, stop_tx);
+    let stdout = match Terminal::open() {
+        Some(terminal) => {
+            let question = cli.peer.is_none().then_some(PEER_QUESTION);
+            terminal.spawn(question, stdin_tx, stdout_rx, stop_tx)
+        }
+        None => {
+            thread::spawn(move || read_stdin(stdin_tx));
+            spawn_stdout(stdout_rx, stop_tx)
+        }
+    };
     let config = Config {
         greeting_timeout: cli.greeting_timeout,
         stall_timeout: cli.stall_timeout,
@@ -204,7 +217,9 @@ impl<R: Runtime> Client<R> {
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?
             .port();
         let shown = SocketAddr::new(reachable_ip(cli.listen.ip(), via), port);
-        let _ = writeln!(io::stderr(), "Listening on {shown}");
+        if !terminal::notice(format_args!("Listening on {shown}")) {
+            let _ = writeln!(io::stderr(), "Listening on {shown}");
+        }
         R::spawn(accept_loop::<R>(listener, self.events_tx.clone()));
 
         let mut stdin = Some(stdin);
@@ -217,8 +232,9 @@ impl<R: Runtime> Client<R> {
 
     /// Asks for a peer's address on stdin; `None` for a new network.
     async fn ask_peer(&mut self, stdin: &Receiver<Vec<u8>>) -> Option<SocketAddr> {
-        let prompt = "Address of a peer (IP:PORT), or empty to start a new network: ";
-        let _ = write!(io::stderr(), "{prompt}");
+        if !terminal::is_open() {
+            let _ = write!(io::stderr(), "{PEER_QUESTION}");
+        }
         let line = self.or_stop(stdin.recv()).await?.ok()?;
         let answer = String::from_utf8_lossy(&line);
         let answer = answer.trim();
@@ -392,6 +408,7 @@ impl<R: Runtime> Client<R> {
             Output::PeerReady(peer) => {
                 if let Some(conn) = self.conns.get_mut(&peer) {
                     conn.ready = true;
+                    terminal::peer_ready();
                     if conn.outbound {
                         say(format!("connected to {}", conn.addr));
                     } else {
@@ -402,6 +419,9 @@ impl<R: Runtime> Client<R> {
             Output::Disconnect { peer, reason } => {
                 if let Some(conn) = self.conns.remove(&peer) {
                     R::shutdown(&conn.stream, Shutdown::Both);
+                    if conn.ready {
+                        terminal::peer_gone();
+                    }
                     if conn.outbound && !conn.ready {
                         say(format!(
                             "no floodchat peer at {} ({reason}); starting a new network",
