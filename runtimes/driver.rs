@@ -28,6 +28,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hashbrown::HashMap;
 
 use crate::cli::Cli;
+use crate::terminal::{self, Terminal};
 
 /// Bytes read from a socket at once.
 const READ_BUF: usize = 64 * 1024;
@@ -56,6 +57,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const ECHO_MAX: usize = 80;
 /// How long the listener rests after a failed accept (for example, out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The start-up question when no `--peer` is given.
+const PEER_QUESTION: &str = "Address of a peer (IP:PORT), or empty to start a new network: ";
 
 /// What differs between async runtimes: spawning, sockets and timers.
 pub trait Runtime: 'static {
@@ -134,19 +137,29 @@ pub(crate) use tcp_sockets;
 
 /// Prints `floodchat: <message>` on stderr, ignoring a closed stderr.
 pub fn say(message: impl Display) {
-    let _ = writeln!(io::stderr(), "floodchat: {message}");
+    if !terminal::notice(format_args!("floodchat: {message}")) {
+        let _ = writeln!(io::stderr(), "floodchat: {message}");
+    }
 }
 
 /// Runs a client until stdin ends (or forever with `--stay`) or a signal; `Err` holds why it
 /// could not run.
 pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let (stop_tx, stop_rx) = async_channel::bounded(1);
-    handle_signals(stop_tx);
+    handle_signals(stop_tx.clone());
     let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
-    thread::spawn(move || read_stdin(stdin_tx));
     let (stdout_tx, stdout_rx) = async_channel::bounded(1);
     let (printed_tx, printed_rx) = async_channel::bounded(1);
-    let stdout = spawn_stdout(stdout_rx, printed_tx)?;
+    let stdout = match Terminal::open() {
+        Some(terminal) => {
+            let question = cli.peer.is_none().then_some(PEER_QUESTION);
+            terminal.spawn(question, stdin_tx, stdout_rx, printed_tx, stop_tx)
+        }
+        None => {
+            thread::spawn(move || read_stdin(stdin_tx));
+            spawn_stdout(stdout_rx, printed_tx)?
+        }
+    };
     let config = Config {
         client: ClientId(os_random()),
         seed: os_random(),
@@ -356,7 +369,9 @@ impl<R: Runtime> Client<R> {
             return Ok(());
         }
         let shown = SocketAddr::new(reachable_ip(cli.listen.ip(), via), port);
-        let _ = writeln!(io::stderr(), "Listening on {shown}");
+        if !terminal::notice(format_args!("Listening on {shown}")) {
+            let _ = writeln!(io::stderr(), "Listening on {shown}");
+        }
         R::spawn(accept_loop::<R>(listener, self.events_tx.clone()));
 
         let early = std::mem::take(&mut self.early);
@@ -372,8 +387,9 @@ impl<R: Runtime> Client<R> {
 
     /// Asks for a peer's address on stdin; `None` for a new network.
     async fn ask_peer(&mut self, stdin: &Receiver<Vec<u8>>) -> Option<SocketAddr> {
-        let prompt = "Address of a peer (IP:PORT), or empty to start a new network: ";
-        let _ = write!(io::stderr(), "{prompt}");
+        if !terminal::is_open() {
+            let _ = write!(io::stderr(), "{PEER_QUESTION}");
+        }
         let mut lines = self.or_stop(stdin.recv()).await?.ok()?;
         let end = lines
             .iter()
@@ -671,6 +687,7 @@ impl<R: Runtime> Client<R> {
             Output::PeerReady(peer) => {
                 if let Some(conn) = self.conns.get_mut(&peer) {
                     conn.ready = true;
+                    terminal::peer_ready();
                     if conn.outbound {
                         say(format!("connected to {}", conn.addr));
                     } else {
@@ -682,7 +699,9 @@ impl<R: Runtime> Client<R> {
             Output::Disconnect { peer, reason } => {
                 if let Some(conn) = self.conns.remove(&peer) {
                     R::shutdown(&conn.stream, Shutdown::Both);
-                    if !conn.ready {
+                    if conn.ready {
+                        terminal::peer_gone();
+                    } else {
                         self.last_failure = Some(reason.to_string());
                     }
                     if self.joining && conn.outbound && !conn.ready {

@@ -11,6 +11,7 @@ mod cli;
 mod driver;
 #[cfg(feature = "smol")]
 mod smol;
+mod terminal;
 
 use std::process::ExitCode;
 
