@@ -174,7 +174,7 @@ fn control_characters_never_reach_stdout() {
 #[test]
 fn a_full_room_keeps_running_and_says_so() {
     for rt in [Smol, AsyncStd] {
-        let mut full = Spawn::new("full", rt).arg("--max-room-mb").arg("1").start();
+        let full = Spawn::new("full", rt).arg("--max-room-mb").arg("1").start();
         let mut raw = common::raw_connect(&full);
         // 4 MB of distinct 64 KiB strings, as fast as the socket takes them.
         let big: Vec<String> = (0..64)
