@@ -15,9 +15,11 @@
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod sim;
-mod timers;
 mod state;
+pub mod store;
+mod timers;
 pub mod wire;
 
 pub use state::{Config, DisconnectReason, FloodState, Input, InputError, Output, PeerId, Stats};
+pub use store::{Fingerprint, Id, IdRange, Store};
 pub use wire::{DecodeError, FrameDecoder, MAX_MESSAGE_LEN};
