@@ -14,12 +14,14 @@
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod reconcile;
 pub mod sim;
 mod state;
 pub mod store;
 mod timers;
 pub mod wire;
 
+pub use reconcile::{MAX_RECON_LEN, Progress, ReconcileError, Reconciler};
 pub use state::{Config, DisconnectReason, FloodState, Input, InputError, Output, PeerId, Stats};
 pub use store::{Fingerprint, Id, IdRange, Store};
 pub use wire::{DecodeError, FrameDecoder, MAX_MESSAGE_LEN};
