@@ -15,13 +15,17 @@
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod mesh;
+pub mod reconcile;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod state;
+pub mod store;
 mod timers;
 pub mod wire;
 
+pub use reconcile::{MAX_RECON_LEN, Progress, ReconcileError, Reconciler};
 pub use state::{
     Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId, Stats,
 };
+pub use store::{Fingerprint, Id, IdRange, Store};
 pub use wire::{ClientId, DecodeError, FrameDecoder, MAX_MESSAGE_LEN};
