@@ -9,17 +9,26 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
 use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshNotice, MeshOutput};
+use crate::reconcile::{ReconcileError, Reconciler};
+use crate::store::{Id, IdRange, Store};
 use crate::timers::Timers;
 use crate::wire::{
     self, ByeReason, ClientId, DecodeError, Decoded, Frame, FrameDecoder, GREETING, Hello,
     TextError,
 };
+
+/// Strings owed to one peer (asked for, or found lacking) above which its reconciliation
+/// messages wait: reconciliation goes no faster than the link carries what it finds.
+const OWED_PAUSE: usize = 4096;
+/// Strings a peer may have asked for and not yet been sent; asking for more is an error.
+const OWED_MAX: usize = 65_536;
+/// Strings taken from an owed range at a time.
+const WALK_STEP: usize = 64;
 
 /// A connection, named by the driver; never reused within one [`FloodState`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,8 +133,9 @@ pub enum Input<'a> {
 /// Something the driver must do, from [`FloodState::poll_output`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Print this string, which is new to the room, on its own line.
-    Print(Arc<str>),
+    /// The string at this index of the room ([`FloodState::message`]) is new: print it on its
+    /// own line. Indices come in order, one more each time.
+    Print(usize),
     /// Write these bytes to this peer, then report [`Input::Sent`].
     Send {
         /// The connection to write to.
@@ -198,6 +208,10 @@ pub enum DisconnectReason {
     Bye(ByeReason),
     /// This client closed it on purpose.
     Local(CloseWhy),
+    /// The peer's set reconciliation broke the protocol.
+    Reconcile(ReconcileError),
+    /// The peer asked for more strings at once than [`OWED_MAX`].
+    AskedTooMuch,
 }
 
 impl DisconnectReason {
@@ -221,6 +235,10 @@ impl fmt::Display for DisconnectReason {
             Self::Stalled(d) => write!(f, "stopped reading for {}s", secs(d)),
             Self::Bye(reason) => write!(f, "it closed the link: {reason}"),
             Self::Local(why) => why.fmt(f),
+            Self::Reconcile(e) => write!(f, "reconciliation error: {e}"),
+            Self::AskedTooMuch => {
+                write!(f, "asked for more than {OWED_MAX} strings at once")
+            }
         }
     }
 }
@@ -261,6 +279,10 @@ impl std::error::Error for InputError {}
 /// Counters since creation, for tests and measurements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Reconciliation and Want frames queued for sending, over all peers.
+    pub recon_frames_sent: u64,
+    /// Bytes of those frames.
+    pub recon_bytes_sent: u64,
     /// Text frames queued for sending, over all peers.
     pub frames_sent: u64,
     /// Bytes queued for sending (greetings and frames), over all peers.
@@ -271,12 +293,19 @@ pub struct Stats {
     pub refused_full: u64,
 }
 
-/// One string of the room, in the order this client learned it.
-#[derive(Debug)]
-struct Entry {
-    text: Arc<str>,
-    /// The peer it came from, which is not sent it back; `None` if typed here.
-    origin: Option<PeerId>,
+/// What a link is owed beyond the live strings: found by reconciliation, or asked for.
+#[derive(Debug, Clone, Copy)]
+enum Owed {
+    /// Every string of ours with an id in this range.
+    Range(IdRange),
+    /// The string at this index.
+    Index(usize),
+}
+
+/// The compact name of a string's origin: a peer's low 32 bits plus one, 0 if typed here. A
+/// clash after 2^32 connections only means one echo is not skipped, which the peer ignores.
+fn origin_tag(peer: Option<PeerId>) -> u32 {
+    peer.map_or(0, |p| (p.0 as u32).wrapping_add(1).max(1))
 }
 
 /// Where a connection is in its life.
@@ -311,8 +340,18 @@ enum TimerKind {
 struct Conn {
     decoder: FrameDecoder,
     phase: Phase,
-    /// Index into the log of the next entry this peer may need.
+    /// Index into the room of the next string flooded live to this peer.
     cursor: usize,
+    /// Whether we dialed it, and so start reconciliation.
+    dialed: bool,
+    /// Set reconciliation with this peer.
+    recon: Reconciler,
+    /// A reconciliation message waiting for [`Conn::owed`] to drain.
+    recon_waiting: Option<Vec<u8>>,
+    /// Strings found lacking or asked for, not yet sent.
+    owed: VecDeque<Owed>,
+    /// How many of `owed` are single strings asked for.
+    owed_indices: usize,
     /// [`Output::Send`]s not yet acknowledged by [`Input::Sent`].
     in_flight: usize,
     /// Control frames waiting for a send slot.
@@ -332,17 +371,18 @@ struct Conn {
 ///   every input;
 /// - getters that only read.
 ///
-/// Every string is kept in a log in the order it was learned. What a peer still needs is the
-/// part of the log after its cursor, so a slow peer or a late joiner costs no queue: history
-/// of any size is sent in batches as fast as the peer reads it, never more than
-/// [`Config::max_in_flight`] batches at once.
+/// Every string is kept in a [`Store`] in the order it was learned. When a link is made the
+/// two sides reconcile their sets, so each sends only what the other lacks, as ranges of ids
+/// walked in batches; strings learned after the link is made are flooded live from a cursor.
+/// So a slow peer or a late joiner costs no queue: what it lacks is sent as fast as it reads,
+/// never more than [`Config::max_in_flight`] batches at once.
 #[derive(Debug)]
 pub struct FloodState {
     config: Config,
     now: Instant,
-    seen: HashSet<Arc<str>>,
-    log: Vec<Entry>,
-    text_bytes: usize,
+    store: Store,
+    /// [`origin_tag`] of each string, by index.
+    origins: Vec<u32>,
     room_full_said: bool,
     conns: HashMap<PeerId, Conn>,
     /// The connected peers in increasing order, so outputs never depend on hashing.
@@ -360,9 +400,8 @@ impl FloodState {
         Self {
             config,
             now,
-            seen: HashSet::new(),
-            log: Vec::new(),
-            text_bytes: 0,
+            store: Store::new(),
+            origins: Vec::new(),
             room_full_said: false,
             conns: HashMap::new(),
             order: Vec::new(),
@@ -382,11 +421,11 @@ impl FloodState {
             Input::Start { contact } => self.mesh_input(MeshInput::Start { contact }),
             Input::LineTyped(line) => return self.line_typed(line),
             Input::Accepted { peer, remote } => {
-                self.open(peer)?;
+                self.open(peer, false)?;
                 self.mesh_input(MeshInput::Accepted { peer, remote });
             }
             Input::Dialed { peer, addr } => {
-                self.open(peer)?;
+                self.open(peer, true)?;
                 self.mesh_input(MeshInput::Dialed { peer, addr });
             }
             Input::DialFailed(addr) => self.mesh_input(MeshInput::DialFailed { addr }),
@@ -426,19 +465,30 @@ impl FloodState {
 
     /// The strings of the room, in the order this client learned them.
     pub fn messages(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.log.iter().map(|e| &*e.text)
+        self.store.iter()
+    }
+
+    /// The string at `index` in the order this client learned them.
+    ///
+    /// # Panics
+    /// If `index` is not below the number of strings.
+    pub fn message(&self, index: usize) -> &str {
+        self.store.get(index)
+    }
+
+    /// The room's strings.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The strings of the room from the `start`th on, in the order this client learned them.
     pub fn messages_from(&self, start: usize) -> impl ExactSizeIterator<Item = &str> {
-        self.log[start.min(self.log.len())..]
-            .iter()
-            .map(|e| &*e.text)
+        (start.min(self.store.len())..self.store.len()).map(|i| self.store.get(i))
     }
 
     /// Whether `text` is in the room.
     pub fn contains(&self, text: &str) -> bool {
-        self.seen.contains(text)
+        self.store.contains(text)
     }
 
     /// Connections, linked or not.
@@ -472,7 +522,8 @@ impl FloodState {
             && self.conns.values().all(|c| {
                 c.in_flight == 0
                     && c.control.is_empty()
-                    && (c.phase != Phase::Linked || c.cursor == self.log.len())
+                    && (c.phase != Phase::Linked
+                        || (c.cursor == self.store.len() && c.owed.is_empty() && c.recon.is_done()))
             })
     }
 
@@ -503,17 +554,15 @@ impl FloodState {
             return Ok(());
         }
         let text = wire::check_text(line).map_err(InputError::BadLine)?;
-        if self.seen.contains(text) {
-            return Err(InputError::AlreadySaid);
+        match self.learn(text, None) {
+            Learned::New => Ok(()),
+            Learned::Known => Err(InputError::AlreadySaid),
+            Learned::Full => Err(InputError::RoomFull),
         }
-        if !self.learn(text, None) {
-            return Err(InputError::RoomFull);
-        }
-        Ok(())
     }
 
     /// A new connection: sends the greeting and Hello, and waits for the peer's.
-    fn open(&mut self, peer: PeerId) -> Result<(), InputError> {
+    fn open(&mut self, peer: PeerId, dialed: bool) -> Result<(), InputError> {
         if self.conns.contains_key(&peer) {
             return Err(InputError::PeerExists(peer));
         }
@@ -532,6 +581,11 @@ impl FloodState {
                 decoder: FrameDecoder::new(),
                 phase: Phase::Greeting,
                 cursor: 0,
+                dialed,
+                recon: Reconciler::new(),
+                recon_waiting: None,
+                owed: VecDeque::new(),
+                owed_indices: 0,
                 in_flight: 0,
                 control: bytes,
                 last_received: self.now,
@@ -604,6 +658,12 @@ impl FloodState {
                     && c.phase == Phase::Greeting
                 {
                     c.phase = Phase::Linked;
+                    // Live flooding starts here; what came before, reconciliation finds.
+                    c.cursor = self.store.len();
+                    if c.dialed {
+                        let first = c.recon.initiate(&self.store);
+                        Self::queue_recon(&mut self.stats, c, first);
+                    }
                     self.outputs.push_back(Output::PeerReady(peer));
                     self.arm_idle(peer);
                     self.arm_keepalive(peer);
@@ -612,9 +672,7 @@ impl FloodState {
             }
             Frame::Text(text) => {
                 self.stats.frames_received += 1;
-                if !self.seen.contains(text.as_str()) {
-                    self.learn(&text, Some(peer));
-                }
+                self.learn(&text, Some(peer));
             }
             Frame::Addrs(addrs) => self.mesh_input(MeshInput::Addrs {
                 peer,
@@ -629,9 +687,60 @@ impl FloodState {
                 });
                 self.disconnect(peer, DisconnectReason::Bye(reason));
             }
-            // Reconciliation is not in this version of the core yet.
-            Frame::Recon(_) | Frame::Want(_) => {}
+            Frame::Recon(message) => {
+                let c = self.conns.get_mut(&peer).expect("connected");
+                if c.owed.len() >= OWED_PAUSE {
+                    // The peer waits for our reply, so at most one message waits here.
+                    c.recon_waiting = Some(message);
+                } else {
+                    self.reconcile(peer, &message);
+                }
+            }
+            Frame::Want(ids) => {
+                let c = self.conns.get_mut(&peer).expect("connected");
+                for id in ids {
+                    if let Some(index) = self.store.index_of(&Id(id)) {
+                        c.owed.push_back(Owed::Index(index));
+                        c.owed_indices += 1;
+                    }
+                }
+                if c.owed_indices > OWED_MAX {
+                    self.disconnect(peer, DisconnectReason::AskedTooMuch);
+                } else {
+                    self.pump(peer);
+                }
+            }
         }
+    }
+
+    /// Handles one reconciliation message from `peer`.
+    fn reconcile(&mut self, peer: PeerId, message: &[u8]) {
+        let c = self.conns.get_mut(&peer).expect("connected");
+        match c.recon.handle(&self.store, message) {
+            Err(e) => self.disconnect(peer, DisconnectReason::Reconcile(e)),
+            Ok(progress) => {
+                if let Some(reply) = progress.reply {
+                    Self::queue_recon(&mut self.stats, c, reply);
+                }
+                c.owed
+                    .extend(progress.peer_lacks.into_iter().map(Owed::Range));
+                for ids in progress.we_lack.chunks(wire::MAX_WANT) {
+                    let start = c.control.len();
+                    Frame::Want(ids.iter().map(|id| id.0).collect()).encode(&mut c.control);
+                    self.stats.recon_frames_sent += 1;
+                    self.stats.recon_bytes_sent += (c.control.len() - start) as u64;
+                }
+                self.pump(peer);
+            }
+        }
+    }
+
+    /// Queues one reconciliation message to `c`.
+    fn queue_recon(stats: &mut Stats, c: &mut Conn, message: Vec<u8>) {
+        let start = c.control.len();
+        Frame::Recon(message).encode(&mut c.control);
+        stats.recon_frames_sent += 1;
+        stats.recon_bytes_sent += (c.control.len() - start) as u64;
     }
 
     fn sent(&mut self, peer: PeerId) -> Result<(), InputError> {
@@ -772,50 +881,76 @@ impl FloodState {
         }
     }
 
-    /// Adds `text`, which is new to this client, prints it and offers it to every link;
-    /// returns false if the room is full here.
-    fn learn(&mut self, text: &str, origin: Option<PeerId>) -> bool {
-        if self.log.len() >= self.config.max_room_strings
-            || self.text_bytes + text.len() > self.config.max_room_bytes
-        {
+    /// Adds `text` if it is new to this client, prints it and offers it to every link.
+    fn learn(&mut self, text: &str, origin: Option<PeerId>) -> Learned {
+        let full = self.store.len() >= self.config.max_room_strings
+            || self.store.text_bytes() + text.len() > self.config.max_room_bytes;
+        if full {
+            if self.store.contains(text) {
+                return Learned::Known;
+            }
             self.stats.refused_full += 1;
             if !self.room_full_said {
                 self.room_full_said = true;
                 self.outputs.push_back(Output::Notice(Notice::RoomFull {
-                    strings: self.log.len(),
-                    bytes: self.text_bytes,
+                    strings: self.store.len(),
+                    bytes: self.store.text_bytes(),
                 }));
             }
-            return false;
+            return Learned::Full;
         }
-        let text: Arc<str> = Arc::from(text);
-        self.seen.insert(text.clone());
-        self.text_bytes += text.len();
-        self.outputs.push_back(Output::Print(text.clone()));
-        self.log.push(Entry { text, origin });
+        let Some(index) = self.store.insert(text) else {
+            return Learned::Known;
+        };
+        self.origins.push(origin_tag(origin));
+        self.outputs.push_back(Output::Print(index));
         for i in 0..self.order.len() {
             self.pump(self.order[i]);
         }
-        true
+        Learned::New
     }
 
-    /// Sends `peer` its waiting control frames and the next part of the log it lacks, as far
-    /// as its in-flight budget allows.
+    /// Sends `peer` its waiting control frames, the live strings it lacks, then what it is
+    /// owed, as far as its in-flight budget allows.
     fn pump(&mut self, peer: PeerId) {
         let Some(c) = self.conns.get_mut(&peer) else {
             return;
         };
         let linked = c.phase == Phase::Linked;
+        let len = self.store.len();
+        let tag = origin_tag(Some(peer));
         let mut sent_any = false;
+        let mut walked = Vec::new();
         while c.in_flight < self.config.max_in_flight
-            && (!c.control.is_empty() || (linked && c.cursor < self.log.len()))
+            && (!c.control.is_empty() || (linked && (c.cursor < len || !c.owed.is_empty())))
         {
             let mut bytes = std::mem::take(&mut c.control);
-            while linked && c.cursor < self.log.len() && bytes.len() < self.config.send_batch {
-                let entry = &self.log[c.cursor];
+            let batch = self.config.send_batch;
+            while linked && c.cursor < len && bytes.len() < batch {
+                let index = c.cursor;
                 c.cursor += 1;
-                if entry.origin != Some(peer) {
-                    wire::encode_text(&entry.text, &mut bytes);
+                if self.origins[index] != tag {
+                    wire::encode_text(self.store.get(index), &mut bytes);
+                    self.stats.frames_sent += 1;
+                }
+            }
+            while linked && bytes.len() < batch {
+                let Some(owed) = c.owed.pop_front() else {
+                    break;
+                };
+                match owed {
+                    Owed::Index(index) => {
+                        c.owed_indices -= 1;
+                        walked.push(index);
+                    }
+                    Owed::Range(range) => {
+                        if let Some(rest) = self.store.walk(range, WALK_STEP, &mut walked) {
+                            c.owed.push_front(Owed::Range(rest));
+                        }
+                    }
+                }
+                for index in walked.drain(..) {
+                    wire::encode_text(self.store.get(index), &mut bytes);
                     self.stats.frames_sent += 1;
                 }
             }
@@ -834,7 +969,23 @@ impl FloodState {
         if sent_any {
             c.last_sent = self.now;
         }
+        if c.owed.len() < OWED_PAUSE
+            && let Some(message) = c.recon_waiting.take()
+        {
+            self.reconcile(peer, &message);
+        }
     }
+}
+
+/// What [`FloodState::learn`] made of a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Learned {
+    /// Added to the room.
+    New,
+    /// Already in the room.
+    Known,
+    /// Not added: the room is at its limit here.
+    Full,
 }
 
 #[cfg(test)]
@@ -934,8 +1085,8 @@ mod tests {
         Output::Send { peer, bytes }
     }
 
-    fn print(text: &str) -> Output {
-        Output::Print(text.into())
+    fn print(index: usize) -> Output {
+        Output::Print(index)
     }
 
     fn texts(messages: &[&str]) -> Vec<u8> {
@@ -992,12 +1143,13 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                print("hello"),
+                print(0),
                 send(A, texts(&["hello"])),
                 send(B, texts(&["hello"]))
             ]
         );
         assert!(h.state.contains("hello"));
+        assert_eq!(h.state.message(0), "hello");
         assert_eq!(h.state.link_count(), 2);
     }
 
@@ -1033,7 +1185,7 @@ mod tests {
         );
         assert_eq!(h.input(Input::LineTyped(b"\r")), vec![]);
         let max = "m".repeat(MAX);
-        assert_eq!(h.input(Input::LineTyped(max.as_bytes()))[0], print(&max));
+        assert_eq!(h.input(Input::LineTyped(max.as_bytes()))[0], print(1));
     }
 
     const MAX: usize = crate::MAX_MESSAGE_LEN;
@@ -1044,89 +1196,12 @@ mod tests {
         h.linked(A);
         h.linked(B);
         let out = h.input(Input::Received(A, &texts(&["from a"])));
-        assert_eq!(out, vec![print("from a"), send(B, texts(&["from a"]))]);
+        assert_eq!(out, vec![print(0), send(B, texts(&["from a"]))]);
         h.input(Input::Sent(B));
         assert_eq!(h.input(Input::Received(B, &texts(&["from a"]))), vec![]);
         assert_eq!(h.input(Input::Received(A, &texts(&["from a"]))), vec![]);
         assert_eq!(h.state.stats().frames_received, 3);
         assert_eq!(h.state.messages().count(), 1);
-    }
-
-    #[test]
-    fn history_is_sent_only_after_the_hello() {
-        let mut h = Harness::new();
-        h.input(Input::LineTyped(b"one"));
-        h.input(Input::LineTyped(b"two"));
-        assert_eq!(
-            h.input(Input::Dialed {
-                peer: A,
-                addr: addr(1)
-            }),
-            vec![send(A, hello_bytes(ME, true))],
-            "no history before the peer proves it speaks floodchat"
-        );
-        h.input(Input::Sent(A));
-        let out = h.input(Input::Received(A, &GREETING));
-        assert_eq!(out, vec![]);
-        let out = h.input(Input::Received(A, &hello_bytes(ClientId(7), false)[10..]));
-        assert_eq!(
-            out,
-            vec![Output::PeerReady(A), send(A, texts(&["one", "two"]))]
-        );
-    }
-
-    #[test]
-    fn history_of_any_size_flows_in_bounded_batches_as_the_peer_reads() {
-        let config = Config {
-            send_batch: 100,
-            max_in_flight: 2,
-            keepalive: Duration::MAX,
-            idle_timeout: Duration::MAX,
-            ..Config::default()
-        };
-        let mut h = Harness::with(config);
-        let typed: Vec<String> = (0..500).map(|i| format!("message {i}")).collect();
-        for t in &typed {
-            h.input(Input::LineTyped(t.as_bytes()));
-        }
-        let mut all = h.linked(A);
-        let sends = |out: &[Output]| {
-            out.iter()
-                .filter(|o| matches!(o, Output::Send { .. }))
-                .count()
-        };
-        assert_eq!(sends(&all), 2);
-        // Ack slowly, one at a time, past many stall timeouts in total: never dropped.
-        for _ in 0..1000 {
-            h.now += Duration::from_secs(20);
-            let out = h.input(Input::Sent(A));
-            assert!(sends(&out) <= 1, "one ack frees one slot");
-            for o in &out {
-                if let Output::Send { bytes, .. } = o {
-                    assert!(bytes.len() < 100 + 5 + 20);
-                }
-            }
-            all.extend(out);
-            if h.state.is_flushed() {
-                break;
-            }
-            all.extend(h.input(Input::Timeout));
-        }
-        assert!(h.state.is_flushed());
-        assert!(h.state.is_connected(A));
-        assert_eq!(sent_texts(&all, A), typed);
-    }
-
-    #[test]
-    fn string_is_not_sent_back_to_its_sender_in_history() {
-        let mut h = Harness::new();
-        h.linked(A);
-        h.input(Input::Received(A, &texts(&["from a"])));
-        h.input(Input::LineTyped(b"mine"));
-        let out = h.linked(B);
-        assert_eq!(sent_texts(&out, B), ["from a", "mine"]);
-        let out = h.input(Input::Sent(A));
-        assert_eq!(sent_texts(&out, A), Vec::<String>::new());
     }
 
     #[test]
@@ -1142,7 +1217,7 @@ mod tests {
             Err(InputError::UnknownPeer(A))
         );
         let out = h.input(Input::LineTyped(b"after"));
-        assert_eq!(out, vec![print("after"), send(B, texts(&["after"]))]);
+        assert_eq!(out, vec![print(0), send(B, texts(&["after"]))]);
     }
 
     #[test]
@@ -1186,12 +1261,7 @@ mod tests {
         let whole = run(&[&stream]);
         assert_eq!(
             whole,
-            vec![
-                Output::PeerReady(A),
-                print("alpha"),
-                print("βeta"),
-                print("gamma")
-            ]
+            vec![Output::PeerReady(A), print(0), print(1), print(2)]
         );
         for split in 0..=stream.len() {
             assert_eq!(
@@ -1424,11 +1494,11 @@ mod tests {
             out.extend(h.input(Input::Received(B, &hello_bytes(other, false))));
             let (kept, dropped) = if kept_dialed_by_me { (A, B) } else { (B, A) };
             assert_eq!(
-                sent_frames(&out, dropped),
-                vec![Frame::Bye {
+                sent_frames(&out, dropped).last(),
+                Some(&Frame::Bye {
                     reason: ByeReason::Duplicate,
                     addrs: vec![]
-                }]
+                })
             );
             h.ack(&out);
             assert!(h.state.is_ready(kept));
@@ -1490,5 +1560,284 @@ mod tests {
             Err(InputError::NothingInFlight(A))
         );
         assert_eq!(h.drain(), vec![]);
+    }
+
+    /// Two states joined by one in-memory link that delivers every write at once, in order.
+    struct Pair {
+        sides: [FloodState; 2],
+        now: Instant,
+        /// Bytes each side wrote.
+        bytes: [u64; 2],
+        disconnects: Vec<(usize, DisconnectReason)>,
+        /// Writes not yet delivered, per side.
+        pending: [VecDeque<Vec<u8>>; 2],
+        /// The side whose write moves next.
+        turn: usize,
+    }
+
+    const LINK: PeerId = PeerId(1);
+
+    impl Pair {
+        /// Side 0 dials side 1; each first types its own strings.
+        fn new(config: Config, typed: [&[String]; 2]) -> Self {
+            let now = Instant::now();
+            let side = |i: u64| {
+                let mut s = FloodState::new(
+                    Config {
+                        client: ClientId(i + 1),
+                        ..config.clone()
+                    },
+                    now,
+                );
+                for t in typed[i as usize] {
+                    s.handle_input(now, Input::LineTyped(t.as_bytes())).unwrap();
+                }
+                while s.poll_output().is_some() {}
+                s
+            };
+            Self {
+                sides: [side(0), side(1)],
+                now,
+                bytes: [0; 2],
+                disconnects: Vec::new(),
+                pending: Default::default(),
+                turn: 0,
+            }
+        }
+
+        fn link(&mut self) {
+            let (now, addr) = (self.now, addr(1));
+            self.sides[0]
+                .handle_input(now, Input::Dialed { peer: LINK, addr })
+                .unwrap();
+            self.sides[1]
+                .handle_input(
+                    now,
+                    Input::Accepted {
+                        peer: LINK,
+                        remote: addr,
+                    },
+                )
+                .unwrap();
+        }
+
+        /// Side `i` types `text` now.
+        fn type_line(&mut self, i: usize, text: &str) {
+            self.sides[i]
+                .handle_input(self.now, Input::LineTyped(text.as_bytes()))
+                .unwrap();
+        }
+
+        /// Moves writes both ways, oldest first, until neither side has anything to say or
+        /// `steps` writes moved (`usize::MAX` for all). Returns what each side printed.
+        fn drive(&mut self, steps: usize) -> [Vec<String>; 2] {
+            let mut printed: [Vec<String>; 2] = Default::default();
+            for _ in 0..steps {
+                for i in 0..2 {
+                    while let Some(o) = self.sides[i].poll_output() {
+                        match o {
+                            Output::Send { bytes, .. } => self.pending[i].push_back(bytes),
+                            Output::Print(index) => {
+                                printed[i].push(self.sides[i].message(index).to_string())
+                            }
+                            Output::Disconnect { reason, .. } => self.disconnects.push((i, reason)),
+                            _ => {}
+                        }
+                    }
+                }
+                let from = if self.pending[self.turn].is_empty() {
+                    1 - self.turn
+                } else {
+                    self.turn
+                };
+                self.turn = 1 - self.turn;
+                let Some(bytes) = self.pending[from].pop_front() else {
+                    break;
+                };
+                self.bytes[from] += bytes.len() as u64;
+                let now = self.now;
+                if self.sides[1 - from].is_connected(LINK) {
+                    self.sides[1 - from]
+                        .handle_input(now, Input::Received(LINK, &bytes))
+                        .unwrap();
+                }
+                if self.sides[from].is_connected(LINK) {
+                    self.sides[from]
+                        .handle_input(now, Input::Sent(LINK))
+                        .unwrap();
+                }
+            }
+            printed
+        }
+    }
+
+    fn strings(prefix: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{prefix} string number {i}"))
+            .collect()
+    }
+
+    /// Both sides hold `shared`; each holds `k` more of its own. Returns the pair after it
+    /// linked and went quiet.
+    fn reconcile_with(shared: usize, k: usize) -> Pair {
+        let common = strings("shared", shared);
+        let own: [Vec<String>; 2] = [strings("a", k), strings("b", k)];
+        let typed = [
+            [&common[..], &own[0][..]].concat(),
+            [&common[..], &own[1][..]].concat(),
+        ];
+        let mut pair = Pair::new(Config::default(), [&typed[0], &typed[1]]);
+        pair.link();
+        let printed = pair.drive(usize::MAX);
+        assert!(pair.disconnects.is_empty(), "{:?}", pair.disconnects);
+        for i in 0..2 {
+            let mut got = printed[i].clone();
+            got.sort();
+            let mut want = own[1 - i].clone();
+            want.sort();
+            assert_eq!(got, want, "side {i} printed exactly what it lacked");
+            assert_eq!(pair.sides[i].messages().count(), shared + 2 * k);
+            assert!(pair.sides[i].is_flushed());
+        }
+        pair
+    }
+
+    #[test]
+    fn equal_sets_exchange_only_a_few_small_frames() {
+        let pair = reconcile_with(20_000, 0);
+        for i in 0..2 {
+            let stats = pair.sides[i].stats();
+            assert_eq!(stats.frames_sent, 0, "no string is sent again");
+            assert!(stats.recon_frames_sent <= 2, "{stats:?}");
+        }
+        // Greeting, Hello and one short Recon frame each way.
+        assert!(pair.bytes.iter().all(|&b| b < 100), "{:?}", pair.bytes);
+    }
+
+    #[test]
+    fn reconnecting_sends_exactly_the_difference() {
+        for k in [1, 10, 1000] {
+            let pair = reconcile_with(20_000, k);
+            let full_history: u64 = 20_000 * (5 + 30);
+            for i in 0..2 {
+                let stats = pair.sides[i].stats();
+                assert_eq!(stats.frames_sent, k as u64, "side {i}, k = {k}");
+                assert!(
+                    pair.bytes[i] < full_history / 4,
+                    "k = {k}: {} bytes against {full_history} for the whole history",
+                    pair.bytes[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_late_joiner_gets_everything_in_bounded_batches_without_being_dropped() {
+        let config = Config {
+            send_batch: 1000,
+            max_in_flight: 2,
+            ..Config::default()
+        };
+        let history = strings("history", 5000);
+        for joiner in [0, 1] {
+            let typed: [&[String]; 2] = if joiner == 0 {
+                [&[], &history]
+            } else {
+                [&history, &[]]
+            };
+            let mut pair = Pair::new(config.clone(), typed);
+            pair.link();
+            let mut printed = Vec::new();
+            // One write at a time, with the clock moving: slow, never dropped as stalled.
+            for _ in 0..100_000 {
+                pair.now += Duration::from_millis(500);
+                let now = pair.now;
+                for side in &mut pair.sides {
+                    side.handle_input(now, Input::Timeout).unwrap();
+                }
+                let [a, b] = pair.drive(1);
+                printed.extend(if joiner == 0 { a } else { b });
+                if printed.len() == history.len() {
+                    break;
+                }
+            }
+            assert!(pair.disconnects.is_empty(), "{:?}", pair.disconnects);
+            printed.sort();
+            let mut want = history.clone();
+            want.sort();
+            assert_eq!(printed, want);
+        }
+    }
+
+    #[test]
+    fn strings_typed_during_reconciliation_are_neither_lost_nor_printed_twice() {
+        let common = strings("shared", 3000);
+        let a = [&common[..], &strings("a", 500)[..]].concat();
+        let b = [&common[..], &strings("b", 500)[..]].concat();
+        let mut pair = Pair::new(Config::default(), [&a, &b]);
+        pair.link();
+        let mut printed: [Vec<String>; 2] = Default::default();
+        for round in 0..200 {
+            pair.type_line(round % 2, &format!("live {round}"));
+            let p = pair.drive(3);
+            for i in 0..2 {
+                printed[i].extend(p[i].iter().cloned());
+            }
+        }
+        let p = pair.drive(usize::MAX);
+        for i in 0..2 {
+            printed[i].extend(p[i].iter().cloned());
+            let mut once = printed[i].clone();
+            once.sort();
+            once.dedup();
+            assert_eq!(
+                once.len(),
+                printed[i].len(),
+                "side {i} printed something twice"
+            );
+        }
+        let all = |s: &FloodState| {
+            let mut m: Vec<String> = s.messages().map(str::to_string).collect();
+            m.sort();
+            m
+        };
+        assert_eq!(all(&pair.sides[0]), all(&pair.sides[1]));
+        assert_eq!(pair.sides[0].messages().count(), 3000 + 1000 + 200);
+    }
+
+    #[test]
+    fn broken_reconciliation_and_greedy_asks_cost_the_peer_its_link() {
+        let mut h = Harness::new();
+        h.linked(A);
+        let mut bad = Vec::new();
+        Frame::Recon(vec![0xff, 1, 2]).encode(&mut bad);
+        let out = h.input(Input::Received(A, &bad));
+        assert!(
+            matches!(
+                out.last(),
+                Some(Output::Disconnect {
+                    reason: DisconnectReason::Reconcile(_),
+                    ..
+                })
+            ),
+            "{out:?}"
+        );
+        let mut h = Harness::new();
+        h.input(Input::LineTyped(b"the only string"));
+        h.linked(A);
+        let id = crate::store::Id::of("the only string").0;
+        let mut want = Vec::new();
+        Frame::Want(vec![id; wire::MAX_WANT]).encode(&mut want);
+        let mut out = Vec::new();
+        for _ in 0..2 * OWED_MAX / wire::MAX_WANT {
+            out.extend(h.input(Input::Received(A, &want)));
+            if !h.state.is_connected(A) {
+                break;
+            }
+        }
+        assert_eq!(
+            out.last(),
+            Some(&disconnect(A, DisconnectReason::AskedTooMuch))
+        );
     }
 }
