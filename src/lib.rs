@@ -14,6 +14,7 @@
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod mesh;
 pub mod sim;
 mod timers;
 mod state;

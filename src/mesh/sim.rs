@@ -1,0 +1,1 @@
+//! A mesh-only simulator.
