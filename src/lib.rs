@@ -16,8 +16,8 @@
 pub mod fuzzing;
 pub mod mesh;
 pub mod sim;
-mod timers;
 mod state;
+mod timers;
 pub mod wire;
 
 pub use state::{Config, DisconnectReason, FloodState, Input, InputError, Output, PeerId, Stats};

@@ -66,16 +66,18 @@
 //! - **Healing**: a lost link is replaced by the same rule. A client that had a link (or was
 //!   given a contact) and has none, with no dial pending, says [`MeshNotice::Alone`] once,
 //!   keeps dialing with backoff, and says [`MeshNotice::Rejoined`] when a link comes up.
-//! - **Shuffle**: every [`MeshConfig::shuffle_interval`] (jittered) one random link is sent
-//!   [`MeshConfig::shuffle_len`] addresses, so addresses spread through the room.
+//! - **Shuffle and rotation**: every [`MeshConfig::shuffle_interval`] (jittered) one random
+//!   link is sent [`MeshConfig::shuffle_len`] addresses, so addresses spread through the room;
+//!   and the graph is stirred: above the target the oldest link we dialed is shed
+//!   (`Bye Shed`, with addresses), at or below it one more random address is dialed. Without
+//!   this, two parts that healed after a partition would each sit at their target and never
+//!   dial across; with it, any two parts whose books still know each other merge.
 //!
 //! Outputs never depend on hash-map order: the same inputs and seed give the same outputs.
 
 mod book;
 mod rng;
 pub mod sim;
-#[cfg(test)]
-mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -172,7 +174,7 @@ impl MeshConfig {
             dial_interval: Duration::from_millis(500),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
-            max_failures: 6,
+            max_failures: 10,
             forget_for: Duration::from_secs(60),
             max_failures_per_ip: 4,
             shuffle_interval: Duration::from_secs(30),
@@ -265,6 +267,8 @@ pub enum CloseWhy {
     Bye(ByeReason),
     /// We are leaving.
     Leaving,
+    /// Shed to make room for a fresh link, so the room stays mixed.
+    Rotated,
 }
 
 impl fmt::Display for CloseWhy {
@@ -280,6 +284,7 @@ impl fmt::Display for CloseWhy {
             Self::Full => f.write_str("inbound links full; sent addresses to try"),
             Self::Bye(reason) => write!(f, "the peer said goodbye: {reason}"),
             Self::Leaving => f.write_str("leaving"),
+            Self::Rotated => f.write_str("rotated out for a fresh link"),
         }
     }
 }
@@ -307,7 +312,10 @@ impl fmt::Display for MeshNotice {
             Self::Alone => f.write_str("no links to the room; still trying the addresses known"),
             Self::Rejoined => f.write_str("linked to the room again"),
             Self::Refused { count, over } if over.is_zero() => {
-                write!(f, "refused {count} connection(s): connection limits reached")
+                write!(
+                    f,
+                    "refused {count} connection(s): connection limits reached"
+                )
             }
             Self::Refused { count, over } => write!(
                 f,
@@ -793,7 +801,11 @@ impl Mesh {
                 });
                 return;
             }
-            return self.close(peer, Some(ByeReason::SelfConnection), CloseWhy::SelfConnection);
+            return self.close(
+                peer,
+                Some(ByeReason::SelfConnection),
+                CloseWhy::SelfConnection,
+            );
         }
         if let Some(&old) = self.by_client.get(&id) {
             let dialer = |d: Dir| if d == Dir::In { id } else { self.me };
@@ -822,9 +834,8 @@ impl Mesh {
             Dir::In if listen_port != 0 => Some(SocketAddr::new(remote.ip(), listen_port)),
             Dir::In => None,
         };
-        let addr = addr.filter(|&a| {
-            !self.self_addrs.contains(&a) && self.book.verify(a, now, &mut self.rng)
-        });
+        let addr = addr
+            .filter(|&a| !self.self_addrs.contains(&a) && self.book.verify(a, now, &mut self.rng));
         if let Some(a) = addr
             && let Some(e) = self.book.get_mut(a)
         {
@@ -947,6 +958,7 @@ impl Mesh {
                 Timer::Dial => {}
                 Timer::Shuffle => {
                     self.shuffle();
+                    self.rotate(now);
                     let next = self.rng.jitter(self.config.shuffle_interval);
                     self.timers.set(Timer::Shuffle, Some(now + next));
                 }
@@ -993,11 +1005,47 @@ impl Mesh {
             return;
         }
         let (peer, exclude) = links[self.rng.index(links.len())];
-        let addrs = self
-            .book
-            .sample(self.config.shuffle_len.min(MAX_ADDRS), exclude, &mut self.rng);
+        let addrs = self.book.sample(
+            self.config.shuffle_len.min(MAX_ADDRS),
+            exclude,
+            &mut self.rng,
+        );
         if !addrs.is_empty() {
             self.out.push_back(MeshOutput::SendAddrs { peer, addrs });
+        }
+    }
+
+    /// Keeps the graph mixing, so that parts that lost each other find each other again: above
+    /// the target, the oldest link we dialed is shed (with addresses to try); at or below it,
+    /// one more random address is dialed, for one link above the target.
+    fn rotate(&mut self, now: Instant) {
+        if self.links() > self.config.links {
+            let oldest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.link.is_some() && c.dir != Dir::In)
+                .min_by_key(|(p, c)| (c.since, **p))
+                .map(|(p, c)| (*p, c.link.as_ref().and_then(|l| l.addr)));
+            if let Some((peer, addr)) = oldest {
+                let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+                self.drop_conn(peer);
+                self.out.push_back(MeshOutput::Close {
+                    peer,
+                    bye: Some((ByeReason::Shed, addrs)),
+                    why: CloseWhy::Rotated,
+                });
+            }
+        }
+        if self.links() + self.pending_dials() <= self.config.links {
+            self.refill(now);
+            let self_addrs = &self.self_addrs;
+            if self.tokens > 0
+                && let Some(addr) = self
+                    .book
+                    .pick_due(now, &mut self.rng, |a| self_addrs.contains(&a))
+            {
+                self.dial(now, addr);
+            }
         }
     }
 
@@ -1107,8 +1155,10 @@ impl Mesh {
             e.next_try = now + self.config.backoff_min;
         }
         self.dialing.insert(addr);
-        self.timers
-            .set(Timer::DialDeadline(addr), Some(now + self.config.dial_timeout));
+        self.timers.set(
+            Timer::DialDeadline(addr),
+            Some(now + self.config.dial_timeout),
+        );
         self.out.push_back(MeshOutput::Dial(addr));
     }
 
@@ -1164,9 +1214,15 @@ impl Mesh {
     pub(crate) fn check_invariants(&self) {
         let c = &self.config;
         self.book.check();
-        assert!(self.conns.len() <= c.max_connections, "too many connections");
+        assert!(
+            self.conns.len() <= c.max_connections,
+            "too many connections"
+        );
         assert!(self.unproven() <= c.max_unproven, "too many unproven");
-        assert!(self.inbound_links() <= c.max_inbound, "too many inbound links");
+        assert!(
+            self.inbound_links() <= c.max_inbound,
+            "too many inbound links"
+        );
         let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
         for conn in self.conns.values().filter(|c| c.dir == Dir::In) {
             *per_ip.entry(conn.remote.ip()).or_insert(0) += 1;

@@ -79,6 +79,7 @@ impl Book {
         self.entries.len()
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }
@@ -204,7 +205,11 @@ impl Book {
         if self.failed.len() >= cap && !self.failed.contains_key(&addr) {
             self.failed.retain(|_, u| *u > now);
             if self.failed.len() >= cap {
-                let oldest = self.failed.iter().min_by_key(|&(a, u)| (*u, *a)).map(|(a, _)| *a);
+                let oldest = self
+                    .failed
+                    .iter()
+                    .min_by_key(|&(a, u)| (*u, *a))
+                    .map(|(a, _)| *a);
                 if let Some(a) = oldest {
                     self.failed.remove(&a);
                 }

@@ -58,7 +58,10 @@ mod tests {
         let d = Duration::from_secs(4);
         for _ in 0..1000 {
             let j = r.jitter(d);
-            assert!(j >= Duration::from_secs(3) && j < Duration::from_secs(5), "{j:?}");
+            assert!(
+                j >= Duration::from_secs(3) && j < Duration::from_secs(5),
+                "{j:?}"
+            );
         }
     }
 }
