@@ -78,6 +78,8 @@
 mod book;
 mod rng;
 pub mod sim;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;

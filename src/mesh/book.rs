@@ -199,7 +199,29 @@ impl Book {
         }
     }
 
+    /// Records a failed learned address; once its IP has failed too often, every learned
+    /// entry at that IP goes too.
     fn remember_failure(&mut self, addr: SocketAddr, now: Instant) {
+        self.record_failure(addr, now);
+        let ip = addr.ip();
+        if self
+            .failed_ips
+            .get(&ip)
+            .is_some_and(|&(n, _)| n >= self.max_failures_per_ip)
+        {
+            let doomed: Vec<SocketAddr> = self
+                .entries
+                .iter()
+                .filter(|e| e.addr.ip() == ip && !e.verified && !e.busy)
+                .map(|e| e.addr)
+                .collect();
+            for a in doomed {
+                self.remove_entry(a);
+            }
+        }
+    }
+
+    fn record_failure(&mut self, addr: SocketAddr, now: Instant) {
         let until = now + self.forget_for;
         let cap = self.cap.saturating_mul(4).max(16);
         if self.failed.len() >= cap && !self.failed.contains_key(&addr) {

@@ -525,12 +525,10 @@ impl MeshSim {
         edges
     }
 
-    /// Links per running client.
+    /// Links per running client, counting only links whose both ends run and see them.
     pub fn degrees(&self) -> Vec<usize> {
-        self.alive()
-            .into_iter()
-            .map(|i| self.mesh(i).map_or(0, Mesh::links))
-            .collect()
+        let adj = self.adjacency();
+        self.alive().into_iter().map(|i| adj[i].len()).collect()
     }
 
     /// The running clients grouped into connected components, largest first.
