@@ -61,14 +61,16 @@
 //!   [`MeshConfig::forget_for`]; an IP with [`MeshConfig::max_failures_per_ip`] such
 //!   failures in that time is not learned at all, so a peer cannot turn the room into a port
 //!   scanner. A verified address that fails backs off exponentially with jitter, and is
-//!   forgotten after [`MeshConfig::max_failures`] failures in a row. `Bye Full`/`Shed`
+//!   forgotten after [`MeshConfig::max_failures`] failures in a row unless it is the last
+//!   address known (a client never gives up its last hope). `Bye Full`/`Shed`
 //!   delays the next dial to that address by [`MeshConfig::backoff_max`] / 2.
 //! - **Healing**: a lost link is replaced by the same rule. A client that had a link (or was
 //!   given a contact) and has none, with no dial pending, says [`MeshNotice::Alone`] once,
 //!   keeps dialing with backoff, and says [`MeshNotice::Rejoined`] when a link comes up.
 //! - **Shuffle and rotation**: every [`MeshConfig::shuffle_interval`] (jittered) one random
 //!   link is sent [`MeshConfig::shuffle_len`] addresses, so addresses spread through the room;
-//!   and the graph is stirred: above the target the oldest link we dialed is shed
+//!   and the graph is stirred: above the target the oldest link we dialed (else the oldest
+//!   inbound one) is shed
 //!   (`Bye Shed`, with addresses), at or below it one more random address is dialed. Without
 //!   this, two parts that healed after a partition would each sit at their target and never
 //!   dial across; with it, any two parts whose books still know each other merge.
@@ -1018,15 +1020,16 @@ impl Mesh {
     }
 
     /// Keeps the graph mixing, so that parts that lost each other find each other again: above
-    /// the target, the oldest link we dialed is shed (with addresses to try); at or below it,
+    /// the target, the oldest link we dialed (else the oldest link) is shed, with addresses to
+    /// try; then, at or below it,
     /// one more random address is dialed, for one link above the target.
     fn rotate(&mut self, now: Instant) {
         if self.links() > self.config.links {
             let oldest = self
                 .conns
                 .iter()
-                .filter(|(_, c)| c.link.is_some() && c.dir != Dir::In)
-                .min_by_key(|(p, c)| (c.since, **p))
+                .filter(|(_, c)| c.link.is_some())
+                .min_by_key(|(p, c)| (c.dir == Dir::In, c.since, **p))
                 .map(|(p, c)| (*p, c.link.as_ref().and_then(|l| l.addr)));
             if let Some((peer, addr)) = oldest {
                 let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
@@ -1118,7 +1121,7 @@ impl Mesh {
             return;
         }
         let failures = e.failures + 1;
-        if failures >= self.config.max_failures {
+        if failures >= self.config.max_failures && self.book.len() > 1 {
             self.book.remove(addr, false, now);
             return;
         }
