@@ -78,7 +78,7 @@
 //! Outputs never depend on hash-map order: the same inputs and seed give the same outputs.
 
 mod book;
-mod rng;
+pub(crate) mod rng;
 pub mod sim;
 #[cfg(test)]
 mod tests;

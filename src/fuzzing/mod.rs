@@ -2,5 +2,6 @@
 //! corpus by `tests/fuzz_corpus.rs`, so every past crash stays a regression test.
 
 pub mod decode;
+pub mod mesh;
 pub mod network;
 pub mod state;
