@@ -471,6 +471,9 @@ pub struct Mesh {
     by_client: HashMap<ClientId, PeerId>,
     dialing: BTreeSet<SocketAddr>,
     self_addrs: HashSet<SocketAddr>,
+    /// Dials of the last `backoff_min`, oldest first: an address that left the book and came
+    /// back is not dialed again sooner (at most `dial_burst` + one per `dial_interval`).
+    recent_dials: VecDeque<(Instant, SocketAddr)>,
     tokens: u32,
     refilled: Instant,
     timers: Timers<Timer>,
@@ -503,6 +506,7 @@ impl Mesh {
             by_client: HashMap::new(),
             dialing: BTreeSet::new(),
             self_addrs: HashSet::new(),
+            recent_dials: VecDeque::new(),
             refilled: now,
             timers: Timers::default(),
             out: VecDeque::new(),
@@ -1043,11 +1047,11 @@ impl Mesh {
         }
         if self.links() + self.pending_dials() <= self.config.links {
             self.refill(now);
-            let self_addrs = &self.self_addrs;
+            let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
+            let excluded =
+                |a: SocketAddr| self_addrs.contains(&a) || recent.iter().any(|&(_, r)| r == a);
             if self.tokens > 0
-                && let Some(addr) = self
-                    .book
-                    .pick_due(now, &mut self.rng, |a| self_addrs.contains(&a))
+                && let Some(addr) = self.book.pick_due(now, &mut self.rng, excluded)
             {
                 self.dial(now, addr);
             }
@@ -1056,8 +1060,13 @@ impl Mesh {
 
     fn learn(&mut self, now: Instant, source: IpAddr, addrs: &[SocketAddr]) {
         for &addr in addrs.iter().take(MAX_ADDRS) {
-            if !self.self_addrs.contains(&addr) {
-                let _ = self.book.learn(addr, source, now, &mut self.rng);
+            if !self.self_addrs.contains(&addr)
+                && self.book.learn(addr, source, now, &mut self.rng).is_ok()
+                && self.in_use(addr)
+                && let Some(e) = self.book.get_mut(addr)
+            {
+                // Back in the book while a connection to it is still open.
+                e.busy = true;
             }
         }
     }
@@ -1097,14 +1106,20 @@ impl Mesh {
 
     /// Marks `addr` idle unless a dial or another connection still uses it.
     fn release(&mut self, addr: SocketAddr) {
-        let used = self.dialing.contains(&addr)
+        if !self.in_use(addr)
+            && let Some(e) = self.book.get_mut(addr)
+        {
+            e.busy = false;
+        }
+    }
+
+    /// Whether a dial or a connection uses `addr`.
+    fn in_use(&self, addr: SocketAddr) -> bool {
+        self.dialing.contains(&addr)
             || self.conns.values().any(|c| match &c.link {
                 Some(l) => l.addr == Some(addr),
                 None => c.dir == Dir::Out(addr),
-            });
-        if !used && let Some(e) = self.book.get_mut(addr) {
-            e.busy = false;
-        }
+            })
     }
 
     /// A dial of `addr` failed, or what answered was not floodchat.
@@ -1160,6 +1175,7 @@ impl Mesh {
             e.next_try = now + self.config.backoff_min;
         }
         self.dialing.insert(addr);
+        self.recent_dials.push_back((now, addr));
         self.timers.set(
             Timer::DialDeadline(addr),
             Some(now + self.config.dial_timeout),
@@ -1173,6 +1189,12 @@ impl Mesh {
             return;
         }
         self.refill(now);
+        while let Some(&(at, _)) = self.recent_dials.front() {
+            if now.saturating_duration_since(at) < self.config.backoff_min {
+                break;
+            }
+            self.recent_dials.pop_front();
+        }
         loop {
             if self.links() + self.pending_dials() >= self.config.links {
                 self.timers.set(Timer::Dial, None);
@@ -1183,14 +1205,20 @@ impl Mesh {
                 self.timers.set(Timer::Dial, Some(at.max(now)));
                 return;
             }
-            let self_addrs = &self.self_addrs;
-            match self
-                .book
-                .pick_due(now, &mut self.rng, |a| self_addrs.contains(&a))
-            {
+            let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
+            let excluded =
+                |a: SocketAddr| self_addrs.contains(&a) || recent.iter().any(|&(_, r)| r == a);
+            match self.book.pick_due(now, &mut self.rng, excluded) {
                 Some(addr) => self.dial(now, addr),
                 None => {
                     let next = self.book.next_due(|a| self_addrs.contains(&a));
+                    // A due address held back by a recent dial of it: wake when that ends.
+                    let next = match next {
+                        Some(t) if t <= now => recent
+                            .front()
+                            .map(|&(at, _)| (at + self.config.backoff_min).max(now)),
+                        other => other,
+                    };
                     self.timers.set(Timer::Dial, next);
                     return;
                 }
@@ -1239,12 +1267,7 @@ impl Mesh {
         }
         assert!(self.tokens <= c.dial_burst);
         for e in self.book.entries() {
-            let used = self.dialing.contains(&e.addr)
-                || self.conns.values().any(|cn| match &cn.link {
-                    Some(l) => l.addr == Some(e.addr),
-                    None => cn.dir == Dir::Out(e.addr),
-                });
-            assert_eq!(e.busy, used, "busy flag of {}", e.addr);
+            assert_eq!(e.busy, self.in_use(e.addr), "busy flag of {}", e.addr);
         }
     }
 }

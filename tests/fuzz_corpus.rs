@@ -48,3 +48,8 @@ fn state_corpus() {
 fn network_corpus() {
     replay("network", floodchat::fuzzing::network::run);
 }
+
+#[test]
+fn mesh_corpus() {
+    replay("mesh", floodchat::fuzzing::mesh::run);
+}
