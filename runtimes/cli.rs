@@ -39,6 +39,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true)]
     pub greeting_timeout: Duration,
 
+    /// How many links to other clients to keep; the room heals itself by dialing clients
+    /// it has heard of whenever it has fewer.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub links: u16,
+
     /// The most megabytes of text this client keeps; newer lines are then not shown or relayed.
     #[arg(long, value_name = "MB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub max_room_mb: u32,

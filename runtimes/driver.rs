@@ -22,6 +22,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
+use floodchat::mesh::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
 use futures_lite::future::{or, pending, race};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -167,6 +168,11 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         stall_timeout: cli.stall_timeout,
         max_room_bytes: cli.max_room_mb as usize * 1024 * 1024,
         max_room_strings: cli.max_room_lines as usize,
+        mesh: MeshConfig {
+            hello_timeout: cli.greeting_timeout,
+            dial_timeout: cli.greeting_timeout,
+            ..MeshConfig::with_links(usize::from(cli.links))
+        },
         ..Config::default()
     };
     let (events_tx, events_rx) = async_channel::bounded(EVENT_QUEUE);
@@ -451,9 +457,8 @@ impl<R: Runtime> Client<R> {
         while !self.stopped && !self.state.is_flushed() {
             self.step(&mut None, None).await;
         }
-        for conn in self.conns.values() {
-            R::shutdown(&conn.stream, Shutdown::Write);
-        }
+        // Each link is told Bye, and closes once it has read everything.
+        self.feed(Input::Leave);
         let deadline = Instant::now() + LINGER;
         while !self.stopped && !self.conns.is_empty() && Instant::now() < deadline {
             self.step(&mut None, Some(deadline)).await;

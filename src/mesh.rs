@@ -1,129 +1,244 @@
-//! [`Mesh`]: who to be connected to. A placeholder with the final interface: it dials the
-//! first contact and closes connections to oneself and duplicate connections.
+//! [`Mesh`]: who to be connected to. The membership sub-machine: an address book, a target
+//! number of links, dialing with backoff, and the connection limits that keep a hostile
+//! network from taking every slot. Sans-IO like the rest of the core: time comes in as an
+//! argument, randomness from a seed, and it never encodes bytes (addresses are
+//! [`SocketAddr`]s, identities [`ClientId`]s).
+//!
+//! # Interface
+//!
+//! ```text
+//! Mesh::new(config: MeshConfig, me: ClientId, seed: u64, now: Instant) -> Mesh
+//! Mesh::handle(&mut self, now: Instant, input: MeshInput<'_>)
+//! Mesh::poll(&mut self) -> Option<MeshOutput>          // drain to None after every handle
+//! Mesh::poll_timeout(&self) -> Option<Instant>         // then handle(now, Timeout) at that time
+//! getters: id, config, links, inbound_links, linked, is_alone, connections, unproven,
+//!          pending_dials, book_len, knows, is_verified
+//!
+//! MeshInput:  Start { contact } | Accepted { peer, remote } | Dialed { peer, addr }
+//!             | DialFailed { addr } | Hello { peer, id, listen_port, alone }
+//!             | Addrs { peer, addrs } | Bye { peer, reason, addrs } | Closed { peer }
+//!             | Leave | Timeout
+//! MeshOutput: Dial(addr) | LinkUp { peer, id } | SendAddrs { peer, addrs }
+//!             | Close { peer, bye, why } | Notice(MeshNotice)
+//! ```
+//!
+//! The parent (the flood part's owner) feeds every connection event in and carries out every
+//! output: it dials when told and reports `Dialed` or `DialFailed`; it tells the mesh about
+//! each inbound connection before reading from it (`Accepted`: admission); it passes the
+//! peer's Hello, Addrs and Bye frames as typed values; and it reports `Closed` when a
+//! connection ends on its own. `LinkUp` says a connection is now a link (start flooding on it);
+//! `Close` says drop it (send the `Bye` first, if any). After the mesh said `Close` for a peer
+//! it has forgotten that peer: later inputs naming it are ignored, `Closed` included.
+//!
+//! # Rules
+//!
+//! - **Admission** (`Accepted`): an inbound connection is refused (closed at once, no bytes)
+//!   when its IP already has [`MeshConfig::max_per_ip`] inbound connections. When the table
+//!   is full ([`MeshConfig::max_connections`] in all, or [`MeshConfig::max_unproven`]
+//!   inbound connections that have not said Hello), the oldest unproven inbound connection is
+//!   evicted so that a newcomer still gets in; if there is none, the newcomer is refused. An
+//!   unproven connection has [`MeshConfig::hello_timeout`] to say Hello. Refusals are
+//!   reported as [`MeshNotice::Refused`], summarised every [`MeshConfig::notice_interval`].
+//! - **Hello**: our own id closes the connection (`Bye SelfConnection`; a dialed address that
+//!   was ourselves is never dialed again). A second connection to a client already linked
+//!   keeps the one dialed by the smaller [`ClientId`] (both sides compute the same; if one
+//!   client dialed both, each side keeps the older it saw), the other gets `Bye Duplicate`. An
+//!   inbound link beyond [`MeshConfig::max_inbound`] gets `Bye Full` with addresses to try.
+//!   Otherwise the connection becomes a link: the newcomer is sent up to [`MAX_ADDRS`]
+//!   addresses, and (for an inbound link) up to [`MeshConfig::links`] other links are told
+//!   the newcomer's address, as HyParView's forward-join does, so the graph is not a tree.
+//! - **Address book**: at most [`MeshConfig::book_size`] entries. A peer's address is its
+//!   Hello `listen_port` at the IP its connection came from (or the address we dialed). An
+//!   address we had a link with, or the user's contact, is *verified*: gossip never evicts it.
+//!   Learned addresses (Addrs, Bye) are unverified: at most [`MAX_ADDRS`] per message, at
+//!   most [`MeshConfig::per_source`] in the book per source IP, only from linked peers (or
+//!   a Bye), and a new one evicts a random idle unverified entry when the book is full.
+//! - **Dialing**: below [`MeshConfig::links`] links (pending dials counted) the mesh dials a
+//!   random due address, at most [`MeshConfig::dial_burst`] at once and then one per
+//!   [`MeshConfig::dial_interval`] (a token bucket), and never the same address twice within
+//!   [`MeshConfig::backoff_min`]. A learned address that fails, or that connects but closes
+//!   or times out before Hello (not floodchat), is forgotten and not learned again for
+//!   [`MeshConfig::forget_for`]; an IP with [`MeshConfig::max_failures_per_ip`] such
+//!   failures in that time is not learned at all, so a peer cannot turn the room into a port
+//!   scanner. A verified address that fails backs off exponentially with jitter, and is
+//!   forgotten after [`MeshConfig::max_failures`] failures in a row unless it is the last
+//!   address known (a client never gives up its last hope). `Bye Full`/`Shed`
+//!   delays the next dial to that address by [`MeshConfig::backoff_max`] / 2.
+//! - **Healing**: a lost link is replaced by the same rule. A client that had a link (or was
+//!   given a contact) and has none, with no dial pending, says [`MeshNotice::Alone`] once,
+//!   keeps dialing with backoff, and says [`MeshNotice::Rejoined`] when a link comes up.
+//! - **Shuffle and rotation**: every [`MeshConfig::shuffle_interval`] (jittered) one random
+//!   link is sent [`MeshConfig::shuffle_len`] addresses, so addresses spread through the room;
+//!   and the graph is stirred: above the target the oldest link we dialed (else the oldest
+//!   inbound one) is shed
+//!   (`Bye Shed`, with addresses), at or below it one more random address is dialed. Without
+//!   this, two parts that healed after a partition would each sit at their target and never
+//!   dial across; with it, any two parts whose books still know each other merge.
+//!
+//! Outputs never depend on hash-map order: the same inputs and seed give the same outputs.
 
+mod book;
+pub(crate) mod rng;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use crate::PeerId;
-use crate::wire::{ByeReason, ClientId};
+use crate::timers::Timers;
+pub use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
+use book::Book;
+use rng::Rng;
 
-/// Tunables of the [`Mesh`].
-#[derive(Debug, Clone, Default)]
-pub struct MeshConfig {}
+/// How many addresses of our own the mesh remembers (they are never dialed).
+const MAX_SELF_ADDRS: usize = 16;
 
-/// Something that happened to the mesh.
-#[derive(Debug, Clone, Copy)]
-pub enum MeshInput<'a> {
-    /// The client starts, with the first contact the user gave, if any.
-    Start {
-        /// The address to join through.
-        contact: Option<SocketAddr>,
-    },
-    /// An inbound connection, before any bytes.
-    Accepted {
-        /// The connection.
-        peer: PeerId,
-        /// Where it comes from.
-        remote: SocketAddr,
-    },
-    /// A [`MeshOutput::Dial`] connected.
-    Dialed {
-        /// The connection.
-        peer: PeerId,
-        /// The address dialed.
-        addr: SocketAddr,
-    },
-    /// A [`MeshOutput::Dial`] failed.
-    DialFailed {
-        /// The address dialed.
-        addr: SocketAddr,
-    },
-    /// The peer's Hello arrived.
-    Hello {
-        /// The connection.
-        peer: PeerId,
-        /// The client at the other end.
-        id: ClientId,
-        /// Its listening port.
-        listen_port: u16,
-        /// Whether it has no other link.
-        alone: bool,
-    },
-    /// The peer told us addresses.
-    Addrs {
-        /// The connection.
-        peer: PeerId,
-        /// The addresses.
-        addrs: &'a [SocketAddr],
-    },
-    /// The peer said Bye.
-    Bye {
-        /// The connection.
-        peer: PeerId,
-        /// Why.
-        reason: ByeReason,
-        /// Addresses to try instead.
-        addrs: &'a [SocketAddr],
-    },
-    /// The connection is gone.
-    Closed {
-        /// The connection.
-        peer: PeerId,
-    },
-    /// The time is at or past [`Mesh::poll_timeout`].
-    Timeout,
+/// Tunables of a [`Mesh`].
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Target number of links: below it, the mesh dials.
+    pub links: usize,
+    /// Most inbound links; more are refused with addresses to try.
+    pub max_inbound: usize,
+    /// Most connections of any kind, unproven ones included.
+    pub max_connections: usize,
+    /// Most inbound connections that have not yet said Hello.
+    pub max_unproven: usize,
+    /// Most inbound connections from one remote IP.
+    pub max_per_ip: usize,
+    /// Most entries in the address book.
+    pub book_size: usize,
+    /// Most learned (unverified) book entries from one source IP.
+    pub per_source: usize,
+    /// How long a new connection has to say Hello.
+    pub hello_timeout: Duration,
+    /// How long a dial may take before it counts as failed.
+    pub dial_timeout: Duration,
+    /// Dials that may start at once (the token bucket's size).
+    pub dial_burst: u32,
+    /// One more dial may start per this interval (the token bucket's refill).
+    pub dial_interval: Duration,
+    /// First backoff after a failed dial, and the least time between two dials of an address.
+    pub backoff_min: Duration,
+    /// Longest backoff.
+    pub backoff_max: Duration,
+    /// Failed dials in a row after which a verified address is forgotten.
+    pub max_failures: u32,
+    /// How long a failed learned address is not learned again.
+    pub forget_for: Duration,
+    /// Failed learned addresses at one IP (within `forget_for`) after which that IP is not
+    /// learned.
+    pub max_failures_per_ip: u32,
+    /// How often a random link is sent some addresses.
+    pub shuffle_interval: Duration,
+    /// How many addresses a shuffle sends.
+    pub shuffle_len: usize,
+    /// Refusals are summarised at most once per this interval.
+    pub notice_interval: Duration,
 }
 
-/// Something the mesh wants done.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MeshOutput {
-    /// Connect to this address.
-    Dial(SocketAddr),
-    /// Tell this peer these addresses.
-    SendAddrs {
-        /// The connection.
-        peer: PeerId,
-        /// The addresses.
-        addrs: Vec<SocketAddr>,
-    },
-    /// Close this connection, saying Bye first if `bye` is given.
-    Close {
-        /// The connection.
-        peer: PeerId,
-        /// What to say first.
-        bye: Option<(ByeReason, Vec<SocketAddr>)>,
-        /// Why, for a person.
-        why: CloseWhy,
-    },
-    /// Something the user should hear of.
-    Notice(MeshNotice),
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self::with_links(4)
+    }
 }
 
-/// Why the mesh closes a connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl MeshConfig {
+    /// The defaults for a target of `links` links (`max_inbound` is three times that).
+    pub fn with_links(links: usize) -> Self {
+        Self {
+            links,
+            max_inbound: links.saturating_mul(3),
+            max_connections: 64,
+            max_unproven: 16,
+            max_per_ip: 8,
+            book_size: 256,
+            per_source: 64,
+            hello_timeout: Duration::from_secs(5),
+            dial_timeout: Duration::from_secs(5),
+            dial_burst: 4,
+            dial_interval: Duration::from_millis(500),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            max_failures: 10,
+            forget_for: Duration::from_secs(60),
+            max_failures_per_ip: 4,
+            shuffle_interval: Duration::from_secs(30),
+            shuffle_len: 8,
+            notice_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// The backoff after `failures` failed dials in a row (before jitter).
+    fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(20);
+        self.backoff_min
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// Why the mesh closes a connection, for a person to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseWhy {
-    /// It goes to this client itself.
+    /// The table of connections is full.
+    TooManyConnections,
+    /// Too many connections have not said Hello yet.
+    TooManyUnproven,
+    /// Too many connections come from this IP.
+    TooManyFromIp(IpAddr),
+    /// The oldest connection without a Hello, closed to make room for a newcomer.
+    Evicted,
+    /// No Hello within the deadline.
+    HelloTimeout,
+    /// The connection joins this client to itself.
     SelfConnection,
     /// Another connection to the same client stays.
     Duplicate,
+    /// Our inbound links are full; the peer was given addresses to try.
+    Full,
+    /// The peer said Bye.
+    Bye(ByeReason),
+    /// We are leaving.
+    Leaving,
+    /// Shed to make room for a fresh link, so the room stays mixed.
+    Rotated,
 }
 
 impl fmt::Display for CloseWhy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::SelfConnection => f.write_str("connection to this client itself"),
-            Self::Duplicate => f.write_str("another connection to the same client stays"),
+            Self::TooManyConnections => f.write_str("too many connections"),
+            Self::TooManyUnproven => f.write_str("too many connections without a greeting"),
+            Self::TooManyFromIp(ip) => write!(f, "too many connections from {ip}"),
+            Self::Evicted => f.write_str("no greeting yet, and a newcomer needs the slot"),
+            Self::HelloTimeout => f.write_str("no greeting in time"),
+            Self::SelfConnection => f.write_str("connected to itself"),
+            Self::Duplicate => f.write_str("already linked to that client"),
+            Self::Full => f.write_str("inbound links full; sent addresses to try"),
+            Self::Bye(reason) => write!(f, "the peer said goodbye: {reason}"),
+            Self::Leaving => f.write_str("leaving"),
+            Self::Rotated => f.write_str("rotated out for a fresh link"),
         }
     }
 }
 
-/// What the mesh tells the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something the user should hear about, already rate-limited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MeshNotice {
-    /// Refused connections over a while, summarised.
+    /// Every link is gone (said once until a link comes back); the mesh keeps dialing.
+    Alone,
+    /// A link came back after [`MeshNotice::Alone`].
+    Rejoined,
+    /// `count` connections were refused by the limits over the last `over` (zero for the first
+    /// refusal, said at once).
     Refused {
         /// How many.
         count: u64,
@@ -135,116 +250,961 @@ pub enum MeshNotice {
 impl fmt::Display for MeshNotice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Alone => f.write_str("no links to the room; still trying the addresses known"),
+            Self::Rejoined => f.write_str("linked to the room again"),
+            Self::Refused { count, over } if over.is_zero() => {
+                write!(
+                    f,
+                    "refused {count} connection(s): connection limits reached"
+                )
+            }
             Self::Refused { count, over } => write!(
                 f,
-                "{count} connections refused in the last {}s",
+                "... {count} more connection(s) refused in the last {} s",
                 over.as_secs()
             ),
         }
     }
 }
 
-#[derive(Debug)]
-struct Conn {
-    dialed: bool,
-    client: Option<ClientId>,
+/// An event for the [`Mesh`].
+#[derive(Debug, Clone, Copy)]
+pub enum MeshInput<'a> {
+    /// Start; `contact` (given by the user, trusted) is dialed at once.
+    Start {
+        /// The first client to join through, if any.
+        contact: Option<SocketAddr>,
+    },
+    /// An inbound connection arrived (no bytes read yet): admit or refuse it.
+    Accepted {
+        /// The connection.
+        peer: PeerId,
+        /// Where it comes from.
+        remote: SocketAddr,
+    },
+    /// Our [`MeshOutput::Dial`] of `addr` connected as `peer`.
+    Dialed {
+        /// The connection.
+        peer: PeerId,
+        /// The address dialed.
+        addr: SocketAddr,
+    },
+    /// Our [`MeshOutput::Dial`] of `addr` failed.
+    DialFailed {
+        /// The address dialed.
+        addr: SocketAddr,
+    },
+    /// The peer's Hello: it speaks floodchat.
+    Hello {
+        /// The connection.
+        peer: PeerId,
+        /// Its identity.
+        id: ClientId,
+        /// The port it listens on (0: none).
+        listen_port: u16,
+        /// It has no links (a joiner).
+        alone: bool,
+    },
+    /// The peer told us addresses.
+    Addrs {
+        /// The connection.
+        peer: PeerId,
+        /// The addresses, as decoded.
+        addrs: &'a [SocketAddr],
+    },
+    /// The peer says goodbye, with addresses to try instead.
+    Bye {
+        /// The connection.
+        peer: PeerId,
+        /// Why.
+        reason: ByeReason,
+        /// Addresses to try.
+        addrs: &'a [SocketAddr],
+    },
+    /// The connection is gone, for any reason.
+    Closed {
+        /// The connection.
+        peer: PeerId,
+    },
+    /// We quit: say Bye to every link.
+    Leave,
+    /// The time given by [`Mesh::poll_timeout`] has come.
+    Timeout,
 }
 
-/// Decides which clients to be connected to.
+/// An action the [`Mesh`] asks of its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MeshOutput {
+    /// Open a connection to this address; report [`MeshInput::Dialed`] or
+    /// [`MeshInput::DialFailed`].
+    Dial(SocketAddr),
+    /// This connection is now a link to client `id`: flood on it.
+    LinkUp {
+        /// The connection.
+        peer: PeerId,
+        /// The client at its other end.
+        id: ClientId,
+    },
+    /// Send these addresses to the peer (an Addrs frame).
+    SendAddrs {
+        /// The connection.
+        peer: PeerId,
+        /// At most [`MAX_ADDRS`] addresses.
+        addrs: Vec<SocketAddr>,
+    },
+    /// Close this connection, after sending the Bye if there is one.
+    Close {
+        /// The connection.
+        peer: PeerId,
+        /// The Bye to send first: reason and at most [`MAX_ADDRS`] addresses to try.
+        bye: Option<(ByeReason, Vec<SocketAddr>)>,
+        /// Why, for a person.
+        why: CloseWhy,
+    },
+    /// Tell the user.
+    Notice(MeshNotice),
+}
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    In,
+    /// We dialed this address.
+    Out(SocketAddr),
+}
+
+#[derive(Debug)]
+struct Conn {
+    remote: SocketAddr,
+    dir: Dir,
+    since: Instant,
+    link: Option<Link>,
+}
+
+#[derive(Debug)]
+struct Link {
+    id: ClientId,
+    /// Its entry in the book, if it has one.
+    addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Timer {
+    Dial,
+    Shuffle,
+    Notice,
+    Hello(PeerId),
+    DialDeadline(SocketAddr),
+}
+
+/// The membership sub-machine: address book, links, dialing and connection limits.
 #[derive(Debug)]
 pub struct Mesh {
+    config: MeshConfig,
     me: ClientId,
-    conns: HashMap<PeerId, Conn>,
-    outputs: std::collections::VecDeque<MeshOutput>,
+    rng: Rng,
+    book: Book,
+    conns: BTreeMap<PeerId, Conn>,
+    by_client: HashMap<ClientId, PeerId>,
+    dialing: BTreeSet<SocketAddr>,
+    self_addrs: HashSet<SocketAddr>,
+    /// Dials of the last `backoff_min`, oldest first: an address that left the book and came
+    /// back is not dialed again sooner (at most `dial_burst` + one per `dial_interval`).
+    recent_dials: VecDeque<(Instant, SocketAddr)>,
+    tokens: u32,
+    refilled: Instant,
+    timers: Timers<Timer>,
+    out: VecDeque<MeshOutput>,
+    started: bool,
+    left: bool,
+    has_contact: bool,
+    had_link: bool,
+    alone_said: bool,
+    refused_pending: u64,
+    refused_total: u64,
 }
 
 impl Mesh {
-    /// A mesh for client `me`.
-    pub fn new(_config: MeshConfig, me: ClientId, _seed: u64, _now: Instant) -> Self {
+    /// A mesh for client `me`, whose choices are fixed by `seed`.
+    pub fn new(config: MeshConfig, me: ClientId, seed: u64, now: Instant) -> Self {
+        let book = Book::new(
+            config.book_size,
+            config.per_source,
+            config.forget_for,
+            config.max_failures_per_ip,
+        );
         Self {
+            tokens: config.dial_burst,
+            config,
             me,
-            conns: HashMap::new(),
-            outputs: Default::default(),
+            rng: Rng::new(seed),
+            book,
+            conns: BTreeMap::new(),
+            by_client: HashMap::new(),
+            dialing: BTreeSet::new(),
+            self_addrs: HashSet::new(),
+            recent_dials: VecDeque::new(),
+            refilled: now,
+            timers: Timers::default(),
+            out: VecDeque::new(),
+            started: false,
+            left: false,
+            has_contact: false,
+            had_link: false,
+            alone_said: false,
+            refused_pending: 0,
+            refused_total: 0,
         }
     }
 
-    /// Feeds one input at `now`.
-    pub fn handle(&mut self, _now: Instant, input: MeshInput<'_>) {
+    /// Our identity.
+    pub fn id(&self) -> ClientId {
+        self.me
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MeshConfig {
+        &self.config
+    }
+
+    /// How many links (connections past Hello) there are.
+    pub fn links(&self) -> usize {
+        self.by_client.len()
+    }
+
+    /// How many links the other side dialed.
+    pub fn inbound_links(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.link.is_some() && c.dir == Dir::In)
+            .count()
+    }
+
+    /// The links, as connection and client, in connection order.
+    pub fn linked(&self) -> impl Iterator<Item = (PeerId, ClientId)> + '_ {
+        self.conns
+            .iter()
+            .filter_map(|(&p, c)| c.link.as_ref().map(|l| (p, l.id)))
+    }
+
+    /// Whether there is no link.
+    pub fn is_alone(&self) -> bool {
+        self.links() == 0
+    }
+
+    /// How many connections are open, of any kind.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// How many inbound connections have not said Hello.
+    pub fn unproven(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.link.is_none() && c.dir == Dir::In)
+            .count()
+    }
+
+    /// How many dials are in flight, or connected and waiting for Hello.
+    pub fn pending_dials(&self) -> usize {
+        self.dialing.len()
+            + self
+                .conns
+                .values()
+                .filter(|c| c.link.is_none() && matches!(c.dir, Dir::Out(_)))
+                .count()
+    }
+
+    /// How many addresses the book holds.
+    pub fn book_len(&self) -> usize {
+        self.book.len()
+    }
+
+    /// Whether `addr` is in the book.
+    pub fn knows(&self, addr: SocketAddr) -> bool {
+        self.book.get(addr).is_some()
+    }
+
+    /// Whether `addr` is in the book as verified.
+    pub fn is_verified(&self, addr: SocketAddr) -> bool {
+        self.book.get(addr).is_some_and(|e| e.verified)
+    }
+
+    /// How many learned entries of the book came from `source`.
+    pub fn learned_from(&self, source: IpAddr) -> usize {
+        self.book.learned_from(source)
+    }
+
+    /// How many connections the limits have refused in all.
+    pub fn refused_total(&self) -> u64 {
+        self.refused_total
+    }
+
+    /// The next output, if any; drain to `None` after every [`Mesh::handle`].
+    #[must_use]
+    pub fn poll(&mut self) -> Option<MeshOutput> {
+        self.out.pop_front()
+    }
+
+    /// When to call [`Mesh::handle`] with [`MeshInput::Timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Feeds one event in.
+    pub fn handle(&mut self, now: Instant, input: MeshInput<'_>) {
         match input {
-            MeshInput::Start { contact } => {
-                if let Some(addr) = contact {
-                    self.outputs.push_back(MeshOutput::Dial(addr));
+            MeshInput::Start { contact } => self.on_start(now, contact),
+            MeshInput::Accepted { peer, remote } => self.on_accepted(now, peer, remote),
+            MeshInput::Dialed { peer, addr } => self.on_dialed(now, peer, addr),
+            MeshInput::DialFailed { addr } => {
+                if self.dialing.remove(&addr) {
+                    self.timers.set(Timer::DialDeadline(addr), None);
+                    self.dial_failed(now, addr);
                 }
             }
-            MeshInput::Accepted { peer, .. } | MeshInput::Dialed { peer, .. } => {
-                let dialed = matches!(input, MeshInput::Dialed { .. });
-                self.conns.insert(
-                    peer,
-                    Conn {
-                        dialed,
-                        client: None,
-                    },
-                );
-            }
-            MeshInput::Hello { peer, id, .. } => {
-                if id == self.me {
-                    self.close(peer, ByeReason::SelfConnection, CloseWhy::SelfConnection);
-                    return;
-                }
-                let other = self
-                    .conns
-                    .iter()
-                    .find(|(p, c)| **p != peer && c.client == Some(id))
-                    .map(|(p, c)| (*p, c.dialed));
-                if let Some(conn) = self.conns.get_mut(&peer) {
-                    conn.client = Some(id);
-                }
-                if let Some((other, other_dialed)) = other {
-                    // Keep the connection dialed by the smaller id.
-                    let this_dialed = self.conns[&peer].dialed;
-                    let keep_dialed_by_me = self.me < id;
-                    let drop = if this_dialed == keep_dialed_by_me {
-                        other
-                    } else {
-                        debug_assert_eq!(other_dialed, keep_dialed_by_me);
-                        peer
-                    };
-                    self.close(drop, ByeReason::Duplicate, CloseWhy::Duplicate);
+            MeshInput::Hello {
+                peer,
+                id,
+                listen_port,
+                alone: _,
+            } => self.on_hello(now, peer, id, listen_port),
+            MeshInput::Addrs { peer, addrs } => {
+                if let Some(c) = self.conns.get(&peer).filter(|c| c.link.is_some()) {
+                    let source = c.remote.ip();
+                    self.learn(now, source, addrs);
                 }
             }
-            MeshInput::Closed { peer } => {
-                self.conns.remove(&peer);
+            MeshInput::Bye {
+                peer,
+                reason,
+                addrs,
+            } => self.on_bye(now, peer, reason, addrs),
+            MeshInput::Closed { peer } => self.on_closed(now, peer),
+            MeshInput::Leave => self.on_leave(),
+            MeshInput::Timeout => self.on_timeout(now),
+        }
+        self.maintain(now);
+        self.update_alone();
+    }
+
+    fn on_start(&mut self, now: Instant, contact: Option<SocketAddr>) {
+        if self.started || self.left {
+            return;
+        }
+        self.started = true;
+        let first = self.rng.jitter(self.config.shuffle_interval);
+        self.timers.set(Timer::Shuffle, Some(now + first));
+        if let Some(addr) = contact {
+            self.has_contact = true;
+            self.book.verify(addr, now, &mut self.rng);
+            if self.book.get(addr).is_some() {
+                self.refill(now);
+                self.dial(now, addr);
             }
-            MeshInput::DialFailed { .. }
-            | MeshInput::Addrs { .. }
-            | MeshInput::Bye { .. }
-            | MeshInput::Timeout => {}
         }
     }
 
-    fn close(&mut self, peer: PeerId, reason: ByeReason, why: CloseWhy) {
-        if let Some(conn) = self.conns.get_mut(&peer) {
-            conn.client = None;
+    fn on_accepted(&mut self, now: Instant, peer: PeerId, remote: SocketAddr) {
+        if self.conns.contains_key(&peer) {
+            return;
         }
-        self.outputs.push_back(MeshOutput::Close {
+        if self.left {
+            self.out.push_back(MeshOutput::Close {
+                peer,
+                bye: None,
+                why: CloseWhy::Leaving,
+            });
+            return;
+        }
+        let from_ip = self
+            .conns
+            .values()
+            .filter(|c| c.dir == Dir::In && c.remote.ip() == remote.ip())
+            .count();
+        if from_ip >= self.config.max_per_ip {
+            return self.refuse(now, peer, CloseWhy::TooManyFromIp(remote.ip()));
+        }
+        let full = if self.conns.len() >= self.config.max_connections {
+            Some(CloseWhy::TooManyConnections)
+        } else if self.unproven() >= self.config.max_unproven {
+            Some(CloseWhy::TooManyUnproven)
+        } else {
+            None
+        };
+        if let Some(why) = full {
+            let oldest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.link.is_none() && c.dir == Dir::In)
+                .min_by_key(|(p, c)| (c.since, **p))
+                .map(|(p, _)| *p);
+            match oldest {
+                Some(old) => {
+                    self.drop_conn(old);
+                    self.out.push_back(MeshOutput::Close {
+                        peer: old,
+                        bye: None,
+                        why: CloseWhy::Evicted,
+                    });
+                }
+                None => return self.refuse(now, peer, why),
+            }
+        }
+        self.conns.insert(
             peer,
-            bye: Some((reason, Vec::new())),
+            Conn {
+                remote,
+                dir: Dir::In,
+                since: now,
+                link: None,
+            },
+        );
+        self.timers
+            .set(Timer::Hello(peer), Some(now + self.config.hello_timeout));
+    }
+
+    fn refuse(&mut self, now: Instant, peer: PeerId, why: CloseWhy) {
+        self.out.push_back(MeshOutput::Close {
+            peer,
+            bye: None,
             why,
         });
+        self.refused_total += 1;
+        self.refused_pending += 1;
+        if self.timers.get(Timer::Notice).is_none() {
+            self.out.push_back(MeshOutput::Notice(MeshNotice::Refused {
+                count: self.refused_pending,
+                over: Duration::ZERO,
+            }));
+            self.refused_pending = 0;
+            self.timers
+                .set(Timer::Notice, Some(now + self.config.notice_interval));
+        }
     }
 
-    /// The next thing to do.
-    pub fn poll(&mut self) -> Option<MeshOutput> {
-        self.outputs.pop_front()
+    fn on_dialed(&mut self, now: Instant, peer: PeerId, addr: SocketAddr) {
+        if self.conns.contains_key(&peer) {
+            return;
+        }
+        self.dialing.remove(&addr);
+        self.timers.set(Timer::DialDeadline(addr), None);
+        let why = if self.left {
+            Some(CloseWhy::Leaving)
+        } else if self.conns.len() >= self.config.max_connections {
+            Some(CloseWhy::TooManyConnections)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.release(addr);
+            self.out.push_back(MeshOutput::Close {
+                peer,
+                bye: None,
+                why,
+            });
+            return;
+        }
+        if let Some(e) = self.book.get_mut(addr) {
+            e.busy = true;
+        }
+        self.conns.insert(
+            peer,
+            Conn {
+                remote: addr,
+                dir: Dir::Out(addr),
+                since: now,
+                link: None,
+            },
+        );
+        self.timers
+            .set(Timer::Hello(peer), Some(now + self.config.hello_timeout));
     }
 
-    /// When to feed [`MeshInput::Timeout`].
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+    fn on_hello(&mut self, now: Instant, peer: PeerId, id: ClientId, listen_port: u16) {
+        let Some(conn) = self.conns.get(&peer) else {
+            return;
+        };
+        if conn.link.is_some() {
+            return;
+        }
+        let (remote, dir) = (conn.remote, conn.dir);
+        if self.left {
+            return self.close(peer, Some(ByeReason::Leaving), CloseWhy::Leaving);
+        }
+        if id == self.me {
+            if let Dir::Out(addr) = dir {
+                if self.self_addrs.len() < MAX_SELF_ADDRS {
+                    self.self_addrs.insert(addr);
+                }
+                self.drop_conn(peer);
+                self.book.remove(addr, false, now);
+                self.out.push_back(MeshOutput::Close {
+                    peer,
+                    bye: Some((ByeReason::SelfConnection, Vec::new())),
+                    why: CloseWhy::SelfConnection,
+                });
+                return;
+            }
+            return self.close(
+                peer,
+                Some(ByeReason::SelfConnection),
+                CloseWhy::SelfConnection,
+            );
+        }
+        if let Some(&old) = self.by_client.get(&id) {
+            let dialer = |d: Dir| if d == Dir::In { id } else { self.me };
+            let old_dialer = dialer(self.conns[&old].dir);
+            let new_dialer = dialer(dir);
+            let keep_new = new_dialer != old_dialer && new_dialer == self.me.min(id);
+            if !keep_new {
+                return self.close(peer, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
+            }
+            self.close(old, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
+        }
+        if dir == Dir::In && self.inbound_links() >= self.config.max_inbound {
+            let own = (listen_port != 0).then(|| SocketAddr::new(remote.ip(), listen_port));
+            let addrs = self.book.sample(MAX_ADDRS, own, &mut self.rng);
+            self.timers.set(Timer::Hello(peer), None);
+            self.drop_conn(peer);
+            self.out.push_back(MeshOutput::Close {
+                peer,
+                bye: Some((ByeReason::Full, addrs)),
+                why: CloseWhy::Full,
+            });
+            return;
+        }
+        let addr = match dir {
+            Dir::Out(a) => Some(a),
+            Dir::In if listen_port != 0 => Some(SocketAddr::new(remote.ip(), listen_port)),
+            Dir::In => None,
+        };
+        let addr = addr
+            .filter(|&a| !self.self_addrs.contains(&a) && self.book.verify(a, now, &mut self.rng));
+        if let Some(a) = addr
+            && let Some(e) = self.book.get_mut(a)
+        {
+            e.busy = true;
+            e.failures = 0;
+        }
+        self.timers.set(Timer::Hello(peer), None);
+        if let Some(c) = self.conns.get_mut(&peer) {
+            c.link = Some(Link { id, addr });
+        }
+        self.by_client.insert(id, peer);
+        self.had_link = true;
+        self.out.push_back(MeshOutput::LinkUp { peer, id });
+        let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+        if !addrs.is_empty() {
+            self.out.push_back(MeshOutput::SendAddrs { peer, addrs });
+        }
+        if dir == Dir::In
+            && let Some(a) = addr
+        {
+            let mut others: Vec<PeerId> = self
+                .linked()
+                .map(|(p, _)| p)
+                .filter(|&p| p != peer)
+                .collect();
+            self.rng.shuffle(&mut others);
+            others.truncate(self.config.links);
+            others.sort();
+            for p in others {
+                self.out.push_back(MeshOutput::SendAddrs {
+                    peer: p,
+                    addrs: vec![a],
+                });
+            }
+        }
     }
 
-    /// Whether the client has no link.
-    pub fn is_alone(&self) -> bool {
-        self.conns.values().all(|c| c.client.is_none())
+    fn on_bye(&mut self, now: Instant, peer: PeerId, reason: ByeReason, addrs: &[SocketAddr]) {
+        let Some(conn) = self.conns.get(&peer) else {
+            return;
+        };
+        let source = conn.remote.ip();
+        let addr = match (&conn.link, conn.dir) {
+            (Some(l), _) => l.addr,
+            (None, Dir::Out(a)) => Some(a),
+            (None, Dir::In) => None,
+        };
+        self.drop_conn(peer);
+        self.out.push_back(MeshOutput::Close {
+            peer,
+            bye: None,
+            why: CloseWhy::Bye(reason),
+        });
+        if let Some(a) = addr {
+            match reason {
+                ByeReason::Full | ByeReason::Shed => {
+                    let later = now + self.rng.jitter(self.config.backoff_max / 2);
+                    if let Some(e) = self.book.get_mut(a) {
+                        e.next_try = e.next_try.max(later);
+                    }
+                }
+                ByeReason::Leaving => self.book.remove(a, false, now),
+                ByeReason::SelfConnection => {
+                    if self.self_addrs.len() < MAX_SELF_ADDRS {
+                        self.self_addrs.insert(a);
+                    }
+                    self.book.remove(a, false, now);
+                }
+                ByeReason::Duplicate | ByeReason::Other(_) => {}
+            }
+        }
+        self.learn(now, source, addrs);
+    }
+
+    fn on_closed(&mut self, now: Instant, peer: PeerId) {
+        let Some(conn) = self.drop_conn(peer) else {
+            return;
+        };
+        if conn.link.is_none()
+            && let Dir::Out(a) = conn.dir
+        {
+            self.dial_failed(now, a);
+        }
+    }
+
+    fn on_leave(&mut self) {
+        if self.left {
+            return;
+        }
+        self.left = true;
+        let peers: Vec<PeerId> = self.conns.keys().copied().collect();
+        for peer in peers {
+            let conn = &self.conns[&peer];
+            let bye = match &conn.link {
+                Some(l) => {
+                    let exclude = l.addr;
+                    Some((
+                        ByeReason::Leaving,
+                        self.book.sample(MAX_ADDRS, exclude, &mut self.rng),
+                    ))
+                }
+                None => None,
+            };
+            self.drop_conn(peer);
+            self.out.push_back(MeshOutput::Close {
+                peer,
+                bye,
+                why: CloseWhy::Leaving,
+            });
+        }
+        for addr in std::mem::take(&mut self.dialing) {
+            self.release(addr);
+        }
+        self.timers.cancel_where(|_| true);
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                Timer::Dial => {}
+                Timer::Shuffle => {
+                    self.shuffle();
+                    self.rotate(now);
+                    let next = self.rng.jitter(self.config.shuffle_interval);
+                    self.timers.set(Timer::Shuffle, Some(now + next));
+                }
+                Timer::Notice => {
+                    if self.refused_pending > 0 {
+                        self.out.push_back(MeshOutput::Notice(MeshNotice::Refused {
+                            count: self.refused_pending,
+                            over: self.config.notice_interval,
+                        }));
+                        self.refused_pending = 0;
+                        self.timers
+                            .set(Timer::Notice, Some(now + self.config.notice_interval));
+                    }
+                }
+                Timer::Hello(peer) => {
+                    if let Some(conn) = self.drop_conn(peer) {
+                        self.out.push_back(MeshOutput::Close {
+                            peer,
+                            bye: None,
+                            why: CloseWhy::HelloTimeout,
+                        });
+                        if let Dir::Out(a) = conn.dir {
+                            self.dial_failed(now, a);
+                        }
+                    }
+                }
+                Timer::DialDeadline(addr) => {
+                    if self.dialing.remove(&addr) {
+                        self.dial_failed(now, addr);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a few addresses to one random link.
+    fn shuffle(&mut self) {
+        let links: Vec<(PeerId, Option<SocketAddr>)> = self
+            .conns
+            .iter()
+            .filter_map(|(&p, c)| c.link.as_ref().map(|l| (p, l.addr)))
+            .collect();
+        if links.is_empty() {
+            return;
+        }
+        let (peer, exclude) = links[self.rng.index(links.len())];
+        let addrs = self.book.sample(
+            self.config.shuffle_len.min(MAX_ADDRS),
+            exclude,
+            &mut self.rng,
+        );
+        if !addrs.is_empty() {
+            self.out.push_back(MeshOutput::SendAddrs { peer, addrs });
+        }
+    }
+
+    /// Keeps the graph mixing, so that parts that lost each other find each other again: above
+    /// the target, the oldest link we dialed (else the oldest link) is shed, with addresses to
+    /// try; then, at or below it,
+    /// one more random address is dialed, for one link above the target.
+    fn rotate(&mut self, now: Instant) {
+        if self.links() > self.config.links {
+            let oldest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.link.is_some())
+                .min_by_key(|(p, c)| (c.dir == Dir::In, c.since, **p))
+                .map(|(p, c)| (*p, c.link.as_ref().and_then(|l| l.addr)));
+            if let Some((peer, addr)) = oldest {
+                let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+                self.drop_conn(peer);
+                self.out.push_back(MeshOutput::Close {
+                    peer,
+                    bye: Some((ByeReason::Shed, addrs)),
+                    why: CloseWhy::Rotated,
+                });
+            }
+        }
+        if self.links() + self.pending_dials() <= self.config.links {
+            self.refill(now);
+            let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
+            let excluded =
+                |a: SocketAddr| self_addrs.contains(&a) || recent.iter().any(|&(_, r)| r == a);
+            if self.tokens > 0
+                && let Some(addr) = self.book.pick_due(now, &mut self.rng, excluded)
+            {
+                self.dial(now, addr);
+            }
+        }
+    }
+
+    fn learn(&mut self, now: Instant, source: IpAddr, addrs: &[SocketAddr]) {
+        for &addr in addrs.iter().take(MAX_ADDRS) {
+            if !self.self_addrs.contains(&addr)
+                && self.book.learn(addr, source, now, &mut self.rng).is_ok()
+                && self.in_use(addr)
+                && let Some(e) = self.book.get_mut(addr)
+            {
+                // Back in the book while a connection to it is still open.
+                e.busy = true;
+            }
+        }
+    }
+
+    /// Closes a connection we know, with a Bye of `reason` (no addresses).
+    fn close(&mut self, peer: PeerId, reason: Option<ByeReason>, why: CloseWhy) {
+        if self.drop_conn(peer).is_some() {
+            self.out.push_back(MeshOutput::Close {
+                peer,
+                bye: reason.map(|r| (r, Vec::new())),
+                why,
+            });
+        }
+    }
+
+    /// Forgets a connection and everything that pointed at it.
+    fn drop_conn(&mut self, peer: PeerId) -> Option<Conn> {
+        let conn = self.conns.remove(&peer)?;
+        self.timers.set(Timer::Hello(peer), None);
+        match &conn.link {
+            Some(link) => {
+                if self.by_client.get(&link.id) == Some(&peer) {
+                    self.by_client.remove(&link.id);
+                }
+                if let Some(a) = link.addr {
+                    self.release(a);
+                }
+            }
+            None => {
+                if let Dir::Out(a) = conn.dir {
+                    self.release(a);
+                }
+            }
+        }
+        Some(conn)
+    }
+
+    /// Marks `addr` idle unless a dial or another connection still uses it.
+    fn release(&mut self, addr: SocketAddr) {
+        if !self.in_use(addr)
+            && let Some(e) = self.book.get_mut(addr)
+        {
+            e.busy = false;
+        }
+    }
+
+    /// Whether a dial or a connection uses `addr`.
+    fn in_use(&self, addr: SocketAddr) -> bool {
+        self.dialing.contains(&addr)
+            || self.conns.values().any(|c| match &c.link {
+                Some(l) => l.addr == Some(addr),
+                None => c.dir == Dir::Out(addr),
+            })
+    }
+
+    /// A dial of `addr` failed, or what answered was not floodchat.
+    fn dial_failed(&mut self, now: Instant, addr: SocketAddr) {
+        self.release(addr);
+        let Some(e) = self.book.get(addr) else {
+            return;
+        };
+        if e.busy {
+            return;
+        }
+        if !e.verified {
+            self.book.remove(addr, true, now);
+            return;
+        }
+        let failures = e.failures + 1;
+        if failures >= self.config.max_failures && self.book.len() > 1 {
+            self.book.remove(addr, false, now);
+            return;
+        }
+        let wait = self.rng.jitter(self.config.backoff(failures));
+        if let Some(e) = self.book.get_mut(addr) {
+            e.failures = failures;
+            e.next_try = e.next_try.max(now + wait);
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let burst = self.config.dial_burst;
+        if self.tokens >= burst {
+            self.refilled = now;
+            return;
+        }
+        let interval = self.config.dial_interval.max(Duration::from_nanos(1));
+        let elapsed = now.saturating_duration_since(self.refilled);
+        let n = elapsed.as_nanos() / interval.as_nanos();
+        if n > 0 {
+            let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+            self.tokens = self.tokens.saturating_add(n32).min(burst);
+            self.refilled = if self.tokens >= burst {
+                now
+            } else {
+                self.refilled + interval * n32
+            };
+        }
+    }
+
+    /// Starts a dial of `addr` (a book entry), spending a token.
+    fn dial(&mut self, now: Instant, addr: SocketAddr) {
+        self.tokens = self.tokens.saturating_sub(1);
+        if let Some(e) = self.book.get_mut(addr) {
+            e.busy = true;
+            e.next_try = now + self.config.backoff_min;
+        }
+        self.dialing.insert(addr);
+        self.recent_dials.push_back((now, addr));
+        self.timers.set(
+            Timer::DialDeadline(addr),
+            Some(now + self.config.dial_timeout),
+        );
+        self.out.push_back(MeshOutput::Dial(addr));
+    }
+
+    /// Dials while below the target, as tokens and due addresses allow; arms the dial timer.
+    fn maintain(&mut self, now: Instant) {
+        if !self.started || self.left {
+            return;
+        }
+        self.refill(now);
+        while let Some(&(at, _)) = self.recent_dials.front() {
+            if now.saturating_duration_since(at) < self.config.backoff_min {
+                break;
+            }
+            self.recent_dials.pop_front();
+        }
+        loop {
+            if self.links() + self.pending_dials() >= self.config.links {
+                self.timers.set(Timer::Dial, None);
+                return;
+            }
+            if self.tokens == 0 {
+                let at = self.refilled + self.config.dial_interval;
+                self.timers.set(Timer::Dial, Some(at.max(now)));
+                return;
+            }
+            let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
+            let excluded =
+                |a: SocketAddr| self_addrs.contains(&a) || recent.iter().any(|&(_, r)| r == a);
+            match self.book.pick_due(now, &mut self.rng, excluded) {
+                Some(addr) => self.dial(now, addr),
+                None => {
+                    let next = self.book.next_due(|a| self_addrs.contains(&a));
+                    // A due address held back by a recent dial of it: wake when that ends.
+                    let next = match next {
+                        Some(t) if t <= now => recent
+                            .front()
+                            .map(|&(at, _)| (at + self.config.backoff_min).max(now)),
+                        other => other,
+                    };
+                    self.timers.set(Timer::Dial, next);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn update_alone(&mut self) {
+        if self.links() > 0 {
+            if self.alone_said {
+                self.alone_said = false;
+                self.out.push_back(MeshOutput::Notice(MeshNotice::Rejoined));
+            }
+        } else if !self.alone_said
+            && !self.left
+            && (self.had_link || self.has_contact)
+            && self.pending_dials() == 0
+        {
+            self.alone_said = true;
+            self.out.push_back(MeshOutput::Notice(MeshNotice::Alone));
+        }
+    }
+
+    /// Panics if a limit is exceeded or the bookkeeping disagrees with itself.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check_invariants(&self) {
+        let c = &self.config;
+        self.book.check();
+        assert!(
+            self.conns.len() <= c.max_connections,
+            "too many connections"
+        );
+        assert!(self.unproven() <= c.max_unproven, "too many unproven");
+        assert!(
+            self.inbound_links() <= c.max_inbound,
+            "too many inbound links"
+        );
+        let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+        for conn in self.conns.values().filter(|c| c.dir == Dir::In) {
+            *per_ip.entry(conn.remote.ip()).or_insert(0) += 1;
+        }
+        assert!(per_ip.values().all(|&n| n <= c.max_per_ip), "per-IP limit");
+        assert_eq!(self.by_client.len(), self.linked().count());
+        for (&id, &p) in &self.by_client {
+            assert_eq!(self.conns[&p].link.as_ref().map(|l| l.id), Some(id));
+        }
+        assert!(self.tokens <= c.dial_burst);
+        for e in self.book.entries() {
+            assert_eq!(e.busy, self.in_use(e.addr), "busy flag of {}", e.addr);
+        }
     }
 }

@@ -126,6 +126,9 @@ pub enum Input<'a> {
     Sent(PeerId),
     /// The peer's connection ended (end of stream or an IO error).
     Closed(PeerId),
+    /// The client is leaving: each link is told so, and no new one is made. Feed it once
+    /// [`FloodState::is_flushed`], so that the links get everything first.
+    Leave,
     /// The time is at or past [`FloodState::poll_timeout`].
     Timeout,
 }
@@ -444,6 +447,7 @@ impl FloodState {
                 };
                 self.disconnect(peer, reason);
             }
+            Input::Leave => self.mesh_input(MeshInput::Leave),
             Input::Timeout => self.timeout(),
         }
         Ok(())
@@ -653,22 +657,6 @@ impl FloodState {
                     listen_port: hello.listen_port,
                     alone: hello.alone,
                 });
-                // The mesh may have closed it; otherwise it is a link now.
-                if let Some(c) = self.conns.get_mut(&peer)
-                    && c.phase == Phase::Greeting
-                {
-                    c.phase = Phase::Linked;
-                    // Live flooding starts here; what came before, reconciliation finds.
-                    c.cursor = self.store.len();
-                    if c.dialed {
-                        let first = c.recon.initiate(&self.store);
-                        Self::queue_recon(&mut self.stats, c, first);
-                    }
-                    self.outputs.push_back(Output::PeerReady(peer));
-                    self.arm_idle(peer);
-                    self.arm_keepalive(peer);
-                    self.pump(peer);
-                }
             }
             Frame::Text(text) => {
                 self.stats.frames_received += 1;
@@ -750,9 +738,9 @@ impl FloodState {
         }
         c.in_flight -= 1;
         let (in_flight, phase) = (c.in_flight, c.phase);
-        if phase == Phase::Closing && in_flight == 0 && c.control.is_empty() {
-            let reason = c.closing.clone().expect("closing has a reason");
-            self.disconnect(peer, reason);
+        if phase == Phase::Closing {
+            // The peer closes once it reads the Bye; until then (or the linger) we read on,
+            // so that closing with unread bytes cannot reset the connection under the Bye.
             return Ok(());
         }
         let due = self.now.checked_add(self.config.stall_timeout);
@@ -829,10 +817,13 @@ impl FloodState {
         }
     }
 
-    /// Closes `peer` on purpose: says Bye, then disconnects once it is written (or lingers
+    /// Closes `peer` on purpose: says Bye, then disconnects once the peer closes (or lingers
     /// too long).
     fn close(&mut self, peer: PeerId, bye: Option<(ByeReason, Vec<SocketAddr>)>, why: CloseWhy) {
-        let reason = DisconnectReason::Local(why);
+        let reason = match why {
+            CloseWhy::Bye(said) => DisconnectReason::Bye(said),
+            why => DisconnectReason::Local(why),
+        };
         let Some(c) = self.conns.get_mut(&peer) else {
             return;
         };
@@ -856,12 +847,34 @@ impl FloodState {
         self.pump(peer);
     }
 
+    /// `peer` said a Hello the mesh accepted: it is a link of the room now.
+    fn link_up(&mut self, peer: PeerId) {
+        let Some(c) = self.conns.get_mut(&peer) else {
+            return;
+        };
+        if c.phase != Phase::Greeting {
+            return;
+        }
+        c.phase = Phase::Linked;
+        // Live flooding starts here; what came before, reconciliation finds.
+        c.cursor = self.store.len();
+        if c.dialed {
+            let first = c.recon.initiate(&self.store);
+            Self::queue_recon(&mut self.stats, c, first);
+        }
+        self.outputs.push_back(Output::PeerReady(peer));
+        self.arm_idle(peer);
+        self.arm_keepalive(peer);
+        self.pump(peer);
+    }
+
     /// Feeds the mesh and carries out what it decides.
     fn mesh_input(&mut self, input: MeshInput<'_>) {
         self.mesh.handle(self.now, input);
         while let Some(output) = self.mesh.poll() {
             match output {
                 MeshOutput::Dial(addr) => self.outputs.push_back(Output::Dial(addr)),
+                MeshOutput::LinkUp { peer, .. } => self.link_up(peer),
                 MeshOutput::SendAddrs { peer, addrs } => {
                     if let Some(c) = self.conns.get_mut(&peer)
                         && c.phase != Phase::Closing
@@ -1032,8 +1045,11 @@ mod tests {
             self.drain()
         }
 
+        /// The outputs so far, but the mesh's notices (its own tests cover them).
         fn drain(&mut self) -> Vec<Output> {
-            std::iter::from_fn(|| self.state.poll_output()).collect()
+            std::iter::from_fn(|| self.state.poll_output())
+                .filter(|o| !matches!(o, Output::Notice(Notice::Mesh(_))))
+                .collect()
         }
 
         /// Accepts `peer`, acknowledges our greeting and feeds theirs with client id `peer + 1000`.
@@ -1138,7 +1154,15 @@ mod tests {
     fn typed_line_is_printed_and_sent_to_every_link() {
         let mut h = Harness::new();
         assert_eq!(h.linked(A), vec![Output::PeerReady(A)]);
-        assert_eq!(h.linked(B), vec![Output::PeerReady(B)]);
+        // The mesh tells the newcomer about A, and A about the newcomer.
+        let out = h.linked(B);
+        assert_eq!(out[0], Output::PeerReady(B));
+        assert_eq!(
+            sent_frames(&out, B),
+            vec![Frame::Addrs(vec![addr(1)])],
+            "{out:?}"
+        );
+        h.ack(&out);
         let out = h.input(Input::LineTyped(b"hello\r"));
         assert_eq!(
             out,
@@ -1464,8 +1488,9 @@ mod tests {
             }]
         );
         assert!(!out.contains(&Output::PeerReady(A)));
+        assert_eq!(h.ack(&out), vec![]);
         assert_eq!(
-            h.ack(&out),
+            h.input(Input::Closed(A)),
             vec![disconnect(
                 A,
                 DisconnectReason::Local(CloseWhy::SelfConnection)
@@ -1502,7 +1527,15 @@ mod tests {
             );
             h.ack(&out);
             assert!(h.state.is_ready(kept));
-            assert!(!h.state.is_connected(dropped));
+            assert!(!h.state.is_ready(dropped));
+            // A peer that does not close after the Bye is closed after the linger.
+            assert_eq!(
+                h.advance(Duration::from_secs(1)),
+                vec![disconnect(
+                    dropped,
+                    DisconnectReason::Local(CloseWhy::Duplicate)
+                )]
+            );
         }
     }
 

@@ -53,3 +53,8 @@ fn network_corpus() {
 fn reconcile_corpus() {
     replay("reconcile", floodchat::fuzzing::reconcile::run);
 }
+
+#[test]
+fn mesh_corpus() {
+    replay("mesh", floodchat::fuzzing::mesh::run);
+}

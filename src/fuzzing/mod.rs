@@ -2,6 +2,7 @@
 //! corpus by `tests/fuzz_corpus.rs`, so every past crash stays a regression test.
 
 pub mod decode;
+pub mod mesh;
 pub mod network;
 pub mod reconcile;
 pub mod state;

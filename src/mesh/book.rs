@@ -1,0 +1,364 @@
+//! [`Book`]: the bounded address book, and the memory of addresses that failed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+
+use super::rng::Rng;
+
+/// One known address.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    /// Where the client listens.
+    pub(crate) addr: SocketAddr,
+    /// We had a floodchat link with it (or the user gave it): gossip cannot evict it.
+    pub(crate) verified: bool,
+    /// For a learned, unverified entry: the IP of the connection that told us.
+    pub(crate) source: Option<IpAddr>,
+    /// Failed dials in a row.
+    pub(crate) failures: u32,
+    /// Not to be dialed before this.
+    pub(crate) next_try: Instant,
+    /// Being dialed, or linked: not a candidate for a dial.
+    pub(crate) busy: bool,
+}
+
+/// Why a learned address was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// Not an address anyone listens on (port 0, unspecified, multicast, broadcast).
+    Invalid,
+    /// Already in the book.
+    Known,
+    /// Failed recently (the address, or too many addresses at its IP).
+    Failed,
+    /// Its source already has its share of the book.
+    SourceFull,
+    /// The book is full of verified or busy entries.
+    BookFull,
+}
+
+/// The address book: at most `cap` entries, at most `per_source` learned ones per source IP.
+#[derive(Debug)]
+pub(crate) struct Book {
+    entries: Vec<Entry>,
+    index: HashMap<SocketAddr, usize>,
+    per_source: HashMap<IpAddr, usize>,
+    /// Addresses that failed, until when they are not learned again.
+    failed: HashMap<SocketAddr, Instant>,
+    /// Per IP: failures counted, and until when the count holds.
+    failed_ips: HashMap<IpAddr, (u32, Instant)>,
+    cap: usize,
+    per_source_cap: usize,
+    forget_for: Duration,
+    max_failures_per_ip: u32,
+}
+
+impl Book {
+    pub(crate) fn new(
+        cap: usize,
+        per_source_cap: usize,
+        forget_for: Duration,
+        max_failures_per_ip: u32,
+    ) -> Self {
+        Self {
+            entries: Vec::new(),
+            index: HashMap::new(),
+            per_source: HashMap::new(),
+            failed: HashMap::new(),
+            failed_ips: HashMap::new(),
+            cap,
+            per_source_cap,
+            forget_for,
+            max_failures_per_ip,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub(crate) fn get(&self, addr: SocketAddr) -> Option<&Entry> {
+        self.index.get(&addr).map(|&i| &self.entries[i])
+    }
+
+    pub(crate) fn get_mut(&mut self, addr: SocketAddr) -> Option<&mut Entry> {
+        self.index.get(&addr).map(|&i| &mut self.entries[i])
+    }
+
+    /// How many learned entries `source` has in the book.
+    pub(crate) fn learned_from(&self, source: IpAddr) -> usize {
+        self.per_source.get(&source).copied().unwrap_or(0)
+    }
+
+    /// Whether anyone could listen on `addr`.
+    pub(crate) fn is_dialable(addr: SocketAddr) -> bool {
+        let ip = addr.ip();
+        addr.port() != 0
+            && !ip.is_unspecified()
+            && !ip.is_multicast()
+            && !matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+    }
+
+    fn recently_failed(&self, addr: SocketAddr, now: Instant) -> bool {
+        self.failed.get(&addr).is_some_and(|&until| until > now)
+            || self
+                .failed_ips
+                .get(&addr.ip())
+                .is_some_and(|&(n, until)| until > now && n >= self.max_failures_per_ip)
+    }
+
+    /// Stores an address that `source` told us about, unverified.
+    pub(crate) fn learn(
+        &mut self,
+        addr: SocketAddr,
+        source: IpAddr,
+        now: Instant,
+        rng: &mut Rng,
+    ) -> Result<(), Skip> {
+        if !Self::is_dialable(addr) {
+            return Err(Skip::Invalid);
+        }
+        if self.index.contains_key(&addr) {
+            return Err(Skip::Known);
+        }
+        if self.recently_failed(addr, now) {
+            return Err(Skip::Failed);
+        }
+        if self.learned_from(source) >= self.per_source_cap {
+            return Err(Skip::SourceFull);
+        }
+        if self.entries.len() >= self.cap && !self.evict(rng, false) {
+            return Err(Skip::BookFull);
+        }
+        self.push(Entry {
+            addr,
+            verified: false,
+            source: Some(source),
+            failures: 0,
+            next_try: now,
+            busy: false,
+        });
+        Ok(())
+    }
+
+    /// Stores `addr` as verified (a link worked, or the user gave it); `false` if the book is
+    /// full of busy verified entries.
+    pub(crate) fn verify(&mut self, addr: SocketAddr, now: Instant, rng: &mut Rng) -> bool {
+        self.failed.remove(&addr);
+        if let Some(&i) = self.index.get(&addr) {
+            let e = &mut self.entries[i];
+            e.verified = true;
+            e.failures = 0;
+            if let Some(src) = e.source.take() {
+                self.dec_source(src);
+            }
+            return true;
+        }
+        if !Self::is_dialable(addr) {
+            return false;
+        }
+        if self.entries.len() >= self.cap && !self.evict(rng, true) {
+            return false;
+        }
+        self.push(Entry {
+            addr,
+            verified: true,
+            source: None,
+            failures: 0,
+            next_try: now,
+            busy: false,
+        });
+        true
+    }
+
+    /// Removes `addr`; remembers it as failed if `failed`.
+    pub(crate) fn remove(&mut self, addr: SocketAddr, failed: bool, now: Instant) {
+        if failed {
+            self.remember_failure(addr, now);
+        }
+        self.remove_entry(addr);
+    }
+
+    fn remove_entry(&mut self, addr: SocketAddr) {
+        let Some(i) = self.index.remove(&addr) else {
+            return;
+        };
+        let e = self.entries.swap_remove(i);
+        if let Some(moved) = self.entries.get(i) {
+            self.index.insert(moved.addr, i);
+        }
+        if let Some(src) = e.source {
+            self.dec_source(src);
+        }
+    }
+
+    /// Records a failed learned address; once its IP has failed too often, every learned
+    /// entry at that IP goes too.
+    fn remember_failure(&mut self, addr: SocketAddr, now: Instant) {
+        self.record_failure(addr, now);
+        let ip = addr.ip();
+        if self
+            .failed_ips
+            .get(&ip)
+            .is_some_and(|&(n, _)| n >= self.max_failures_per_ip)
+        {
+            let doomed: Vec<SocketAddr> = self
+                .entries
+                .iter()
+                .filter(|e| e.addr.ip() == ip && !e.verified && !e.busy)
+                .map(|e| e.addr)
+                .collect();
+            for a in doomed {
+                self.remove_entry(a);
+            }
+        }
+    }
+
+    fn record_failure(&mut self, addr: SocketAddr, now: Instant) {
+        let until = now + self.forget_for;
+        let cap = self.cap.saturating_mul(4).max(16);
+        if self.failed.len() >= cap && !self.failed.contains_key(&addr) {
+            self.failed.retain(|_, u| *u > now);
+            if self.failed.len() >= cap {
+                let oldest = self
+                    .failed
+                    .iter()
+                    .min_by_key(|&(a, u)| (*u, *a))
+                    .map(|(a, _)| *a);
+                if let Some(a) = oldest {
+                    self.failed.remove(&a);
+                }
+            }
+        }
+        self.failed.insert(addr, until);
+        let ip = addr.ip();
+        if self.failed_ips.len() >= cap && !self.failed_ips.contains_key(&ip) {
+            self.failed_ips.retain(|_, (_, u)| *u > now);
+            if self.failed_ips.len() >= cap {
+                let oldest = self
+                    .failed_ips
+                    .iter()
+                    .min_by_key(|&(a, (_, u))| (*u, *a))
+                    .map(|(a, _)| *a);
+                if let Some(a) = oldest {
+                    self.failed_ips.remove(&a);
+                }
+            }
+        }
+        let slot = self.failed_ips.entry(ip).or_insert((0, until));
+        if slot.1 <= now {
+            *slot = (0, until);
+        }
+        slot.0 += 1;
+        slot.1 = until;
+    }
+
+    fn push(&mut self, e: Entry) {
+        if let Some(src) = e.source {
+            *self.per_source.entry(src).or_insert(0) += 1;
+        }
+        self.index.insert(e.addr, self.entries.len());
+        self.entries.push(e);
+    }
+
+    fn dec_source(&mut self, src: IpAddr) {
+        if let Some(n) = self.per_source.get_mut(&src) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&src);
+            }
+        }
+    }
+
+    /// Frees one slot: a random idle unverified entry, or (only for a verified newcomer) the
+    /// idle verified entry that failed most. `false` if nothing may go.
+    fn evict(&mut self, rng: &mut Rng, for_verified: bool) -> bool {
+        let idle_learned: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| !self.entries[i].verified && !self.entries[i].busy)
+            .collect();
+        let victim = if idle_learned.is_empty() {
+            if !for_verified {
+                return false;
+            }
+            match (0..self.entries.len())
+                .filter(|&i| !self.entries[i].busy)
+                .max_by_key(|&i| (self.entries[i].failures, std::cmp::Reverse(i)))
+            {
+                Some(i) => i,
+                None => return false,
+            }
+        } else {
+            idle_learned[rng.index(idle_learned.len())]
+        };
+        let addr = self.entries[victim].addr;
+        self.remove_entry(addr);
+        true
+    }
+
+    /// A random idle entry due for a dial, not in `exclude`.
+    pub(crate) fn pick_due(
+        &self,
+        now: Instant,
+        rng: &mut Rng,
+        exclude: impl Fn(SocketAddr) -> bool,
+    ) -> Option<SocketAddr> {
+        let due: Vec<SocketAddr> = self
+            .entries
+            .iter()
+            .filter(|e| !e.busy && e.next_try <= now && !exclude(e.addr))
+            .map(|e| e.addr)
+            .collect();
+        (!due.is_empty()).then(|| due[rng.index(due.len())])
+    }
+
+    /// When the next idle entry becomes due.
+    pub(crate) fn next_due(&self, exclude: impl Fn(SocketAddr) -> bool) -> Option<Instant> {
+        self.entries
+            .iter()
+            .filter(|e| !e.busy && !exclude(e.addr))
+            .map(|e| e.next_try)
+            .min()
+    }
+
+    /// Up to `n` addresses worth telling others: none failing, verified ones first, in random
+    /// order, without `exclude`.
+    pub(crate) fn sample(
+        &self,
+        n: usize,
+        exclude: Option<SocketAddr>,
+        rng: &mut Rng,
+    ) -> Vec<SocketAddr> {
+        let mut good: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.failures == 0 && Some(e.addr) != exclude)
+            .collect();
+        rng.shuffle(&mut good);
+        good.sort_by_key(|e| !(e.verified || e.busy));
+        good.into_iter().take(n).map(|e| e.addr).collect()
+    }
+
+    /// Panics if the indexes disagree with the entries or a bound is broken.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn check(&self) {
+        assert!(self.entries.len() <= self.cap, "book over capacity");
+        assert_eq!(self.index.len(), self.entries.len());
+        let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            assert_eq!(self.index.get(&e.addr), Some(&i));
+            assert!(e.verified == e.source.is_none(), "verified xor source");
+            if let Some(s) = e.source {
+                *counts.entry(s).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(counts, self.per_source);
+        assert!(counts.values().all(|&n| n <= self.per_source_cap));
+    }
+}

@@ -1,0 +1,613 @@
+//! Each mesh rule, with a clock the test moves.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::sim::{MeshSim, client_addr, join_then_crash};
+use super::*;
+
+fn addr(a: u8, b: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, a, b)), port)
+}
+
+/// One mesh, a clock, and everything it said.
+struct T {
+    mesh: Mesh,
+    now: Instant,
+    next_peer: u64,
+}
+
+impl T {
+    fn new(config: MeshConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            mesh: Mesh::new(config, ClientId(100), 7, now),
+            now,
+            next_peer: 0,
+        }
+    }
+
+    fn input(&mut self, input: MeshInput<'_>) -> Vec<MeshOutput> {
+        self.mesh.handle(self.now, input);
+        self.mesh.check_invariants();
+        std::iter::from_fn(|| self.mesh.poll()).collect()
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<MeshOutput> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        while let Some(t) = self.mesh.poll_timeout().filter(|&t| t <= end) {
+            self.now = self.now.max(t);
+            out.extend(self.input(MeshInput::Timeout));
+        }
+        self.now = end;
+        out
+    }
+
+    fn peer(&mut self) -> PeerId {
+        self.next_peer += 1;
+        PeerId(self.next_peer)
+    }
+
+    /// An inbound connection from `remote` that says Hello as client `id`.
+    fn inbound_link(&mut self, remote: SocketAddr, id: u64) -> (PeerId, Vec<MeshOutput>) {
+        let peer = self.peer();
+        let mut out = self.input(MeshInput::Accepted { peer, remote });
+        out.extend(self.input(MeshInput::Hello {
+            peer,
+            id: ClientId(id),
+            listen_port: 7000,
+            alone: false,
+        }));
+        (peer, out)
+    }
+}
+
+fn dials(out: &[MeshOutput]) -> Vec<SocketAddr> {
+    out.iter()
+        .filter_map(|o| match o {
+            MeshOutput::Dial(a) => Some(*a),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closes(out: &[MeshOutput]) -> Vec<(PeerId, Option<ByeReason>, CloseWhy)> {
+    out.iter()
+        .filter_map(|o| match o {
+            MeshOutput::Close { peer, bye, why } => Some((*peer, bye.as_ref().map(|b| b.0), *why)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_contact_is_dialed_at_once_and_a_link_gets_addresses() {
+    let mut t = T::new(MeshConfig::default());
+    let contact = addr(0, 1, 7000);
+    let out = t.input(MeshInput::Start {
+        contact: Some(contact),
+    });
+    assert_eq!(dials(&out), [contact]);
+    let peer = t.peer();
+    t.input(MeshInput::Dialed {
+        peer,
+        addr: contact,
+    });
+    let out = t.input(MeshInput::Hello {
+        peer,
+        id: ClientId(5),
+        listen_port: 7000,
+        alone: false,
+    });
+    assert!(out.contains(&MeshOutput::LinkUp {
+        peer,
+        id: ClientId(5)
+    }));
+    assert_eq!(t.mesh.links(), 1);
+    assert!(t.mesh.is_verified(contact));
+    // It tells us about others: we dial them, up to the target of 4 links.
+    let learned: Vec<_> = (2..12).map(|i| addr(0, i, 7000)).collect();
+    let out = t.input(MeshInput::Addrs {
+        peer,
+        addrs: &learned,
+    });
+    assert_eq!(dials(&out).len(), 3, "{out:?}");
+}
+
+#[test]
+fn an_inbound_newcomer_is_sent_addresses_and_announced_to_other_links() {
+    let mut t = T::new(MeshConfig::default());
+    t.input(MeshInput::Start { contact: None });
+    let (a, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let (b, out) = t.inbound_link(addr(0, 2, 50_001), 2);
+    // The newcomer hears of the first link's address; the first link of the newcomer's.
+    assert!(out.contains(&MeshOutput::SendAddrs {
+        peer: b,
+        addrs: vec![addr(0, 1, 7000)]
+    }));
+    assert!(out.contains(&MeshOutput::SendAddrs {
+        peer: a,
+        addrs: vec![addr(0, 2, 7000)]
+    }));
+}
+
+#[test]
+fn self_connection_is_closed_and_never_dialed_again() {
+    let mut t = T::new(MeshConfig::default());
+    let me = addr(0, 9, 7000);
+    t.input(MeshInput::Start { contact: Some(me) });
+    let peer = t.peer();
+    t.input(MeshInput::Dialed { peer, addr: me });
+    let out = t.input(MeshInput::Hello {
+        peer,
+        id: ClientId(100),
+        listen_port: 7000,
+        alone: true,
+    });
+    assert_eq!(
+        closes(&out),
+        [(
+            peer,
+            Some(ByeReason::SelfConnection),
+            CloseWhy::SelfConnection
+        )]
+    );
+    assert!(!t.mesh.knows(me));
+    // A peer telling us our own address does not make us dial it.
+    let (p, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let out = t.input(MeshInput::Addrs {
+        peer: p,
+        addrs: &[me],
+    });
+    assert!(dials(&out).is_empty());
+    assert!(!t.mesh.knows(me));
+}
+
+#[test]
+fn both_sides_keep_the_connection_dialed_by_the_smaller_id() {
+    // Two meshes, ids 100 and 200, dial each other at the same time.
+    let now = Instant::now();
+    let (a_addr, b_addr) = (addr(0, 1, 7000), addr(0, 2, 7000));
+    let mut a = Mesh::new(MeshConfig::default(), ClientId(100), 1, now);
+    let mut b = Mesh::new(MeshConfig::default(), ClientId(200), 2, now);
+    let drain = |m: &mut Mesh| std::iter::from_fn(|| m.poll()).collect::<Vec<_>>();
+    // Connection X: a dialed b (a's peer 1, b's peer 11). Y: b dialed a (b's 12, a's 2).
+    a.handle(
+        now,
+        MeshInput::Dialed {
+            peer: PeerId(1),
+            addr: b_addr,
+        },
+    );
+    b.handle(
+        now,
+        MeshInput::Accepted {
+            peer: PeerId(11),
+            remote: addr(0, 1, 50_000),
+        },
+    );
+    b.handle(
+        now,
+        MeshInput::Dialed {
+            peer: PeerId(12),
+            addr: a_addr,
+        },
+    );
+    a.handle(
+        now,
+        MeshInput::Accepted {
+            peer: PeerId(2),
+            remote: addr(0, 2, 50_000),
+        },
+    );
+    let hello = |peer, id| MeshInput::Hello {
+        peer,
+        id: ClientId(id),
+        listen_port: 7000,
+        alone: false,
+    };
+    // Opposite orders of arrival on the two sides.
+    a.handle(now, hello(PeerId(2), 200));
+    a.handle(now, hello(PeerId(1), 200));
+    b.handle(now, hello(PeerId(11), 100));
+    b.handle(now, hello(PeerId(12), 100));
+    let (oa, ob) = (drain(&mut a), drain(&mut b));
+    assert_eq!(
+        closes(&oa),
+        [(PeerId(2), Some(ByeReason::Duplicate), CloseWhy::Duplicate)]
+    );
+    assert_eq!(
+        closes(&ob),
+        [(PeerId(12), Some(ByeReason::Duplicate), CloseWhy::Duplicate)]
+    );
+    assert_eq!(a.linked().collect::<Vec<_>>(), [(PeerId(1), ClientId(200))]);
+    assert_eq!(
+        b.linked().collect::<Vec<_>>(),
+        [(PeerId(11), ClientId(100))]
+    );
+}
+
+#[test]
+fn a_full_client_refuses_politely_with_addresses() {
+    let config = MeshConfig {
+        max_inbound: 2,
+        ..MeshConfig::default()
+    };
+    let mut t = T::new(config);
+    t.input(MeshInput::Start { contact: None });
+    t.inbound_link(addr(0, 1, 50_000), 1);
+    t.inbound_link(addr(0, 2, 50_000), 2);
+    let (p, out) = t.inbound_link(addr(0, 3, 50_000), 3);
+    let close = out
+        .iter()
+        .find_map(|o| match o {
+            MeshOutput::Close {
+                peer,
+                bye: Some((ByeReason::Full, addrs)),
+                why: CloseWhy::Full,
+            } if *peer == p => Some(addrs.clone()),
+            _ => None,
+        })
+        .expect("Bye Full");
+    assert_eq!(close.len(), 2, "addresses of the two links: {close:?}");
+    assert!(!close.contains(&addr(0, 3, 7000)));
+    assert_eq!(t.mesh.inbound_links(), 2);
+}
+
+#[test]
+fn admission_limits_per_ip_unproven_and_total_evict_the_oldest_unproven() {
+    let config = MeshConfig {
+        max_per_ip: 2,
+        max_unproven: 3,
+        max_connections: 5,
+        ..MeshConfig::default()
+    };
+    let mut t = T::new(config);
+    t.input(MeshInput::Start { contact: None });
+    let attacker = |port| addr(9, 9, port);
+    let p1 = t.peer();
+    t.input(MeshInput::Accepted {
+        peer: p1,
+        remote: attacker(1),
+    });
+    let p2 = t.peer();
+    t.input(MeshInput::Accepted {
+        peer: p2,
+        remote: attacker(2),
+    });
+    let p3 = t.peer();
+    let out = t.input(MeshInput::Accepted {
+        peer: p3,
+        remote: attacker(3),
+    });
+    assert_eq!(
+        closes(&out),
+        [(p3, None, CloseWhy::TooManyFromIp(attacker(3).ip()))]
+    );
+    assert!(out.contains(&MeshOutput::Notice(MeshNotice::Refused {
+        count: 1,
+        over: Duration::ZERO
+    })));
+    // A third unproven from elsewhere fits; a fourth evicts the oldest (p1).
+    let q = t.peer();
+    t.now += Duration::from_millis(1);
+    t.input(MeshInput::Accepted {
+        peer: q,
+        remote: addr(0, 1, 1),
+    });
+    let newcomer = t.peer();
+    let out = t.input(MeshInput::Accepted {
+        peer: newcomer,
+        remote: addr(0, 2, 1),
+    });
+    assert_eq!(closes(&out), [(p1, None, CloseWhy::Evicted)]);
+    assert_eq!(t.mesh.unproven(), 3);
+    // The newcomer says Hello and is a link.
+    let out = t.input(MeshInput::Hello {
+        peer: newcomer,
+        id: ClientId(1),
+        listen_port: 7000,
+        alone: true,
+    });
+    assert!(out.contains(&MeshOutput::LinkUp {
+        peer: newcomer,
+        id: ClientId(1)
+    }));
+    // Unproven connections that stay silent are closed at the Hello deadline.
+    let out = t.advance(Duration::from_secs(6));
+    let mut timed_out: Vec<_> = closes(&out).into_iter().map(|c| (c.0, c.2)).collect();
+    timed_out.sort_by_key(|c| c.0);
+    assert_eq!(
+        timed_out,
+        [(p2, CloseWhy::HelloTimeout), (q, CloseWhy::HelloTimeout)]
+    );
+    assert_eq!(t.mesh.connections(), 1);
+}
+
+#[test]
+fn refusals_under_a_storm_are_summarised() {
+    let config = MeshConfig {
+        max_unproven: 0,
+        ..MeshConfig::default()
+    };
+    let mut t = T::new(config);
+    t.input(MeshInput::Start { contact: None });
+    let mut notices = Vec::new();
+    for i in 0..1000u32 {
+        let peer = t.peer();
+        t.now += Duration::from_millis(10);
+        let mut out = t.advance(Duration::ZERO);
+        out.extend(t.input(MeshInput::Accepted {
+            peer,
+            remote: addr((i >> 8) as u8, i as u8, 1),
+        }));
+        notices.extend(
+            out.into_iter()
+                .filter(|o| matches!(o, MeshOutput::Notice(_))),
+        );
+    }
+    // 10 s of refusals: one at once, then one summary per 10 s.
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let out = t.advance(Duration::from_secs(10));
+    assert_eq!(
+        out,
+        [MeshOutput::Notice(MeshNotice::Refused {
+            count: 999,
+            over: Duration::from_secs(10)
+        })]
+    );
+    assert_eq!(t.mesh.refused_total(), 1000);
+}
+
+#[test]
+fn learned_addresses_are_capped_per_message_and_per_source_and_never_evict_verified() {
+    let config = MeshConfig {
+        book_size: 40,
+        per_source: 20,
+        links: 0,
+        ..MeshConfig::default()
+    };
+    let mut t = T::new(config);
+    t.input(MeshInput::Start { contact: None });
+    let mut verified = Vec::new();
+    for i in 1..=10u8 {
+        t.inbound_link(addr(1, i, 50_000), u64::from(i));
+        verified.push(addr(1, i, 7000));
+    }
+    let (spammer, _) = t.inbound_link(addr(2, 1, 50_000), 99);
+    let junk: Vec<_> = (0..40u16).map(|p| addr(3, 3, 1000 + p)).collect();
+    t.input(MeshInput::Addrs {
+        peer: spammer,
+        addrs: &junk,
+    });
+    assert_eq!(
+        t.mesh.learned_from(addr(2, 1, 0).ip()),
+        MAX_ADDRS,
+        "per message"
+    );
+    t.input(MeshInput::Addrs {
+        peer: spammer,
+        addrs: &junk[16..],
+    });
+    assert_eq!(t.mesh.learned_from(addr(2, 1, 0).ip()), 20, "per source");
+    // A second source fills the book; a third evicts learned entries, never verified ones.
+    for src in 2..=4u8 {
+        let (p, _) = t.inbound_link(addr(4, src, 50_000), 200 + u64::from(src));
+        for round in 0..2u16 {
+            let more: Vec<_> = (0..16u16)
+                .map(|k| addr(5, src, 2000 + round * 16 + k))
+                .collect();
+            t.input(MeshInput::Addrs {
+                peer: p,
+                addrs: &more,
+            });
+        }
+    }
+    assert_eq!(t.mesh.book_len(), 40);
+    assert!(verified.iter().all(|&a| t.mesh.is_verified(a)));
+    // Junk that is not an address is ignored.
+    let bad = [
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 1),
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 0),
+    ];
+    let before = t.mesh.book_len();
+    t.input(MeshInput::Addrs {
+        peer: spammer,
+        addrs: &bad,
+    });
+    assert_eq!(t.mesh.book_len(), before);
+}
+
+#[test]
+fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodchat() {
+    let config = MeshConfig {
+        links: 50,
+        ..MeshConfig::default()
+    };
+    let mut t = T::new(config.clone());
+    t.input(MeshInput::Start { contact: None });
+    let (p, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let victim: Vec<_> = (0..16u16).map(|k| addr(6, 6, 80 + k)).collect();
+    let mut all = t.input(MeshInput::Addrs {
+        peer: p,
+        addrs: &victim,
+    });
+    assert_eq!(
+        dials(&all).len(),
+        config.dial_burst as usize,
+        "a burst, then the rate"
+    );
+    // Every dial fails or answers something that is not floodchat.
+    let mut dialed = 0;
+    for _ in 0..100 {
+        for a in dials(&all) {
+            dialed += 1;
+            if dialed % 2 == 0 {
+                t.input(MeshInput::DialFailed { addr: a });
+            } else {
+                let peer = t.peer();
+                t.input(MeshInput::Dialed { peer, addr: a });
+                t.input(MeshInput::Closed { peer });
+            }
+            assert!(!t.mesh.knows(a), "forgotten");
+        }
+        all = t.advance(Duration::from_millis(100));
+    }
+    // The victim IP was probed only until too many failures (a burst may be in flight), then
+    // every address at it was forgotten and is not learned again.
+    assert!(dialed < 2 * config.max_failures_per_ip as usize, "{dialed}");
+    let out = t.input(MeshInput::Addrs {
+        peer: p,
+        addrs: &victim,
+    });
+    assert!(dials(&out).is_empty());
+    assert_eq!(t.mesh.book_len(), 1, "only the link's own address");
+}
+
+#[test]
+fn a_lost_neighbour_is_replaced_and_a_lonely_client_says_so_once_and_retries_with_backoff() {
+    let mut t = T::new(MeshConfig::default());
+    let contact = addr(0, 1, 7000);
+    t.input(MeshInput::Start {
+        contact: Some(contact),
+    });
+    let peer = t.peer();
+    t.input(MeshInput::Dialed {
+        peer,
+        addr: contact,
+    });
+    t.input(MeshInput::Hello {
+        peer,
+        id: ClientId(5),
+        listen_port: 7000,
+        alone: false,
+    });
+    let out = t.input(MeshInput::Closed { peer });
+    // Nothing else known and the contact is backing off: alone, said once.
+    assert!(
+        out.contains(&MeshOutput::Notice(MeshNotice::Alone)),
+        "{out:?}"
+    );
+    let mut redials = Vec::new();
+    let mut notices = 0;
+    for _ in 0..600 {
+        let out = t.advance(Duration::from_secs(1));
+        notices += out
+            .iter()
+            .filter(|o| matches!(o, MeshOutput::Notice(_)))
+            .count();
+        for a in dials(&out) {
+            redials.push(t.now);
+            t.input(MeshInput::DialFailed { addr: a });
+        }
+    }
+    assert_eq!(notices, 0, "alone is said once");
+    let gaps: Vec<_> = redials
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs())
+        .collect();
+    assert!(
+        gaps[0] <= 3 && gaps[gaps.len() - 1] >= 44,
+        "backoff grows: {gaps:?}"
+    );
+    assert!(
+        gaps.iter().all(|&g| g <= 76),
+        "capped at 60 s + jitter: {gaps:?}"
+    );
+    assert!(!redials.is_empty());
+    // A link comes back: rejoined.
+    let (_, out) = t.inbound_link(addr(0, 2, 50_000), 6);
+    assert!(out.contains(&MeshOutput::Notice(MeshNotice::Rejoined)));
+}
+
+#[test]
+fn shuffle_sends_addresses_to_a_link_periodically() {
+    let mut t = T::new(MeshConfig::default());
+    t.input(MeshInput::Start { contact: None });
+    let (a, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let (b, _) = t.inbound_link(addr(0, 2, 50_000), 2);
+    let out = t.advance(Duration::from_secs(40));
+    let sent: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            MeshOutput::SendAddrs { peer, addrs } => Some((*peer, addrs.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{out:?}");
+    let (to, addrs) = &sent[0];
+    let other = if *to == a {
+        addr(0, 2, 7000)
+    } else {
+        addr(0, 1, 7000)
+    };
+    assert!(*to == a || *to == b);
+    assert_eq!(addrs, &vec![other]);
+}
+
+#[test]
+fn leaving_says_bye_to_every_link_with_addresses() {
+    let mut t = T::new(MeshConfig::default());
+    t.input(MeshInput::Start { contact: None });
+    let (a, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let (b, _) = t.inbound_link(addr(0, 2, 50_000), 2);
+    let out = t.input(MeshInput::Leave);
+    assert_eq!(
+        closes(&out),
+        [
+            (a, Some(ByeReason::Leaving), CloseWhy::Leaving),
+            (b, Some(ByeReason::Leaving), CloseWhy::Leaving)
+        ]
+    );
+    assert_eq!(t.mesh.poll_timeout(), None);
+}
+
+#[test]
+fn bye_reason_codes_round_trip() {
+    for code in 0..=255u8 {
+        let r = ByeReason::from_code(code);
+        assert_eq!(r.code(), code);
+        assert_eq!(matches!(r, ByeReason::Other(_)), code == 0 || code > 5);
+    }
+}
+
+#[test]
+fn joins_one_at_a_time_settle_within_limits_and_survive_a_crash_of_30_percent() {
+    let config = MeshConfig::default();
+    let (sim, r) = join_then_crash(
+        config.clone(),
+        150,
+        Duration::from_millis(10),
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+        30,
+        1,
+    );
+    assert_eq!(r.components, 1, "{r:?}");
+    assert!(r.degree[0] >= config.links, "{r:?}");
+    assert!(r.degree[2] <= config.links + config.max_inbound, "{r:?}");
+    assert!(r.max_inbound <= config.max_inbound, "{r:?}");
+    assert!(r.heal_time.is_some(), "{r:?}");
+    assert!(r.refill_time.is_some(), "{r:?}");
+    assert_eq!(sim.components().len(), 1);
+    assert_eq!(sim.alive().len(), 150 - 45);
+}
+
+#[test]
+fn a_partition_that_heals_becomes_one_component_again() {
+    let mut sim = MeshSim::new(MeshConfig::default(), 3);
+    sim.join(None);
+    for _ in 1..40 {
+        sim.run_for(Duration::from_millis(100));
+        let c = sim.random_alive();
+        sim.join(c);
+    }
+    sim.run_for(Duration::from_secs(10));
+    sim.partition(|i| (i % 2) as u8);
+    sim.run_for(Duration::from_secs(60));
+    assert!(sim.components().len() >= 2, "the partition splits the room");
+    sim.heal();
+    let t = sim.time_to_one_component(Duration::from_secs(1), Duration::from_secs(600));
+    assert!(t.is_some(), "{:?}", sim.components().len());
+    assert!(client_addr(0).ip().is_loopback());
+}
