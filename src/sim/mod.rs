@@ -27,7 +27,7 @@ mod report;
 mod rng;
 mod script;
 
-pub use network::{Fault, Sim, SimConfig};
+pub use network::{Fault, LISTEN_PORT, Sim, SimConfig, client_addr, client_at};
 pub use report::{Report, Violations};
 pub use rng::SplitMix64;
 pub use script::{Outcome, Script, Step, apply, random_topology};
