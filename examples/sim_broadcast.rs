@@ -131,11 +131,15 @@ fn main() {
     );
     print!("{violations}");
     println!(
-        "messages per operation: {:.2} frames, {:.2} writes, {:.1} bytes; link sessions {}",
+        "messages per operation: {:.2} Text frames, {:.2} writes, {:.1} bytes; link sessions {}",
         r.frames_per_typed(),
         r.sends_per_typed(),
         r.bytes_per_typed(),
         r.link_sessions
+    );
+    println!(
+        "besides Text: {} Byes ({} connections closed on purpose), {} Addrs, {} Pings, {} dials",
+        r.byes, r.closed_on_purpose, r.addrs_frames, r.pings, r.dials
     );
     println!(
         "virtual latency typing -> last print: median {} ms, p99 {} ms, max {} ms",

@@ -429,13 +429,20 @@ impl Sim {
     /// client to itself.
     ///
     /// If a connection `a` dialed to `b` is still open at either end, `b` dials instead (and
-    /// if that is open too, nothing happens): today's placeholder mesh asserts that two
-    /// connections between the same clients were dialed by different sides.
+    /// if that is open too, nothing happens): today's placeholder mesh cannot settle two
+    /// connections between the same clients dialed by the same side ([`open`](Self::open)
+    /// does that).
     pub fn connect(&mut self, a: usize, b: usize) -> Option<usize> {
+        let (a, b) = self.dial_side(a, b)?;
+        self.open(a, b)
+    }
+
+    /// Opens a connection dialed by `a` and accepted by `b` at once, whatever links they
+    /// have already; `None` if either is crashed or a partition separates them.
+    pub fn open(&mut self, a: usize, b: usize) -> Option<usize> {
         if !self.is_alive(a) || !self.is_alive(b) || self.separated(a, b) {
             return None;
         }
-        let (a, b) = self.dial_side(a, b)?;
         let latency = self.draw(self.config.latency_min, self.config.latency_max);
         Some(self.open_link(a, b, latency))
     }
