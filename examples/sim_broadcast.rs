@@ -5,9 +5,9 @@
 //! from typing to the last client printing it.
 //!
 //! ```text
-//! cargo run --release --example sim_broadcast                      # tree, partitions
-//! cargo run --release --example sim_broadcast -- --extra 5
-//! cargo run --release --example sim_broadcast -- --no-partitions
+//! cargo run --release --features sim --example sim_broadcast   # tree, partitions
+//! cargo run --release --features sim --example sim_broadcast -- --extra 5
+//! cargo run --release --features sim --example sim_broadcast -- --no-partitions
 //! ```
 //!
 //! Options: `--clients N` (25), `--extra N` extra links beyond the joining tree (0),

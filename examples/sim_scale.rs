@@ -4,8 +4,8 @@
 //! virtual latency, and the wall time and peak memory of the simulation itself.
 //!
 //! ```text
-//! cargo run --release --example sim_scale -- --clients 1000
-//! cargo run --release --example sim_scale -- --clients 10000 --extra 20 --strings 100
+//! cargo run --release --features sim --example sim_scale -- --clients 1000
+//! cargo run --release --features sim --example sim_scale -- --clients 10000 --extra 20 --strings 100
 //! ```
 //!
 //! Options: `--clients N` (1000), `--extra N` extra links (0), `--strings N` typed (100),

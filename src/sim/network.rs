@@ -107,19 +107,10 @@ enum Event {
     Ack { link: usize, end: usize },
     /// The end learns that the connection is gone: feed it [`Input::Closed`].
     Close { link: usize, end: usize },
-    /// A dial of `client` reaches `addr`: the connection opens there, or the dial fails.
-    Dial {
-        client: usize,
-        incarnation: u32,
-        addr: SocketAddr,
-        latency: Duration,
-    },
-    /// The dialer learns that its dial failed: feed it [`Input::DialFailed`].
-    DialFailed {
-        client: usize,
-        incarnation: u32,
-        addr: SocketAddr,
-    },
+    /// Dial `dial` reaches its address: the connection opens there, or the dial fails.
+    Dial { dial: usize },
+    /// The dialer of `dial` learns that it failed: feed it [`Input::DialFailed`].
+    DialFailed { dial: usize },
     /// A client's [`FloodState::poll_timeout`] may be due.
     Timer { client: usize, incarnation: u32 },
 }
@@ -219,6 +210,15 @@ struct Typed {
     frames: u64,
 }
 
+/// One [`Output::Dial`], kept aside so that events stay small.
+#[derive(Debug, Clone, Copy)]
+struct Dial {
+    client: usize,
+    incarnation: u32,
+    addr: SocketAddr,
+    latency: Duration,
+}
+
 /// The name end `e` of link `l` has for it.
 fn peer_id(l: usize, e: usize) -> PeerId {
     PeerId(2 * l as u64 + e as u64)
@@ -280,6 +280,8 @@ pub struct Sim {
     pending_io: usize,
     clients: Vec<Client>,
     links: Vec<Link>,
+    /// Every dial asked for.
+    dials: Vec<Dial>,
     strings: Vec<Typed>,
     ids: HashMap<Arc<str>, u32>,
     /// The side of each client while a partition is in force.
@@ -319,6 +321,7 @@ impl Sim {
             pending_io: 0,
             clients: Vec::with_capacity(clients),
             links: Vec::new(),
+            dials: Vec::new(),
             strings: Vec::new(),
             ids: HashMap::new(),
             cut: None,
@@ -619,17 +622,14 @@ impl Sim {
                 }
             }
             Event::Close { link, end } => self.closed(link, end),
-            Event::Dial {
-                client,
-                incarnation,
-                addr,
-                latency,
-            } => self.dial_arrives(client, incarnation, addr, latency),
-            Event::DialFailed {
-                client,
-                incarnation,
-                addr,
-            } => {
+            Event::Dial { dial } => self.dial_arrives(dial),
+            Event::DialFailed { dial } => {
+                let Dial {
+                    client,
+                    incarnation,
+                    addr,
+                    ..
+                } = self.dials[dial];
                 if self.clients[client].incarnation == incarnation && self.is_alive(client) {
                     self.counts.dials_failed += 1;
                     self.feed(client, Input::DialFailed(addr));
@@ -730,19 +730,23 @@ impl Sim {
     fn on_dial(&mut self, c: usize, addr: SocketAddr) {
         self.counts.dials += 1;
         let latency = self.draw(self.config.latency_min, self.config.latency_max);
-        let incarnation = self.clients[c].incarnation;
-        self.schedule(
-            self.now + latency,
-            Event::Dial {
-                client: c,
-                incarnation,
-                addr,
-                latency,
-            },
-        );
+        self.dials.push(Dial {
+            client: c,
+            incarnation: self.clients[c].incarnation,
+            addr,
+            latency,
+        });
+        let dial = self.dials.len() - 1;
+        self.schedule(self.now + latency, Event::Dial { dial });
     }
 
-    fn dial_arrives(&mut self, c: usize, incarnation: u32, addr: SocketAddr, latency: Duration) {
+    fn dial_arrives(&mut self, dial: usize) {
+        let Dial {
+            client: c,
+            incarnation,
+            addr,
+            latency,
+        } = self.dials[dial];
         if self.clients[c].incarnation != incarnation || !self.is_alive(c) {
             return;
         }
@@ -758,14 +762,7 @@ impl Sim {
             // Nobody listens there: refused, one latency later.
             _ => self.now + latency,
         };
-        self.schedule(
-            failed_at,
-            Event::DialFailed {
-                client: c,
-                incarnation,
-                addr,
-            },
-        );
+        self.schedule(failed_at, Event::DialFailed { dial });
     }
 
     // ---- the driver of one client ----
