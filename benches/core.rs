@@ -11,8 +11,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use floodchat::wire::{GREETING, encode_frame};
-use floodchat::{Config, FloodState, Input, Output, PeerId};
+use floodchat::wire::{Frame, GREETING, Hello, encode_text};
+use floodchat::{ClientId, Config, FloodState, Input, Output, PeerId};
 
 const PEERS: u64 = 8;
 const STRINGS: usize = 200_000;
@@ -25,10 +25,15 @@ fn strings() -> Vec<String> {
         .collect()
 }
 
-/// Runs the core; returns the frames it queued for sending.
+/// Runs the core, linked to `PEERS` peers (greeting and Hello exchanged); returns the Text
+/// frames it queued for sending.
 fn relay(stream: &[u8]) -> u64 {
     let now = Instant::now();
-    let mut state = FloodState::new(Config::default(), now);
+    let config = Config {
+        client: ClientId(1),
+        ..Config::default()
+    };
+    let mut state = FloodState::new(config, now);
     let mut acks = Vec::new();
     let drain = |state: &mut FloodState, acks: &mut Vec<PeerId>| {
         while let Some(out) = state.poll_output() {
@@ -40,9 +45,19 @@ fn relay(stream: &[u8]) -> u64 {
     };
     for p in 0..PEERS {
         let peer = PeerId(p);
-        state.handle_input(now, Input::Connected(peer)).unwrap();
+        let remote = format!("127.0.0.{}:4000", p + 2).parse().unwrap();
         state
-            .handle_input(now, Input::Received(peer, &GREETING))
+            .handle_input(now, Input::Accepted { peer, remote })
+            .unwrap();
+        let mut greeting = GREETING.to_vec();
+        Frame::Hello(Hello {
+            client: ClientId(p + 2),
+            listen_port: 4000,
+            alone: false,
+        })
+        .encode(&mut greeting);
+        state
+            .handle_input(now, Input::Received(peer, &greeting))
             .unwrap();
     }
     drain(&mut state, &mut acks);
@@ -68,7 +83,7 @@ fn baseline(strings: &[String]) -> usize {
     for s in strings {
         if seen.insert(s.as_str()) {
             for buf in &mut out {
-                encode_frame(s, buf);
+                encode_text(s, buf);
                 if buf.len() > READ {
                     black_box(&buf);
                     buf.clear();
@@ -94,7 +109,7 @@ fn main() {
     let strings = strings();
     let mut stream = Vec::new();
     for s in &strings {
-        encode_frame(s, &mut stream);
+        encode_text(s, &mut stream);
     }
     let mut frames = 0;
     let core = best(|| frames = relay(black_box(&stream)));

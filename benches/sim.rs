@@ -1,4 +1,4 @@
-//! Wall-clock cost of the simulator (and so of the core under it): `cargo bench --bench sim`.
+//! Wall-clock cost of the simulator (and so of the core under it): `cargo bench --features sim --bench sim`.
 //!
 //! Each case builds a network of clients joined through one existing client each, types
 //! strings, settles, checks convergence, and reports the best of a few runs, in events

@@ -1,8 +1,8 @@
 //! Exhaustive model check of a small network, every interleaving, breadth first.
 //!
 //! ```text
-//! cargo run --release --example model_check            # the configurations below
-//! cargo run --release --example model_check -- small   # only the one tests/model_check.rs runs
+//! cargo run --release --features sim --example model_check            # the configurations below
+//! cargo run --release --features sim --example model_check -- small   # only the one tests/model_check.rs runs
 //! ```
 
 use std::time::Instant;

@@ -5,9 +5,9 @@
 //! from typing to the last client printing it.
 //!
 //! ```text
-//! cargo run --release --example sim_broadcast                      # tree, partitions
-//! cargo run --release --example sim_broadcast -- --extra 5
-//! cargo run --release --example sim_broadcast -- --no-partitions
+//! cargo run --release --features sim --example sim_broadcast   # tree, partitions
+//! cargo run --release --features sim --example sim_broadcast -- --extra 5
+//! cargo run --release --features sim --example sim_broadcast -- --no-partitions
 //! ```
 //!
 //! Options: `--clients N` (25), `--extra N` extra links beyond the joining tree (0),
@@ -131,11 +131,15 @@ fn main() {
     );
     print!("{violations}");
     println!(
-        "messages per operation: {:.2} frames, {:.2} writes, {:.1} bytes; link sessions {}",
+        "messages per operation: {:.2} Text frames, {:.2} writes, {:.1} bytes; link sessions {}",
         r.frames_per_typed(),
         r.sends_per_typed(),
         r.bytes_per_typed(),
         r.link_sessions
+    );
+    println!(
+        "besides Text: {} Byes ({} connections closed on purpose), {} Addrs, {} Pings, {} dials",
+        r.byes, r.closed_on_purpose, r.addrs_frames, r.pings, r.dials
     );
     println!(
         "virtual latency typing -> last print: median {} ms, p99 {} ms, max {} ms",

@@ -4,8 +4,8 @@
 //! virtual latency, and the wall time and peak memory of the simulation itself.
 //!
 //! ```text
-//! cargo run --release --example sim_scale -- --clients 1000
-//! cargo run --release --example sim_scale -- --clients 10000 --extra 20 --strings 100
+//! cargo run --release --features sim --example sim_scale -- --clients 1000
+//! cargo run --release --features sim --example sim_scale -- --clients 10000 --extra 20 --strings 100
 //! ```
 //!
 //! Options: `--clients N` (1000), `--extra N` extra links (0), `--strings N` typed (100),
@@ -101,11 +101,15 @@ fn main() {
     );
     print!("{violations}");
     println!(
-        "frames per typed string {:.2} (2L - (n-1) = {tree_cost}; bound 2L = {}), writes {:.2}, bytes {:.1}",
+        "Text frames per typed string {:.2} (2L - (n-1) = {tree_cost}; bound 2L = {}), writes {:.2}, bytes {:.1}",
         report.frames_per_typed(),
         2 * links.len(),
         report.sends_per_typed(),
         report.bytes_per_typed()
+    );
+    println!(
+        "besides Text: {} Byes ({} connections closed on purpose), {} Addrs, {} Pings, {} dials",
+        report.byes, report.closed_on_purpose, report.addrs_frames, report.pings, report.dials
     );
     println!(
         "virtual latency typing -> last print: median {:.1?}, p99 {:.1?}, max {:.1?}",

@@ -345,6 +345,9 @@ struct Conn {
     phase: Phase,
     /// Index into the room of the next string flooded live to this peer.
     cursor: usize,
+    /// Where live flooding started: strings from here on reach the peer live, so what it is
+    /// owed is only what came before.
+    live_from: usize,
     /// Whether we dialed it, and so start reconciliation.
     dialed: bool,
     /// Set reconciliation with this peer.
@@ -585,6 +588,7 @@ impl FloodState {
                 decoder: FrameDecoder::new(),
                 phase: Phase::Greeting,
                 cursor: 0,
+                live_from: 0,
                 dialed,
                 recon: Reconciler::new(),
                 recon_waiting: None,
@@ -858,6 +862,7 @@ impl FloodState {
         c.phase = Phase::Linked;
         // Live flooding starts here; what came before, reconciliation finds.
         c.cursor = self.store.len();
+        c.live_from = c.cursor;
         if c.dialed {
             let first = c.recon.initiate(&self.store);
             Self::queue_recon(&mut self.stats, c, first);
@@ -963,6 +968,10 @@ impl FloodState {
                     }
                 }
                 for index in walked.drain(..) {
+                    // Sent live, or first heard from this very peer: it has it.
+                    if index >= c.live_from || self.origins[index] == tag {
+                        continue;
+                    }
                     wire::encode_text(self.store.get(index), &mut bytes);
                     self.stats.frames_sent += 1;
                 }

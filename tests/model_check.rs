@@ -5,7 +5,7 @@
 //! agrees on exactly what was typed in it and every client is flushed; on every transition,
 //! nothing is printed twice or untyped and nothing is sent where it must not go.
 //!
-//! Bigger configurations: `cargo run --release --example model_check`.
+//! Bigger configurations: `cargo run --release --features sim --example model_check`.
 
 use floodchat::sim::model::{ModelConfig, explore};
 

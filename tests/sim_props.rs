@@ -39,6 +39,7 @@ fn run_cases(
     let ran = Cell::new(0u32);
     let nontrivial = Cell::new(0u32);
     let strings = Cell::new(0usize);
+    let (dials, byes) = (Cell::new(0u64), Cell::new(0u64));
     let mut runner = TestRunner::new(config);
     let result = runner.run(&strategy, |script| {
         ran.set(ran.get() + 1);
@@ -52,6 +53,8 @@ fn run_cases(
             nontrivial.set(nontrivial.get() + 1);
         }
         strings.set(strings.get() + outcome.report.typed);
+        dials.set(dials.get() + outcome.report.dials);
+        byes.set(byes.get() + outcome.report.byes);
         Ok(())
     });
     match result {
@@ -63,8 +66,11 @@ fn run_cases(
     }
     let (ran, nontrivial) = (ran.get(), nontrivial.get());
     eprintln!(
-        "{name}: {ran} cases ran, {nontrivial} spread a string, {} strings typed",
-        strings.get()
+        "{name}: {ran} cases ran, {nontrivial} spread a string, {} strings typed, {} dials, \
+         {} Byes",
+        strings.get(),
+        dials.get(),
+        byes.get()
     );
     assert_eq!(ran, cases, "{name}: not every case ran");
     assert!(
@@ -85,7 +91,8 @@ fn any_step() -> impl Strategy<Value = Step> {
         5 => (c.clone(), c.clone()).prop_map(|(a, b)| Step::Connect(a, b)),
         2 => any::<u32>().prop_map(Step::Break),
         1 => c.clone().prop_map(Step::Crash),
-        1 => c.prop_map(Step::Restart),
+        1 => c.clone().prop_map(Step::Restart),
+        1 => (c.clone(), c).prop_map(|(a, b)| Step::Rejoin(a, b)),
         1 => any::<u64>().prop_map(Step::Partition),
         1 => Just(Step::Heal),
     ]

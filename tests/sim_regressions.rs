@@ -232,4 +232,158 @@ fn history_larger_than_the_in_flight_budget_arrives_in_batches() {
     assert!(r.sends > 4, "more writes than the in-flight budget: {r}");
 }
 
+/// A client that restarts with a contact dials it (Output::Dial, carried out by the
+/// simulator), is accepted, and catches up on everything said while it was down.
+#[test]
+fn a_restarted_client_dials_its_contact_and_catches_up() {
+    let r = run_ok(&Script {
+        clients: 4,
+        seed: 21,
+        latency_ms: (5, 40),
+        steps: vec![
+            Connect(1, 0),
+            Connect(2, 1),
+            Connect(3, 2),
+            Wait(200),
+            Type(3),
+            Wait(50),
+            Crash(3),
+            Type(0),
+            TypeLong(1),
+            Wait(100),
+            Rejoin(3, 0),
+            Type(2),
+        ],
+    });
+    assert_eq!((r.dials, r.dials_failed), (1, 0), "{r}");
+    assert_eq!((r.components, r.alive, r.typed), (1, 4, 4), "{r}");
+    // The restarted client is new: it holds what its contact's component holds, which
+    // includes its earlier self's string, which had spread.
+    assert_eq!(r.delivered_min(), 4, "{r}");
+}
+
+/// A dial to an address where no client runs is refused; one across a partition times out;
+/// either way the client hears DialFailed and carries on alone.
+#[test]
+fn dials_to_a_crashed_or_cut_off_client_fail() {
+    let r = run_ok(&Script {
+        clients: 4,
+        seed: 22,
+        latency_ms: (5, 40),
+        steps: vec![
+            Connect(0, 1),
+            Wait(100),
+            Crash(2),
+            Rejoin(2, 3),
+            Crash(3),
+            Crash(2),
+            Rejoin(2, 3),
+            Partition(0b0011),
+            Crash(0),
+            Rejoin(0, 2),
+            Type(0),
+        ],
+    });
+    assert_eq!((r.dials, r.dials_failed), (3, 2), "{r}");
+    let mut sim = Sim::new(2, SimConfig::default());
+    sim.partition(vec![true, false]);
+    sim.crash(0);
+    sim.rejoin(0, 1);
+    assert!(sim.settle());
+    let timeout = SimConfig::default().dial_timeout;
+    assert!(sim.now() >= timeout, "failed at {:?}", sim.now());
+    assert!(sim.check().is_empty(), "{}", sim.violations());
+    assert_eq!(sim.report().dials_failed, 1);
+}
+
+/// A connection to oneself and a second connection between two clients are closed on
+/// purpose with a Bye, and the room works over what stays.
+#[test]
+fn self_and_duplicate_connections_are_closed_with_a_bye() {
+    let r = run_ok(&Script {
+        clients: 3,
+        seed: 23,
+        latency_ms: (1, 30),
+        steps: vec![
+            Type(0),
+            Connect(0, 0),
+            Connect(0, 1),
+            Connect(1, 0),
+            Connect(2, 1),
+            Connect(1, 2),
+            Wait(5),
+            Type(1),
+        ],
+    });
+    assert_eq!((r.link_sessions, r.links_up), (5, 2), "{r}");
+    assert!(r.byes >= 4 && r.closed_on_purpose >= 4, "{r}");
+    assert_eq!((r.components, r.delivered_min()), (1, 2), "{r}");
+}
+
+/// Links idle for three times the idle timeout are kept by keepalives, and nothing else
+/// is sent.
+#[test]
+fn keepalives_keep_idle_links() {
+    let mut sim = Sim::new(3, SimConfig::default());
+    sim.connect(0, 1);
+    sim.connect(2, 1);
+    sim.type_line(2, false);
+    assert!(sim.settle());
+    let before = sim.report();
+    let idle = SimConfig::default().flood.idle_timeout;
+    sim.advance(3 * idle);
+    assert!(sim.settle());
+    assert!(sim.check().is_empty(), "{}", sim.violations());
+    let after = sim.report();
+    assert_eq!((after.links_up, after.components), (2, 1), "{after}");
+    assert_eq!(after.frames, before.frames);
+    assert!(after.pings >= 4 * 3, "{after}");
+}
+
+/// A network that is not quiet within the event budget is reported, not waited for.
+#[test]
+fn a_network_that_never_goes_quiet_is_reported() {
+    let mut sim = Sim::new(
+        2,
+        SimConfig {
+            max_events: 10,
+            ..SimConfig::default()
+        },
+    );
+    sim.connect(0, 1);
+    for _ in 0..5 {
+        sim.type_line(0, true);
+    }
+    assert!(!sim.settle());
+    let violations = sim.violations().to_string();
+    assert!(
+        violations.contains("not quiet after 10 events"),
+        "{violations}"
+    );
+}
+
+/// When one client dials another twice, the placeholder mesh keeps "the connection dialed
+/// by the smaller id", which does not name one: each side drops the one whose Hello came
+/// first to it, and both links can die (release builds; debug builds stop at the mesh's
+/// `debug_assert` on the same case). `Sim::connect` avoids the case; this dials it.
+#[test]
+#[ignore = "fails with the placeholder mesh: both duplicate links can close"]
+fn one_client_dialing_another_twice_keeps_one_link() {
+    for seed in 0..40 {
+        let mut sim = Sim::new(
+            2,
+            SimConfig {
+                seed,
+                ..SimConfig::default()
+            },
+        );
+        sim.open(0, 1);
+        sim.open(0, 1);
+        sim.type_line(0, false);
+        assert!(sim.settle());
+        assert!(sim.check().is_empty(), "seed {seed}: {}", sim.violations());
+        assert_eq!(sim.report().links_up, 1, "seed {seed}");
+    }
+}
+
 // ---- regressions found by the property tests and the fuzzer ----

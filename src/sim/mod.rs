@@ -1,25 +1,31 @@
 //! A deterministic network simulator of many [`FloodState`](crate::FloodState)s, shared by
-//! the tests, the benchmarks, the examples and the fuzz targets.
+//! the tests, the benchmarks, the examples and the fuzz targets (cargo feature `sim`).
 //!
 //! - [`Sim`] is the network: per-direction FIFO byte streams with latency, writes and reads
-//!   split at random points, a bounded window, links that break, clients that crash and
-//!   restart, partitions that heal, all in virtual time from one seed. It checks the core's
-//!   promises at every output and convergence at the end ([`Sim::check`]), and measures
-//!   ([`Report`]).
+//!   split at random points, a bounded window, dials that connect or fail, links that break,
+//!   clients that crash and restart, partitions that heal, all in virtual time from one
+//!   seed. It checks the core's promises at every output and convergence at the end
+//!   ([`Sim::check`]), and measures ([`Report`]).
 //! - [`Script`] is a run as data ([`Step`]s), for property tests, fuzzing and regressions.
 //! - [`model`] explores every interleaving of a small network, breadth first.
+//!
+//! Each client has its own [`ClientId`](crate::ClientId) and listens at [`client_addr`]
+//! (`127.x.y.z:4000`): names inside the simulator only, never used on a network.
 //!
 //! Pure code: no threads, no sleeps, no wall clock (one [`std::time::Instant`] is taken as
 //! the origin of virtual time, and only differences from it matter).
 //!
-//! Where it is used:
+//! Where it is used (add `--no-default-features` to build it without a driver):
 //! - `tests/sim_props.rs`: property tests over random scripts, shrunk on failure
-//!   (`PROPTEST_CASES=20000 PROPTEST_RNG_SEED=7 cargo test --release --test sim_props`);
+//!   (`PROPTEST_CASES=20000 PROPTEST_RNG_SEED=7 cargo test --release --features sim --test
+//!   sim_props`);
 //! - `tests/sim_regressions.rs`: named scenarios, exact costs, kept failures;
-//! - `tests/model_check.rs` and `cargo run --release --example model_check`;
-//! - `cargo run --release --example sim_scale -- --clients 10000 --extra 100`;
-//! - `cargo run --release --example sim_broadcast` (25 clients, 100 ms, partitions);
-//! - `cargo bench --bench sim`; the `network` fuzz target (`crate::fuzzing::network`).
+//! - `tests/model_check.rs` and `cargo run --release --features sim --example model_check`;
+//! - `cargo run --release --features sim --example sim_scale -- --clients 10000 --extra 100`;
+//! - `cargo run --release --features sim --example sim_broadcast` (25 clients, 100 ms,
+//!   partitions);
+//! - `cargo bench --features sim --bench sim`; the `network` fuzz target
+//!   (`crate::fuzzing::network`).
 
 pub mod model;
 mod network;
@@ -27,7 +33,7 @@ mod report;
 mod rng;
 mod script;
 
-pub use network::{Fault, Sim, SimConfig};
+pub use network::{Fault, LISTEN_PORT, Sim, SimConfig, client_addr, client_at};
 pub use report::{Report, Violations};
 pub use rng::SplitMix64;
 pub use script::{Outcome, Script, Step, apply, random_topology};

@@ -3,44 +3,61 @@
 //!
 //! The environment is a set of [`Event`]s, each happening once at any moment (a
 //! `Disconnect` only while its pair has a working link). Between them, any link direction
-//! may deliver its oldest write, whole, and any end of a broken link may hear that it
-//! closed. Writes are acknowledged at once, and time stands still (no timers fire): what
-//! varies is only the order of things, which is what flooding must survive. Splitting bytes
-//! and time are the random simulator's job ([`super::Sim`]).
+//! may deliver its oldest write, whole, to an end that is still open, and any end may hear
+//! that its link closed: after a break, or once the other end closed its socket and what it
+//! wrote has been delivered. Writes are acknowledged at once, dials a client asks for fail at
+//! once (the environment's connects are the links explored), and time stands still (no
+//! timers fire): what varies is only the order of things, which is what flooding must
+//! survive. Splitting bytes, dials and time are the random simulator's job
+//! ([`super::Sim`]).
+//!
+//! Each client has its own identity (`ClientId(c + 1)`) and listens at
+//! [`client_addr`]`(c)`; a `Connect(a, b)` is dialed by `a`, which gets `Dialed`, and
+//! accepted by `b`, which gets `Accepted` (unless a link `a` dialed to `b` is still open: then
+//! `b` dials, as in [`super::Sim::connect`], because the placeholder mesh cannot settle two
+//! connections dialed by the same side). End `e` of link `l` is `PeerId(2 * l + e)`.
 //!
 //! [`FloodState`] is neither `Clone` nor `Hash`, so a state of the exploration is an
 //! abstract one, `Abs`: each client's log with the origin of each string, and each link's
-//! ends, greetings and queued writes. With writes acknowledged at once and no timers, that
-//! fixes everything the core keeps (cursors are at the end of the log, nothing is in
-//! flight). To expand a state, each client's `FloodState` is rebuilt by replaying its own
-//! inputs. The abstraction is checked as it is used: whenever a path reaches a state seen
+//! ends, greetings, Hellos, Byes and queued writes. With writes acknowledged at once and no
+//! timers, that fixes everything the core keeps (cursors are at the end of the log, nothing
+//! is in flight). To expand a state, each client's `FloodState` is rebuilt by replaying its
+//! own inputs. The abstraction is checked as it is used: whenever a path reaches a state seen
 //! before, the public view of every client (messages in order, peers, readiness, flushed,
 //! timer) must be the same as the first time.
 //!
-//! Checked on every transition: nothing printed twice or untyped; nothing sent to a peer
-//! that is not connected, before its greeting, or back where it first came from; no peer
-//! dropped by a client on its own. Checked in every quiescent state (nothing queued, no close
+//! Checked on every transition: nothing printed twice or untyped; every connection opens with
+//! the greeting and the client's own Hello; nothing sent to a peer that is not connected, no
+//! Text before the peer's Hello, nothing back where it first came from, nothing after a Bye;
+//! a Bye for a duplicate only while another connection to that client stays, one for a
+//! self-connection only on one; no peer dropped by a client on its own except on purpose or
+//! for a Bye it received. Checked in every quiescent state (nothing deliverable, no close
 //! pending), whatever events remain: in each component of working links, every client holds
-//! the same set, which holds everything typed in the component, and is flushed.
+//! the same set, which holds everything typed in the component, and is flushed; no two
+//! working links join the same two clients, and not every link between two clients was
+//! closed as a duplicate.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
 use hashbrown::HashMap;
 
 use super::Components;
-use crate::wire::{Decoded, FrameDecoder, GREETING};
-use crate::{Config, FloodState, Input, Output, PeerId};
+use super::network::{LISTEN_PORT, client_addr, client_at};
+use crate::wire::{ByeReason, ClientId, Decoded, Frame, FrameDecoder, GREETING, Hello};
+use crate::{Config, DisconnectReason, FloodState, Input, Output, PeerId};
 
 /// Something the environment does once, at any point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     /// The client types a string, named after the event's position in the list.
     Type(usize),
-    /// The two clients open a new link.
+    /// The first client dials the second and a new link opens (the second dials if a link
+    /// the first dialed to it is still open, as in [`super::Sim::connect`]).
     Connect(usize, usize),
     /// The newest working link between the two clients breaks; writes in it are lost, and
     /// each end hears of it later.
@@ -63,7 +80,8 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// Three clients in a chain 0–1–2, a string typed at each end, link 0–1 broken and made
-    /// again: the configuration `cargo test` checks.
+    /// again (while the first may still be up: a duplicate): the configuration `cargo test`
+    /// checks.
     pub fn three_clients_chain() -> Self {
         Self {
             clients: 3,
@@ -100,16 +118,30 @@ pub struct ModelStats {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct AbsLink {
+    /// `ends[0]` dialed, `ends[1]` accepted.
     ends: [usize; 2],
+    /// Not broken.
     up: bool,
     /// Whether `ends[e]` has the peer.
     open: [bool; 2],
-    /// Whether `ends[e]` has received the other end's greeting.
-    greeted: [bool; 2],
+    /// Whether `ends[e]` has written its greeting and Hello.
+    introduced: [bool; 2],
+    /// Whether `ends[e]` said `PeerReady`.
+    ready: [bool; 2],
+    /// The Bye `ends[e]` sent, if any.
+    bye: [Option<ByeReason>; 2],
     /// `queue[e]`: writes of `ends[e]` not yet delivered.
     queue: [VecDeque<Vec<u8>>; 2],
     /// Whether `ends[e]` has yet to hear that the link closed.
     close_pending: [bool; 2],
+}
+
+impl AbsLink {
+    /// Whether end `e` may hear now that the link closed: after a break at once, after the
+    /// other end closed once what it wrote is delivered.
+    fn may_close(&self, e: usize) -> bool {
+        self.close_pending[e] && (!self.up || self.queue[1 - e].is_empty())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -131,7 +163,9 @@ enum Move {
 #[derive(Debug, Clone)]
 enum Owned {
     Typed(String),
-    Connected(u64),
+    Dialed(u64, SocketAddr),
+    Accepted(u64, SocketAddr),
+    DialFailed(SocketAddr),
     Received(u64, Vec<u8>),
     Sent(u64),
     Closed(u64),
@@ -141,7 +175,15 @@ impl Owned {
     fn as_input(&self) -> Input<'_> {
         match self {
             Owned::Typed(t) => Input::LineTyped(t.as_bytes()),
-            Owned::Connected(p) => Input::Connected(PeerId(*p)),
+            Owned::Dialed(p, addr) => Input::Dialed {
+                peer: PeerId(*p),
+                addr: *addr,
+            },
+            Owned::Accepted(p, remote) => Input::Accepted {
+                peer: PeerId(*p),
+                remote: *remote,
+            },
+            Owned::DialFailed(addr) => Input::DialFailed(*addr),
             Owned::Received(p, b) => Input::Received(PeerId(*p), b),
             Owned::Sent(p) => Input::Sent(PeerId(*p)),
             Owned::Closed(p) => Input::Closed(PeerId(*p)),
@@ -190,7 +232,7 @@ pub fn explore(config: &ModelConfig) -> Result<ModelStats, String> {
     assert!(config.events.len() <= 64, "at most 64 events");
     let ctx = Ctx {
         t0: Instant::now(),
-        flood: Config::default(),
+        clients: config.clients,
         texts: (0..config.events.len()).map(|i| format!("s{i}")).collect(),
         events: config.events.clone(),
     };
@@ -202,9 +244,7 @@ pub fn explore(config: &ModelConfig) -> Result<ModelStats, String> {
             links: Vec::new(),
         },
         history: vec![None; n],
-        view: (0..n)
-            .map(|_| ctx.view(&FloodState::new(ctx.flood.clone(), ctx.t0), 0))
-            .collect(),
+        view: (0..n).map(|c| ctx.view(&ctx.fresh(c), 0)).collect(),
         flushed: vec![true; n],
         trace: None,
         depth: 0,
@@ -258,7 +298,8 @@ pub fn explore(config: &ModelConfig) -> Result<ModelStats, String> {
 
 fn is_quiescent(abs: &Abs) -> bool {
     abs.links.iter().all(|l| {
-        l.close_pending == [false, false] && (!l.up || l.queue.iter().all(VecDeque::is_empty))
+        l.close_pending == [false, false]
+            && (!l.up || (0..2).all(|e| l.queue[e].is_empty() || !l.open[1 - e]))
     })
 }
 
@@ -277,9 +318,47 @@ fn view_hash(view: &[u64]) -> u64 {
     h.finish()
 }
 
+/// The name end `e` of link `l` has for it.
+fn peer_id(l: usize, e: usize) -> PeerId {
+    PeerId(2 * l as u64 + e as u64)
+}
+
+/// Decodes one whole write; `Err` if it is not whole frames of floodchat. A write that
+/// begins with the greeting is a connection's first.
+fn decode_write(bytes: &[u8]) -> Result<Vec<Decoded>, String> {
+    let mut decoder = FrameDecoder::new();
+    if !bytes.starts_with(&GREETING) {
+        let mut primer = GREETING.to_vec();
+        Frame::Hello(Hello {
+            client: ClientId(0),
+            listen_port: 0,
+            alone: false,
+        })
+        .encode(&mut primer);
+        let mut input = &primer[..];
+        while decoder
+            .decode(&mut input)
+            .expect("a valid stream")
+            .is_some()
+        {}
+    }
+    let mut items = Vec::new();
+    let mut input = bytes;
+    while let Some(item) = decoder
+        .decode(&mut input)
+        .map_err(|err| format!("bytes that are not floodchat: {err}"))?
+    {
+        items.push(item);
+    }
+    if decoder.is_mid_item() {
+        return Err("part of a frame".into());
+    }
+    Ok(items)
+}
+
 struct Ctx {
     t0: Instant,
-    flood: Config,
+    clients: usize,
     texts: Vec<String>,
     events: Vec<Event>,
 }
@@ -294,13 +373,33 @@ struct Succ<'a> {
 }
 
 impl Ctx {
+    /// Client `c`'s identity.
+    fn id(c: usize) -> ClientId {
+        ClientId(c as u64 + 1)
+    }
+
+    /// Client `c`, started with no contact.
+    fn fresh(&self, c: usize) -> FloodState {
+        let config = Config {
+            client: Self::id(c),
+            seed: c as u64,
+            listen_port: LISTEN_PORT,
+            ..Config::default()
+        };
+        let mut s = FloodState::new(config, self.t0);
+        s.handle_input(self.t0, Input::Start { contact: None })
+            .expect("a client starts");
+        while s.poll_output().is_some() {}
+        s
+    }
+
     /// The public view of a client: everything its getters tell.
     fn view(&self, s: &FloodState, links: usize) -> u64 {
         let mut h = DefaultHasher::new();
         s.messages().collect::<Vec<_>>().hash(&mut h);
         s.peer_count().hash(&mut h);
-        for l in (0..links as u64).filter(|&l| s.is_connected(PeerId(l))) {
-            (l, s.is_ready(PeerId(l))).hash(&mut h);
+        for p in (0..2 * links as u64).filter(|&p| s.is_connected(PeerId(p))) {
+            (p, s.is_ready(PeerId(p))).hash(&mut h);
         }
         s.is_flushed().hash(&mut h);
         s.poll_timeout()
@@ -325,13 +424,13 @@ impl Ctx {
         }
         for (l, link) in abs.links.iter().enumerate() {
             for e in 0..2 {
-                if link.up && !link.queue[e].is_empty() {
+                if link.up && link.open[1 - e] && !link.queue[e].is_empty() {
                     moves.push(Move::Deliver { link: l, from: e });
                     if lossy {
                         moves.push(Move::Lose { link: l, from: e });
                     }
                 }
-                if link.close_pending[e] {
+                if link.may_close(e) {
                     moves.push(Move::Close { link: l, end: e });
                 }
             }
@@ -355,17 +454,23 @@ impl Ctx {
                 match self.events[i] {
                     Event::Type(c) => step.feed(c, Owned::Typed(self.texts[i].clone()))?,
                     Event::Connect(a, b) => {
+                        let Some((a, b)) = dial_side(&step.node.abs, a, b) else {
+                            return Ok(step.node);
+                        };
                         let l = step.node.abs.links.len();
                         step.node.abs.links.push(AbsLink {
                             ends: [a, b],
                             up: true,
                             open: [true, true],
-                            greeted: [false, false],
+                            introduced: [false, false],
+                            ready: [false, false],
+                            bye: [None, None],
                             queue: Default::default(),
                             close_pending: [false, false],
                         });
-                        step.feed(a, Owned::Connected(l as u64))?;
-                        step.feed(b, Owned::Connected(l as u64))?;
+                        let remote = SocketAddr::new(client_addr(a).ip(), 49152 + l as u16);
+                        step.feed(a, Owned::Dialed(peer_id(l, 0).0, client_addr(b)))?;
+                        step.feed(b, Owned::Accepted(peer_id(l, 1).0, remote))?;
                     }
                     Event::Disconnect(a, b) => {
                         let l = newest_link(&step.node.abs, a, b).expect("enabled");
@@ -381,7 +486,7 @@ impl Ctx {
                     .pop_front()
                     .expect("enabled");
                 let c = step.node.abs.links[link].ends[1 - from];
-                step.feed(c, Owned::Received(link as u64, bytes))?;
+                step.feed(c, Owned::Received(peer_id(link, 1 - from).0, bytes))?;
             }
             Move::Lose { link, from } => {
                 step.node.abs.links[link].queue[from].pop_front();
@@ -390,10 +495,11 @@ impl Ctx {
                 step.node.abs.links[link].close_pending[end] = false;
                 let c = step.node.abs.links[link].ends[end];
                 step.closing = Some((link, end));
-                step.feed(c, Owned::Closed(link as u64))?;
+                step.feed(c, Owned::Closed(peer_id(link, end).0))?;
                 if step.node.abs.links[link].open[end] {
                     return Err(format!(
-                        "client {c}: Closed(peer#{link}) not answered by Disconnect"
+                        "client {c}: Closed({}) not answered by Disconnect",
+                        peer_id(link, end)
                     ));
                 }
             }
@@ -409,8 +515,9 @@ impl Ctx {
     fn check_converged(&self, node: &Node) -> Result<(), String> {
         let abs = &node.abs;
         let n = abs.logs.len();
-        let working = abs.links.iter().filter(|l| l.up && l.open == [true, true]);
-        let mut components = Components::new(n, working.map(|l| l.ends));
+        let working = |l: &AbsLink| l.up && l.open == [true, true];
+        let mut components =
+            Components::new(n, abs.links.iter().filter(|l| working(l)).map(|l| l.ends));
         let set = |c: usize| {
             let mut s: Vec<usize> = abs.logs[c].iter().map(|&(i, _)| i).collect();
             s.sort_unstable();
@@ -440,6 +547,24 @@ impl Ctx {
                     }
                 }
             }
+            for d in c + 1..n {
+                let between: Vec<&AbsLink> = abs
+                    .links
+                    .iter()
+                    .filter(|l| l.ends == [c, d] || l.ends == [d, c])
+                    .collect();
+                if between.iter().filter(|l| working(l)).count() > 1 {
+                    return Err(format!(
+                        "clients {c} and {d} are joined by more than one working link"
+                    ));
+                }
+                let duplicate = |l: &&AbsLink| l.bye.contains(&Some(ByeReason::Duplicate));
+                if !between.is_empty() && between.iter().all(duplicate) {
+                    return Err(format!(
+                        "clients {c} and {d} closed every link between them as a duplicate"
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -450,16 +575,13 @@ impl Ctx {
             let _ = match m {
                 Move::Env(i) => writeln!(s, "  {:?}", self.events[i]),
                 Move::Deliver { link, from } => {
-                    writeln!(
-                        s,
-                        "  deliver the oldest write on peer#{link} from end {from}"
-                    )
+                    writeln!(s, "  deliver the oldest write of {}", peer_id(link, from))
                 }
                 Move::Lose { link, from } => {
-                    writeln!(s, "  lose the oldest write on peer#{link} from end {from}")
+                    writeln!(s, "  lose the oldest write of {}", peer_id(link, from))
                 }
                 Move::Close { link, end } => {
-                    writeln!(s, "  end {end} of peer#{link} hears that it closed")
+                    writeln!(s, "  {} hears that its link closed", peer_id(link, end))
                 }
             };
         }
@@ -473,7 +595,7 @@ impl Succ<'_> {
         let ctx = self.ctx;
         let history = &self.node.history[c];
         self.states.entry(c).or_insert_with(|| {
-            let mut s = FloodState::new(ctx.flood.clone(), ctx.t0);
+            let mut s = ctx.fresh(c);
             for input in to_vec(history) {
                 s.handle_input(ctx.t0, input.as_input())
                     .expect("an input accepted before is accepted again");
@@ -483,7 +605,8 @@ impl Succ<'_> {
         })
     }
 
-    /// Feeds `input` to client `c` and carries out the outputs, acknowledging writes at once.
+    /// Feeds `input` to client `c` and carries out the outputs, acknowledging writes at once
+    /// and failing dials at once.
     fn feed(&mut self, c: usize, input: Owned) -> Result<(), String> {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
@@ -493,17 +616,34 @@ impl Succ<'_> {
                 .handle_input(t0, input.as_input())
                 .map_err(|e| format!("client {c} refused {input:?}: {e}"))?;
             let mut outputs = Vec::new();
+            let mut printed = VecDeque::new();
             while let Some(o) = state.poll_output() {
+                if let Output::Print(index) = o {
+                    printed.push_back(state.message(index).to_string());
+                }
                 outputs.push(o);
             }
-            let origin = match input {
-                Owned::Received(l, _) => Some(l as usize),
+            let (origin, bye_in) = match &input {
+                Owned::Received(p, bytes) => {
+                    let bye = decode_write(bytes).ok().and_then(|items| {
+                        items.iter().find_map(|item| match item {
+                            Decoded::Frame(Frame::Bye { reason, .. }) => Some(*reason),
+                            _ => None,
+                        })
+                    });
+                    (Some(*p as usize / 2), bye)
+                }
+                _ => (None, None),
+            };
+            let received_on = match &input {
+                Owned::Received(p, _) => Some(PeerId(*p)),
                 _ => None,
             };
             self.node.history[c] = push(&self.node.history[c], input);
             for output in outputs {
                 match output {
-                    Output::Print(text) => {
+                    Output::Print(_) => {
+                        let text = printed.pop_front().expect("one text per Print");
                         let i = self
                             .ctx
                             .texts
@@ -520,7 +660,7 @@ impl Succ<'_> {
                         let (l, e) = self.end(c, peer)?;
                         self.check_send(c, l, e, &bytes)?;
                         let link = &mut self.node.abs.links[l];
-                        if link.up {
+                        if link.up && link.open[1 - e] {
                             link.queue[e].push_back(bytes);
                         }
                         inputs.push_back(Owned::Sent(peer.0));
@@ -528,76 +668,189 @@ impl Succ<'_> {
                     Output::PeerReady(peer) => {
                         let (l, e) = self.end(c, peer)?;
                         let link = &mut self.node.abs.links[l];
-                        if link.greeted[e] {
+                        if link.ready[e] {
                             return Err(format!("client {c}: PeerReady({peer}) twice"));
                         }
-                        link.greeted[e] = true;
+                        link.ready[e] = true;
                     }
                     Output::Disconnect { peer, reason } => {
                         let (l, e) = self.end(c, peer)?;
-                        if self.closing != Some((l, e)) {
+                        let fits = match reason {
+                            _ if self.closing == Some((l, e)) => true,
+                            DisconnectReason::Local(_) => true,
+                            DisconnectReason::Bye(r) => {
+                                received_on == Some(peer) && bye_in == Some(r)
+                            }
+                            _ => false,
+                        };
+                        if !fits {
                             return Err(format!("client {c} dropped {peer}: {reason}"));
                         }
-                        self.node.abs.links[l].open[e] = false;
+                        self.end_closes(l, e);
                     }
+                    Output::Dial(addr) => inputs.push_back(Owned::DialFailed(addr)),
+                    Output::Notice(_) => {}
                 }
             }
             // A write acknowledged after its peer is gone has nobody to tell.
             inputs.retain(|i| match i {
-                Owned::Sent(p) => self.node.abs.links[*p as usize]
-                    .ends
-                    .iter()
-                    .zip(self.node.abs.links[*p as usize].open)
-                    .any(|(&end, open)| end == c && open),
+                Owned::Sent(p) => {
+                    let link = &self.node.abs.links[*p as usize / 2];
+                    link.open[*p as usize % 2]
+                }
                 _ => true,
             });
         }
         Ok(())
     }
 
+    /// End `e` of link `l` closes its socket: it reads nothing more, and the other end hears
+    /// that the link closed once what `e` wrote is delivered.
+    fn end_closes(&mut self, l: usize, e: usize) {
+        let link = &mut self.node.abs.links[l];
+        link.open[e] = false;
+        link.close_pending[e] = false;
+        link.queue[1 - e].clear();
+        link.close_pending[1 - e] = link.open[1 - e] && self.closing != Some((l, 1 - e));
+    }
+
     /// The link and end of `peer` at client `c`, which must be open.
     fn end(&self, c: usize, peer: PeerId) -> Result<(usize, usize), String> {
-        let l = peer.0 as usize;
-        let link = self.node.abs.links.get(l);
-        link.and_then(|link| (0..2).find(|&e| link.ends[e] == c && link.open[e]))
-            .map(|e| (l, e))
+        let (l, e) = (peer.0 as usize / 2, peer.0 as usize % 2);
+        self.node
+            .abs
+            .links
+            .get(l)
+            .filter(|link| link.ends[e] == c && link.open[e])
+            .map(|_| (l, e))
             .ok_or_else(|| format!("client {c} addressed {peer}, which is not connected"))
     }
 
-    fn check_send(&self, c: usize, l: usize, e: usize, bytes: &[u8]) -> Result<(), String> {
-        if bytes == GREETING {
-            return Ok(());
+    fn check_send(&mut self, c: usize, l: usize, e: usize, bytes: &[u8]) -> Result<(), String> {
+        let peer = peer_id(l, e);
+        let items = decode_write(bytes).map_err(|err| format!("client {c} sent {peer} {err}"))?;
+        let link = &self.node.abs.links[l];
+        let mut expect_hello = false;
+        if !link.introduced[e] {
+            if items.first() != Some(&Decoded::Greeting) {
+                return Err(format!("client {c} wrote to {peer} before its greeting"));
+            }
+            expect_hello = true;
         }
-        if !self.node.abs.links[l].greeted[e] {
-            return Err(format!(
-                "client {c} sent frames to peer#{l} before its greeting"
-            ));
-        }
-        let mut decoder = FrameDecoder::new();
-        let mut greeting = &GREETING[..];
-        let _ = decoder.decode(&mut greeting);
-        let mut input = bytes;
-        while let Some(item) = decoder
-            .decode(&mut input)
-            .map_err(|err| format!("client {c} sent bytes that are not floodchat: {err}"))?
-        {
-            let Decoded::Message(text) = item else {
-                return Err(format!("client {c} sent a second greeting"));
-            };
-            let entry = self.node.abs.logs[c]
-                .iter()
-                .find(|&&(i, _)| self.ctx.texts[i] == text)
-                .ok_or_else(|| format!("client {c} sent {text:?}, which it does not hold"))?;
-            if entry.1 == Some(l) {
+        self.node.abs.links[l].introduced[e] = true;
+        for item in items {
+            let link = &self.node.abs.links[l];
+            if let Some(bye) = link.bye[e] {
                 return Err(format!(
-                    "client {c} sent {text:?} back to peer#{l}, where it first came from"
+                    "client {c} sent {peer} more after its Bye ({bye}): {item:?}"
                 ));
             }
-        }
-        if decoder.is_mid_item() {
-            return Err(format!("client {c} sent part of a frame"));
+            if expect_hello && !matches!(item, Decoded::Greeting | Decoded::Frame(Frame::Hello(_)))
+            {
+                return Err(format!("client {c} sent {peer} {item:?} before its Hello"));
+            }
+            match item {
+                Decoded::Greeting => {}
+                Decoded::Frame(Frame::Hello(hello)) => {
+                    expect_hello = false;
+                    if hello.client != Ctx::id(c) || hello.listen_port != LISTEN_PORT {
+                        return Err(format!(
+                            "client {c} introduced itself to {peer} as {hello:?}"
+                        ));
+                    }
+                }
+                Decoded::Frame(Frame::Text(text)) => {
+                    if !link.ready[e] {
+                        return Err(format!(
+                            "client {c} sent {text:?} to {peer} before its Hello"
+                        ));
+                    }
+                    let entry = self.node.abs.logs[c]
+                        .iter()
+                        .find(|&&(i, _)| self.ctx.texts[i] == text)
+                        .ok_or_else(|| {
+                            format!("client {c} sent {text:?}, which it does not hold")
+                        })?;
+                    if entry.1 == Some(l) {
+                        return Err(format!(
+                            "client {c} sent {text:?} back to {peer}, where it first came from"
+                        ));
+                    }
+                }
+                Decoded::Frame(Frame::Addrs(addrs)) => self.check_addrs(c, peer, &addrs)?,
+                Decoded::Frame(Frame::Bye { reason, addrs }) => {
+                    self.check_addrs(c, peer, &addrs)?;
+                    self.check_bye(c, l, e, reason)?;
+                    self.node.abs.links[l].bye[e] = Some(reason);
+                }
+                Decoded::Frame(Frame::Ping | Frame::Recon(_) | Frame::Want(_)) => {}
+                Decoded::Skipped { kind } => {
+                    return Err(format!(
+                        "client {c} sent {peer} a frame of unknown kind {kind}"
+                    ));
+                }
+            }
         }
         Ok(())
+    }
+
+    fn check_addrs(&self, c: usize, peer: PeerId, addrs: &[SocketAddr]) -> Result<(), String> {
+        match addrs
+            .iter()
+            .find(|&&a| client_at(a).is_none_or(|t| t >= self.ctx.clients))
+        {
+            Some(addr) => Err(format!(
+                "client {c} told {peer} of {addr}, where no client listens"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// What a Bye from end `e` of link `l` claims must hold.
+    fn check_bye(&self, c: usize, l: usize, e: usize, reason: ByeReason) -> Result<(), String> {
+        let links = &self.node.abs.links;
+        let other = links[l].ends[1 - e];
+        let fits = match reason {
+            ByeReason::SelfConnection => other == c,
+            ByeReason::Duplicate => {
+                other != c
+                    && links.iter().enumerate().any(|(m, k)| {
+                        m != l
+                            && (0..2).any(|f| {
+                                k.ends[f] == c
+                                    && k.ends[1 - f] == other
+                                    && k.open[f]
+                                    && k.bye[f].is_none()
+                            })
+                    })
+            }
+            _ => true,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!(
+                "client {c} said Bye ({reason}) to {} of client {other}, which is not so",
+                peer_id(l, e)
+            ))
+        }
+    }
+}
+
+/// Who dials for `Connect(a, b)`: `a`, unless a link `a` dialed to `b` is still open at
+/// either end, then `b` (and if that is open too, nobody), as [`super::Sim::connect`] does.
+fn dial_side(abs: &Abs, a: usize, b: usize) -> Option<(usize, usize)> {
+    let open = |x, y| {
+        abs.links
+            .iter()
+            .any(|l| l.ends == [x, y] && l.open.contains(&true))
+    };
+    if a == b || !open(a, b) {
+        Some((a, b))
+    } else if !open(b, a) {
+        Some((b, a))
+    } else {
+        None
     }
 }
 

@@ -3,6 +3,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,13 +12,42 @@ use hashbrown::{HashMap, HashSet};
 use super::Components;
 use super::report::{Report, Violations};
 use super::rng::SplitMix64;
-use crate::wire::{Decoded, FrameDecoder};
+use crate::wire::{ByeReason, ClientId, Decoded, Frame, FrameDecoder};
 use crate::{Config, DisconnectReason, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
+
+/// The port every simulated client listens on, at its own address ([`client_addr`]).
+pub const LISTEN_PORT: u16 = 4000;
+
+/// The address client `c` listens at: `127.x.y.z:4000`, where `x.y.z` is `c + 1` in base 256.
+///
+/// These addresses are names inside the simulator; nothing is ever sent to them.
+///
+/// # Panics
+/// If `c + 1` does not fit in 24 bits.
+pub fn client_addr(c: usize) -> SocketAddr {
+    let n = u32::try_from(c + 1)
+        .ok()
+        .filter(|&n| n < 1 << 24)
+        .expect("at most 2^24 - 1 simulated clients");
+    let [_, x, y, z] = n.to_be_bytes();
+    SocketAddr::new(Ipv4Addr::new(127, x, y, z).into(), LISTEN_PORT)
+}
+
+/// The client index whose [`client_addr`] is `addr`, if it is one.
+pub fn client_at(addr: SocketAddr) -> Option<usize> {
+    let IpAddr::V4(ip) = addr.ip() else {
+        return None;
+    };
+    let [a, x, y, z] = ip.octets();
+    let n = u32::from_be_bytes([0, x, y, z]);
+    (a == 127 && addr.port() == LISTEN_PORT && n > 0).then(|| n as usize - 1)
+}
 
 /// How the simulated network behaves; every choice within these bounds comes from `seed`.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// Seeds every random choice: latencies, split points, which link breaks when.
+    /// Seeds every random choice: latencies, split points, which link breaks when, and the
+    /// clients' identities and seeds.
     pub seed: u64,
     /// Smallest one-way latency of a link, drawn once per link.
     pub latency_min: Duration,
@@ -29,7 +59,11 @@ pub struct SimConfig {
     pub max_split: usize,
     /// Bytes one direction holds unread before further writes wait (and go unacknowledged).
     pub window: usize,
-    /// The configuration of every client.
+    /// How long a dial across a partition takes to fail (a connect timeout); a dial to an
+    /// address where no client runs fails after one round trip (refused).
+    pub dial_timeout: Duration,
+    /// The configuration of every client; the simulator sets `client`, `seed` and
+    /// `listen_port` per client (and a new identity for each restart).
     pub flood: Config,
     /// A deliberate defect of the network, to show that the checks catch what it breaks.
     pub fault: Option<Fault>,
@@ -46,6 +80,7 @@ impl Default for SimConfig {
             jitter: Duration::from_millis(2),
             max_split: 3,
             window: 64 * 1024,
+            dial_timeout: Duration::from_secs(3),
             flood: Config::default(),
             fault: None,
             max_events: 50_000_000,
@@ -56,7 +91,8 @@ impl Default for SimConfig {
 /// A defect no TCP network has, injected to prove the checks can fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// Silently lose one in `one_in` writes that carry messages (the greeting always arrives).
+    /// Silently lose one in `one_in` writes that carry Text frames (greetings, Hellos and
+    /// control frames alone always arrive).
     DropSends {
         /// One write in this many is lost.
         one_in: u64,
@@ -71,6 +107,10 @@ enum Event {
     Ack { link: usize, end: usize },
     /// The end learns that the connection is gone: feed it [`Input::Closed`].
     Close { link: usize, end: usize },
+    /// Dial `dial` reaches its address: the connection opens there, or the dial fails.
+    Dial { dial: usize },
+    /// The dialer of `dial` learns that it failed: feed it [`Input::DialFailed`].
+    DialFailed { dial: usize },
     /// A client's [`FloodState::poll_timeout`] may be due.
     Timer { client: usize, incarnation: u32 },
 }
@@ -105,6 +145,8 @@ struct Client {
     state: Option<FloodState>,
     /// Bumped by every restart; events of an older incarnation are ignored.
     incarnation: u32,
+    /// The identity of this incarnation.
+    id: ClientId,
     /// When the earliest pending [`Event::Timer`] for this incarnation fires.
     armed: Option<Duration>,
     /// Every string printed, with the peer it came from (`None`: typed here).
@@ -135,20 +177,25 @@ struct Direction {
     sent: HashSet<u32>,
 }
 
-/// One TCP connection between two clients; its index is the [`PeerId`] at both ends.
+/// One TCP connection; end 0 dialed it, end 1 accepted it. End `e` knows it as
+/// [`PeerId`]`(2 * index + e)`, so a client connected to itself has two names for it.
 #[derive(Debug)]
 struct Link {
     ends: [usize; 2],
     incarnations: [u32; 2],
     latency: Duration,
-    /// Whether bytes still flow; false once broken or closed by either end.
+    /// Whether the network still carries it: not broken, and not yet closed by both ends.
     up: bool,
+    /// Whether the network broke it (a break, a partition or a crash).
+    broken: bool,
     /// Whether `ends[e]`'s state has the peer (connected, not yet closed or disconnected).
     open: [bool; 2],
     /// Whether `ends[e]` is being fed [`Input::Closed`] right now.
     closing: [bool; 2],
     /// Whether `ends[e]` said [`Output::PeerReady`].
     ready: [bool; 2],
+    /// The Bye `ends[e]` sent, if any.
+    bye: [Option<ByeReason>; 2],
     /// `dirs[e]` carries the bytes written by `ends[e]`.
     dirs: [Direction; 2],
 }
@@ -163,21 +210,64 @@ struct Typed {
     frames: u64,
 }
 
+/// One [`Output::Dial`], kept aside so that events stay small.
+#[derive(Debug, Clone, Copy)]
+struct Dial {
+    client: usize,
+    incarnation: u32,
+    addr: SocketAddr,
+    latency: Duration,
+}
+
+/// The name end `e` of link `l` has for it.
+fn peer_id(l: usize, e: usize) -> PeerId {
+    PeerId(2 * l as u64 + e as u64)
+}
+
+/// Counts of what the clients did besides flooding, for the [`Report`].
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    dials: u64,
+    dials_failed: u64,
+    byes: u64,
+    addrs: u64,
+    pings: u64,
+    notices: u64,
+    closed_on_purpose: u64,
+}
+
 /// A deterministic network of [`FloodState`]s: the simulator plays every driver and the
 /// network between them, in virtual time, and checks the core's promises as it goes.
 ///
-/// Each client is a `FloodState` with no IO. A link is a pair of FIFO byte streams with a
-/// latency; writes are split into pieces and reads are fed in pieces at random points, but
-/// order is kept, as TCP keeps it. Links break (in-flight bytes lost, both ends told after a
-/// while), clients crash and restart empty, partitions cut and heal. Time moves only when
-/// [`advance`](Self::advance) or [`settle`](Self::settle) moves it, and every choice comes
-/// from [`SimConfig::seed`], so the same calls give the same run.
+/// Each client is a `FloodState` with no IO, with its own [`ClientId`] and seed (from
+/// [`SimConfig::seed`]; a restart gets new ones), listening at [`client_addr`]. A link is a
+/// pair of FIFO byte streams with a latency; writes are split into pieces and reads are fed
+/// in pieces at random points, but order is kept, as TCP keeps it. Links break (in-flight
+/// bytes lost, both ends told after a while), clients crash and restart empty, partitions
+/// cut and heal. Time moves only when [`advance`](Self::advance) or
+/// [`settle`](Self::settle) moves it, and every choice comes from [`SimConfig::seed`], so
+/// the same calls give the same run.
+///
+/// Connections: every client is fed [`Input::Start`] when it starts. An [`Output::Dial`] is
+/// carried out as a driver would: after a link latency, if a client runs at that address and
+/// no partition separates the two, the connection opens (the dialer gets
+/// [`Input::Dialed`], the other [`Input::Accepted`] with the dialer's address and an
+/// ephemeral port); otherwise [`Input::DialFailed`] comes after one more latency (refused)
+/// or after [`SimConfig::dial_timeout`] (across a partition). [`connect`](Self::connect)
+/// opens a connection at once, as if a driver had dialed on its own. A client that closes a
+/// connection ([`Output::Disconnect`]) closes its socket: what it wrote is still delivered,
+/// then the other end reads the end of the stream; what is sent to it is lost.
 ///
 /// Checked at every output: nothing printed that nobody typed, nor twice, nor from a peer that
-/// did not send it; nothing sent to a peer not connected; no message before the peer's
-/// greeting; no string sent back to the peer it first came from, nor twice on one
-/// connection; only whole frames; `Closed` always answered by the right `Disconnect`; no
-/// peer ever dropped by a client on its own. [`check`](Self::check) adds convergence.
+/// did not send it; nothing sent to a peer not connected; every connection opens with the
+/// greeting and a Hello naming the client and its port; no Text before the peer's Hello; no
+/// string sent back to the peer it first came from, nor twice on one connection; only whole
+/// frames, of known kinds, and none after a Bye; addresses told to peers are clients'
+/// listening addresses; a Bye for a self-connection only on one, a Bye for a duplicate only
+/// while another connection to that client stays; `Closed` always answered by the right
+/// `Disconnect`; a `Disconnect` for a Bye only when a Bye arrived; no peer ever dropped by a
+/// client on its own for any other reason (a timeout, a protocol error).
+/// [`check`](Self::check) adds convergence.
 #[derive(Debug)]
 pub struct Sim {
     config: SimConfig,
@@ -186,10 +276,12 @@ pub struct Sim {
     now: Duration,
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
-    /// Events in `queue` other than timers.
+    /// Events in `queue` other than timers: bytes, acknowledgements, closes and dials.
     pending_io: usize,
     clients: Vec<Client>,
     links: Vec<Link>,
+    /// Every dial asked for.
+    dials: Vec<Dial>,
     strings: Vec<Typed>,
     ids: HashMap<Arc<str>, u32>,
     /// The side of each client while a partition is in force.
@@ -197,8 +289,10 @@ pub struct Sim {
     /// Pairs whose links a partition broke, reconnected by [`heal`](Self::heal).
     severed: Vec<(usize, usize)>,
     violations: Violations,
-    /// Ids of the messages in the piece being fed right now.
+    /// Ids of the Text frames in the piece being fed right now.
     rx_ids: Vec<u32>,
+    /// The Bye in the piece being fed right now.
+    rx_bye: Option<ByeReason>,
     outputs: Vec<Output>,
     fingerprint: u64,
     events: u64,
@@ -209,25 +303,15 @@ pub struct Sim {
     breaks: u64,
     crashes: u64,
     partitions: u64,
+    counts: Counts,
 }
 
 impl Sim {
-    /// `clients` clients, each with an empty room, no links, at virtual time zero.
+    /// `clients` clients, each started (with no contact) with an empty room and no links, at
+    /// virtual time zero.
     pub fn new(clients: usize, config: SimConfig) -> Self {
         let start = Instant::now();
-        let clients = (0..clients)
-            .map(|_| Client {
-                state: Some(FloodState::new(config.flood.clone(), start)),
-                incarnation: 0,
-                armed: None,
-                printed: HashMap::new(),
-                typed: Vec::new(),
-                links: Vec::new(),
-                frames_sent: 0,
-                bytes_sent: 0,
-            })
-            .collect();
-        Self {
+        let mut sim = Self {
             rng: SplitMix64::new(config.seed),
             config,
             start,
@@ -235,14 +319,16 @@ impl Sim {
             seq: 0,
             queue: BinaryHeap::new(),
             pending_io: 0,
-            clients,
+            clients: Vec::with_capacity(clients),
             links: Vec::new(),
+            dials: Vec::new(),
             strings: Vec::new(),
             ids: HashMap::new(),
             cut: None,
             severed: Vec::new(),
             violations: Violations::default(),
             rx_ids: Vec::new(),
+            rx_bye: None,
             outputs: Vec::new(),
             fingerprint: 0xcbf2_9ce4_8422_2325,
             events: 0,
@@ -253,7 +339,40 @@ impl Sim {
             breaks: 0,
             crashes: 0,
             partitions: 0,
+            counts: Counts::default(),
+        };
+        for c in 0..clients {
+            let (id, state) = sim.new_state(c, 0);
+            sim.clients.push(Client {
+                state: Some(state),
+                incarnation: 0,
+                id,
+                armed: None,
+                printed: HashMap::new(),
+                typed: Vec::new(),
+                links: Vec::new(),
+                frames_sent: 0,
+                bytes_sent: 0,
+            });
         }
+        for c in 0..clients {
+            sim.feed(c, Input::Start { contact: None });
+        }
+        sim
+    }
+
+    /// The identity and a fresh state of incarnation `incarnation` of client `c`.
+    fn new_state(&self, c: usize, incarnation: u32) -> (ClientId, FloodState) {
+        // A bijection of (incarnation, c), so identities never collide.
+        let unique = (u64::from(incarnation) << 32) | c as u64;
+        let id = ClientId(scramble(unique.wrapping_add(self.config.seed)));
+        let config = Config {
+            client: id,
+            seed: scramble(id.0 ^ 0x5eed_0fc1_1e47),
+            listen_port: LISTEN_PORT,
+            ..self.config.flood.clone()
+        };
+        (id, FloodState::new(config, self.start + self.now))
     }
 
     // ---- getters ----
@@ -278,7 +397,12 @@ impl Sim {
         self.clients[c].state.as_ref()
     }
 
-    /// Links whose bytes still flow, by index.
+    /// The identity of client `c`'s current incarnation.
+    pub fn client_id(&self, c: usize) -> ClientId {
+        self.clients[c].id
+    }
+
+    /// Links the network still carries, by index.
     pub fn live_links(&self) -> Vec<usize> {
         (0..self.links.len())
             .filter(|&l| self.links[l].up)
@@ -302,32 +426,28 @@ impl Sim {
 
     // ---- what the world does ----
 
-    /// Opens a link between `a` and `b`; `None` if either is crashed, they are the same
-    /// client, or a partition separates them.
+    /// Opens a connection between `a` and `b` at once, as if `a`'s driver had dialed `b` on
+    /// its own: `a` gets [`Input::Dialed`], `b` [`Input::Accepted`]. Returns the link, or
+    /// `None` if either is crashed or a partition separates them. `a == b` connects a
+    /// client to itself.
+    ///
+    /// If a connection `a` dialed to `b` is still open at either end, `b` dials instead (and
+    /// if that is open too, nothing happens): today's placeholder mesh cannot settle two
+    /// connections between the same clients dialed by the same side ([`open`](Self::open)
+    /// does that).
     pub fn connect(&mut self, a: usize, b: usize) -> Option<usize> {
-        if a == b || !self.is_alive(a) || !self.is_alive(b) {
+        let (a, b) = self.dial_side(a, b)?;
+        self.open(a, b)
+    }
+
+    /// Opens a connection dialed by `a` and accepted by `b` at once, whatever links they
+    /// have already; `None` if either is crashed or a partition separates them.
+    pub fn open(&mut self, a: usize, b: usize) -> Option<usize> {
+        if !self.is_alive(a) || !self.is_alive(b) || self.separated(a, b) {
             return None;
         }
-        if self.cut.as_ref().is_some_and(|side| side[a] != side[b]) {
-            return None;
-        }
-        let l = self.links.len();
         let latency = self.draw(self.config.latency_min, self.config.latency_max);
-        self.links.push(Link {
-            ends: [a, b],
-            incarnations: [self.clients[a].incarnation, self.clients[b].incarnation],
-            latency,
-            up: true,
-            open: [true, true],
-            closing: [false, false],
-            ready: [false, false],
-            dirs: Default::default(),
-        });
-        self.clients[a].links.push(l);
-        self.clients[b].links.push(l);
-        self.feed(a, Input::Connected(PeerId(l as u64)));
-        self.feed(b, Input::Connected(PeerId(l as u64)));
-        Some(l)
+        Some(self.open_link(a, b, latency))
     }
 
     /// Client `c` types a new string (tens of bytes, or 20 KiB up to the maximum if `long`);
@@ -355,7 +475,7 @@ impl Sim {
     }
 
     /// Breaks link `l`: bytes in flight are lost, and each end hears of it within the
-    /// link's latency. Returns whether it was up.
+    /// link's latency. Returns whether the network still carried it.
     pub fn break_link(&mut self, l: usize) -> bool {
         if !self.links[l].up {
             return false;
@@ -386,19 +506,36 @@ impl Sim {
         true
     }
 
-    /// A crashed client `c` starts again with an empty room; false if it was running.
+    /// A crashed client `c` starts again, with a new identity, an empty room and no
+    /// contact; false if it was running.
     pub fn restart(&mut self, c: usize) -> bool {
-        let now = self.start + self.now;
-        let client = &mut self.clients[c];
-        if client.state.is_some() {
+        self.start_again(c, None)
+    }
+
+    /// A crashed client `c` starts again, with a new identity and an empty room, and joins
+    /// through the address of client `via` (a dial, which fails if `via` is not running or
+    /// is across a partition); false if `c` was running.
+    pub fn rejoin(&mut self, c: usize, via: usize) -> bool {
+        self.start_again(c, Some(client_addr(via)))
+    }
+
+    fn start_again(&mut self, c: usize, contact: Option<SocketAddr>) -> bool {
+        if self.is_alive(c) {
             return false;
         }
-        client.incarnation += 1;
-        client.state = Some(FloodState::new(self.config.flood.clone(), now));
+        let incarnation = self.clients[c].incarnation + 1;
+        let (id, state) = self.new_state(c, incarnation);
+        let client = &mut self.clients[c];
+        client.incarnation = incarnation;
+        client.id = id;
+        client.state = Some(state);
+        client.armed = None;
         client.printed.clear();
         client.typed.clear();
+        client.links.clear();
         client.frames_sent = 0;
         client.bytes_sent = 0;
+        self.feed(c, Input::Start { contact });
         true
     }
 
@@ -434,8 +571,12 @@ impl Sim {
         self.now = until;
     }
 
-    /// Runs until nothing is in flight and no timer is due: the network is quiet. Returns
-    /// false (and records a violation) if that takes more than [`SimConfig::max_events`].
+    /// Runs until the network is quiet: no bytes in flight, no acknowledgement, close or
+    /// dial pending, and every running client [flushed](FloodState::is_flushed). Timers
+    /// run while it is not quiet, but pending timers alone (a keepalive, an idle check) do
+    /// not keep it going. Returns false (and records a violation) if that takes more than
+    /// [`SimConfig::max_events`] events, or if a client is not flushed with nothing left
+    /// that could change it.
     pub fn settle(&mut self) -> bool {
         let mut budget = self.config.max_events;
         loop {
@@ -443,11 +584,8 @@ impl Sim {
                 && self
                     .clients
                     .iter()
-                    .all(|c| c.state.as_ref().is_none_or(|s| s.poll_timeout().is_none()))
+                    .all(|c| c.state.as_ref().is_none_or(FloodState::is_flushed))
             {
-                return true;
-            }
-            if self.queue.is_empty() {
                 return true;
             }
             if budget == 0 {
@@ -458,13 +596,17 @@ impl Sim {
                 return false;
             }
             budget -= 1;
-            self.step();
+            if !self.step() {
+                self.violation("a client is not flushed and nothing is pending".into());
+                return false;
+            }
         }
     }
 
-    fn step(&mut self) {
+    /// Handles the next event; false if there is none.
+    fn step(&mut self) -> bool {
         let Some(Reverse(s)) = self.queue.pop() else {
-            return;
+            return false;
         };
         self.now = self.now.max(s.at);
         self.events += 1;
@@ -475,17 +617,31 @@ impl Sim {
             Event::Readable { link, dir } => self.readable(link, dir),
             Event::Ack { link, end } => {
                 if self.links[link].open[end] {
-                    self.feed(self.links[link].ends[end], Input::Sent(PeerId(link as u64)));
+                    let c = self.links[link].ends[end];
+                    self.feed(c, Input::Sent(peer_id(link, end)));
                 }
             }
             Event::Close { link, end } => self.closed(link, end),
+            Event::Dial { dial } => self.dial_arrives(dial),
+            Event::DialFailed { dial } => {
+                let Dial {
+                    client,
+                    incarnation,
+                    addr,
+                    ..
+                } = self.dials[dial];
+                if self.clients[client].incarnation == incarnation && self.is_alive(client) {
+                    self.counts.dials_failed += 1;
+                    self.feed(client, Input::DialFailed(addr));
+                }
+            }
             Event::Timer {
                 client,
                 incarnation,
             } => {
                 let c = &mut self.clients[client];
                 if c.incarnation != incarnation || c.state.is_none() {
-                    return;
+                    return true;
                 }
                 if c.armed == Some(self.now) {
                     c.armed = None;
@@ -502,6 +658,111 @@ impl Sim {
                 }
             }
         }
+        true
+    }
+
+    // ---- connections ----
+
+    /// Whether a partition separates `a` and `b`.
+    fn separated(&self, a: usize, b: usize) -> bool {
+        self.cut.as_ref().is_some_and(|side| side[a] != side[b])
+    }
+
+    /// Who dials whom for [`connect`](Self::connect)`(a, b)`.
+    fn dial_side(&self, a: usize, b: usize) -> Option<(usize, usize)> {
+        if a == b {
+            return Some((a, b));
+        }
+        let dialed_open = |x: usize, y: usize| {
+            let inc = [self.clients[x].incarnation, self.clients[y].incarnation];
+            self.clients[x].links.iter().any(|&l| {
+                let link = &self.links[l];
+                link.ends == [x, y] && link.incarnations == inc && link.open.contains(&true)
+            })
+        };
+        if !dialed_open(a, b) {
+            Some((a, b))
+        } else if !dialed_open(b, a) {
+            Some((b, a))
+        } else {
+            None
+        }
+    }
+
+    /// Opens a connection dialed by `a` and accepted by `b`; returns its index.
+    fn open_link(&mut self, a: usize, b: usize, latency: Duration) -> usize {
+        let l = self.links.len();
+        self.links.push(Link {
+            ends: [a, b],
+            incarnations: [self.clients[a].incarnation, self.clients[b].incarnation],
+            latency,
+            up: true,
+            broken: false,
+            open: [true, true],
+            closing: [false, false],
+            ready: [false, false],
+            bye: [None, None],
+            dirs: Default::default(),
+        });
+        self.clients[a].links.push(l);
+        if a != b {
+            self.clients[b].links.push(l);
+        }
+        let remote = SocketAddr::new(client_addr(a).ip(), 49152 + (l % 16384) as u16);
+        self.feed(
+            a,
+            Input::Dialed {
+                peer: peer_id(l, 0),
+                addr: client_addr(b),
+            },
+        );
+        self.feed(
+            b,
+            Input::Accepted {
+                peer: peer_id(l, 1),
+                remote,
+            },
+        );
+        l
+    }
+
+    /// Client `c` asked to dial `addr`: the attempt reaches it after a link latency.
+    fn on_dial(&mut self, c: usize, addr: SocketAddr) {
+        self.counts.dials += 1;
+        let latency = self.draw(self.config.latency_min, self.config.latency_max);
+        self.dials.push(Dial {
+            client: c,
+            incarnation: self.clients[c].incarnation,
+            addr,
+            latency,
+        });
+        let dial = self.dials.len() - 1;
+        self.schedule(self.now + latency, Event::Dial { dial });
+    }
+
+    fn dial_arrives(&mut self, dial: usize) {
+        let Dial {
+            client: c,
+            incarnation,
+            addr,
+            latency,
+        } = self.dials[dial];
+        if self.clients[c].incarnation != incarnation || !self.is_alive(c) {
+            return;
+        }
+        let failed_at = match client_at(addr).filter(|&t| t < self.clients.len()) {
+            Some(t) if self.is_alive(t) && !self.separated(c, t) => {
+                self.open_link(c, t, latency);
+                return;
+            }
+            // The attempt is lost across the cut: the dialer gives up after its timeout.
+            Some(t) if self.is_alive(t) => {
+                self.now + self.config.dial_timeout.saturating_sub(latency)
+            }
+            // Nobody listens there: refused, one latency later.
+            _ => self.now + latency,
+        };
+        self.schedule(failed_at, Event::DialFailed { dial });
     }
 
     // ---- the driver of one client ----
@@ -531,23 +792,35 @@ impl Sim {
         let may_print = matches!(input, Input::LineTyped(_) | Input::Received(..));
         for output in outputs.drain(..) {
             match output {
-                Output::Print(text) => self.on_print(c, &text, origin, may_print),
+                Output::Print(index) => {
+                    let text = self.clients[c]
+                        .state
+                        .as_ref()
+                        .expect("a running client printed")
+                        .message(index)
+                        .to_string();
+                    self.on_print(c, &text, origin, may_print)
+                }
                 Output::Send { peer, bytes } => self.on_send(c, peer, bytes),
+                Output::Dial(addr) => self.on_dial(c, addr),
                 Output::PeerReady(peer) => match self.end_of(c, peer) {
-                    Some(e) => {
-                        let link = &mut self.links[peer.0 as usize];
-                        if link.ready[e] || !link.dirs[1 - e].rx.greeted() {
+                    Some((l, e)) => {
+                        let link = &mut self.links[l];
+                        if link.ready[e] || !link.dirs[1 - e].rx.hello_seen() {
                             self.violation(format!(
-                                "client {c}: PeerReady({peer}) twice or before its greeting"
+                                "client {c}: PeerReady({peer}) twice or before its Hello"
                             ));
                         }
-                        self.links[peer.0 as usize].ready[e] = true;
+                        self.links[l].ready[e] = true;
                     }
                     None => self.violation(format!(
                         "client {c}: PeerReady({peer}), which is not connected"
                     )),
                 },
-                Output::Disconnect { peer, reason } => self.on_disconnect(c, peer, reason),
+                Output::Disconnect { peer, reason } => {
+                    self.on_disconnect(c, peer, reason, origin == Some(peer));
+                }
+                Output::Notice(_) => self.counts.notices += 1,
             }
         }
         self.outputs = outputs;
@@ -578,27 +851,21 @@ impl Sim {
     }
 
     fn on_send(&mut self, c: usize, peer: PeerId, bytes: Vec<u8>) {
-        let Some(e) = self.end_of(c, peer) else {
+        let Some((l, e)) = self.end_of(c, peer) else {
             self.violation(format!(
                 "client {c} sent {} bytes to {peer}, which is not connected",
                 bytes.len()
             ));
             return;
         };
-        let l = peer.0 as usize;
         self.sends += 1;
         self.bytes += bytes.len() as u64;
         self.clients[c].bytes_sent += bytes.len() as u64;
-        let mut frames = 0;
+        let mut texts = 0;
         let mut input = &bytes[..];
         loop {
-            let decoded = self.links[l].dirs[e].tx.decode(&mut input);
-            match decoded {
-                Ok(Some(Decoded::Greeting)) => {}
-                Ok(Some(Decoded::Message(text))) => {
-                    frames += 1;
-                    self.on_frame_sent(c, l, e, &text);
-                }
+            let decoded = match self.links[l].dirs[e].tx.decode(&mut input) {
+                Ok(Some(item)) => item,
                 Ok(None) => break,
                 Err(err) => {
                     self.violation(format!(
@@ -606,6 +873,42 @@ impl Sim {
                     ));
                     break;
                 }
+            };
+            if let Some(bye) = self.links[l].bye[e] {
+                self.violation(format!(
+                    "client {c} sent {peer} more after its Bye ({bye}): {decoded:?}"
+                ));
+            }
+            match decoded {
+                Decoded::Greeting => {}
+                Decoded::Frame(Frame::Hello(hello)) => {
+                    let id = self.clients[c].id;
+                    if hello.client != id || hello.listen_port != LISTEN_PORT {
+                        self.violation(format!(
+                            "client {c} (id {id}, port {LISTEN_PORT}) introduced itself to \
+                             {peer} as {} on port {}",
+                            hello.client, hello.listen_port
+                        ));
+                    }
+                }
+                Decoded::Frame(Frame::Text(text)) => {
+                    texts += 1;
+                    self.on_text_sent(c, l, e, &text);
+                }
+                Decoded::Frame(Frame::Addrs(addrs)) => {
+                    self.counts.addrs += 1;
+                    self.check_addrs(c, peer, &addrs);
+                }
+                Decoded::Frame(Frame::Bye { reason, addrs }) => {
+                    self.counts.byes += 1;
+                    self.check_addrs(c, peer, &addrs);
+                    self.on_bye_sent(c, l, e, reason);
+                }
+                Decoded::Frame(Frame::Ping) => self.counts.pings += 1,
+                Decoded::Frame(Frame::Recon(_) | Frame::Want(_)) => {}
+                Decoded::Skipped { kind } => self.violation(format!(
+                    "client {c} sent {peer} a frame of kind {kind}, which it does not know"
+                )),
             }
         }
         if self.links[l].dirs[e].tx.is_mid_item() {
@@ -613,10 +916,10 @@ impl Sim {
                 "client {c}: a Send to {peer} ended in the middle of a frame"
             ));
         }
-        self.frames += frames;
-        self.clients[c].frames_sent += frames;
+        self.frames += texts;
+        self.clients[c].frames_sent += texts;
         if let Some(Fault::DropSends { one_in }) = self.config.fault {
-            if frames > 0 && self.rng.chance(1, one_in) {
+            if texts > 0 && self.rng.chance(1, one_in) {
                 self.schedule(self.now, Event::Ack { link: l, end: e });
                 return;
             }
@@ -624,16 +927,14 @@ impl Sim {
         self.write(l, e, bytes);
     }
 
-    fn on_frame_sent(&mut self, c: usize, l: usize, e: usize, text: &str) {
-        let peer = PeerId(l as u64);
+    fn on_text_sent(&mut self, c: usize, l: usize, e: usize, text: &str) {
+        let peer = peer_id(l, e);
         let Some(&id) = self.ids.get(text) else {
             self.violation(format!("client {c} sent {text:?}, which nobody typed"));
             return;
         };
         if !self.links[l].ready[e] {
-            self.violation(format!(
-                "client {c} sent #{id} to {peer} before its greeting"
-            ));
+            self.violation(format!("client {c} sent #{id} to {peer} before its Hello"));
         }
         match self.clients[c].printed.get(&id) {
             None => self.violation(format!("client {c} sent #{id}, which it never printed")),
@@ -648,42 +949,102 @@ impl Sim {
         self.strings[id as usize].frames += 1;
     }
 
-    fn on_disconnect(&mut self, c: usize, peer: PeerId, reason: DisconnectReason) {
-        let Some(e) = self.end_of(c, peer) else {
+    /// Addresses a client tells a peer must be where some client listens.
+    fn check_addrs(&mut self, c: usize, peer: PeerId, addrs: &[SocketAddr]) {
+        let n = self.clients.len();
+        for addr in addrs {
+            if client_at(*addr).is_none_or(|t| t >= n) {
+                self.violation(format!(
+                    "client {c} told {peer} of {addr}, where no client listens"
+                ));
+            }
+        }
+    }
+
+    /// Checks what a Bye from end `e` of link `l` claims.
+    fn on_bye_sent(&mut self, c: usize, l: usize, e: usize, reason: ByeReason) {
+        let peer = peer_id(l, e);
+        self.links[l].bye[e] = Some(reason);
+        let link = &self.links[l];
+        let (other, other_incarnation) = (link.ends[1 - e], link.incarnations[1 - e]);
+        match reason {
+            ByeReason::SelfConnection if link.ends[0] != link.ends[1] => {
+                self.violation(format!(
+                    "client {c} said Bye to {peer} as a connection to itself, but it goes to \
+                     client {other}"
+                ));
+            }
+            ByeReason::Duplicate => {
+                let incarnation = self.clients[c].incarnation;
+                let stays = self.clients[c].links.iter().any(|&m| {
+                    let k = &self.links[m];
+                    m != l
+                        && (0..2).any(|f| {
+                            k.ends[f] == c
+                                && k.incarnations[f] == incarnation
+                                && k.open[f]
+                                && k.bye[f].is_none()
+                                && k.ends[1 - f] == other
+                                && k.incarnations[1 - f] == other_incarnation
+                        })
+                });
+                if other == c || !stays {
+                    self.violation(format!(
+                        "client {c} said Bye to {peer} as a duplicate, but has no other \
+                         connection to client {other} that stays"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_disconnect(&mut self, c: usize, peer: PeerId, reason: DisconnectReason, received: bool) {
+        let Some((l, e)) = self.end_of(c, peer) else {
             self.violation(format!(
                 "client {c}: Disconnect({peer}), which is not connected"
             ));
             return;
         };
-        let l = peer.0 as usize;
-        let link = &mut self.links[l];
+        let link = &self.links[l];
         if link.closing[e] {
             let rx = &link.dirs[1 - e].rx;
-            let expected = if !rx.greeted() {
-                DisconnectReason::ClosedBeforeGreeting
+            let fits = if link.bye[e].is_some() {
+                // It was closing on purpose when the peer's end of stream came.
+                matches!(reason, DisconnectReason::Local(_))
+            } else if !rx.hello_seen() {
+                reason == DisconnectReason::ClosedBeforeGreeting
             } else if rx.is_mid_item() {
-                DisconnectReason::ClosedMidFrame
+                reason == DisconnectReason::ClosedMidFrame
             } else {
-                DisconnectReason::Closed
+                reason == DisconnectReason::Closed
             };
-            if reason != expected {
+            if !fits {
                 self.violation(format!(
-                    "client {c}: Closed({peer}) gave reason \"{reason}\", expected \"{expected}\""
+                    "client {c}: Closed({peer}) gave reason \"{reason}\", which does not fit \
+                     what it received and sent"
                 ));
             }
         } else {
-            self.violation(format!("client {c} dropped {peer}: {reason}"));
+            match &reason {
+                DisconnectReason::Local(_) => self.counts.closed_on_purpose += 1,
+                DisconnectReason::Bye(bye) if received && self.rx_bye == Some(*bye) => {}
+                DisconnectReason::Bye(bye) => self.violation(format!(
+                    "client {c} dropped {peer} for a Bye ({bye}) it did not just receive"
+                )),
+                _ => self.violation(format!("client {c} dropped {peer}: {reason}")),
+            }
         }
-        self.links[l].open[e] = false;
-        self.close_link(l, false);
+        self.end_closes(l, e);
     }
 
-    /// Which end of `peer`'s link client `c` is, if that end is open.
-    fn end_of(&self, c: usize, peer: PeerId) -> Option<usize> {
-        let link = self.links.get(usize::try_from(peer.0).ok()?)?;
-        (0..2).find(|&e| {
-            link.ends[e] == c && link.incarnations[e] == self.clients[c].incarnation && link.open[e]
-        })
+    /// Which link and end `peer` is at client `c`, if that end is open.
+    fn end_of(&self, c: usize, peer: PeerId) -> Option<(usize, usize)> {
+        let l = usize::try_from(peer.0 / 2).ok()?;
+        let e = (peer.0 % 2) as usize;
+        let link = self.links.get(l)?;
+        (link.ends[e] == c && link.incarnations[e] == self.clients[c].incarnation && link.open[e])
+            .then_some((l, e))
     }
 
     fn arm_timer(&mut self, c: usize) {
@@ -710,8 +1071,9 @@ impl Sim {
     fn write(&mut self, l: usize, e: usize, bytes: Vec<u8>) {
         let window = self.config.window;
         let link = &mut self.links[l];
-        if !link.up {
-            // Written into a connection that is already gone: lost, as TCP would lose it.
+        if !link.up || !link.open[1 - e] {
+            // Written into a connection that is gone or closed at the other end: taken, then
+            // lost, as TCP would lose it.
             self.schedule(self.now, Event::Ack { link: l, end: e });
             return;
         }
@@ -787,20 +1149,23 @@ impl Sim {
     fn feed_received(&mut self, l: usize, dir: usize, piece: &[u8]) {
         let c = self.links[l].ends[1 - dir];
         self.rx_ids.clear();
+        self.rx_bye = None;
         let mut input = piece;
         loop {
             match self.links[l].dirs[dir].rx.decode(&mut input) {
-                Ok(Some(Decoded::Message(text))) => {
+                Ok(Some(Decoded::Frame(Frame::Text(text)))) => {
                     if let Some(&id) = self.ids.get(text.as_str()) {
                         self.rx_ids.push(id);
                     }
                 }
-                Ok(Some(Decoded::Greeting)) => {}
+                Ok(Some(Decoded::Frame(Frame::Bye { reason, .. }))) => self.rx_bye = Some(reason),
+                Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }
         }
-        self.feed(c, Input::Received(PeerId(l as u64), piece));
+        self.feed(c, Input::Received(peer_id(l, 1 - dir), piece));
         self.rx_ids.clear();
+        self.rx_bye = None;
     }
 
     fn closed(&mut self, l: usize, e: usize) {
@@ -809,24 +1174,63 @@ impl Sim {
         }
         let c = self.links[l].ends[e];
         self.links[l].closing[e] = true;
-        self.feed(c, Input::Closed(PeerId(l as u64)));
+        self.feed(c, Input::Closed(peer_id(l, e)));
         if self.links[l].open[e] {
             self.violation(format!(
-                "client {c}: Closed(peer#{l}) was not answered by Disconnect"
+                "client {c}: Closed({}) was not answered by Disconnect",
+                peer_id(l, e)
             ));
-            self.links[l].open[e] = false;
+            self.end_closes(l, e);
         }
         self.links[l].closing[e] = false;
     }
 
-    /// Stops link `l`: bytes in flight are lost and each end still open is told, after the
-    /// link's latency (or, if `random`, any time up to it).
+    /// End `e` of link `l` closes its socket: it reads nothing more (bytes towards it are
+    /// lost, writes towards it taken and lost), what it wrote still arrives, and then the
+    /// other end reads the end of the stream.
+    fn end_closes(&mut self, l: usize, e: usize) {
+        let now = self.now;
+        let link = &mut self.links[l];
+        link.open[e] = false;
+        link.dirs[e].waiting.clear();
+        let towards = &mut link.dirs[1 - e];
+        towards.segments.clear();
+        towards.buffered = 0;
+        let lost = std::mem::take(&mut towards.waiting).len();
+        let other_open = link.open[1 - e] && !link.closing[1 - e];
+        let fin = (now + link.latency).max(link.dirs[e].last_arrival);
+        if !link.open[1 - e] {
+            link.up = false;
+        }
+        for _ in 0..lost {
+            self.schedule(
+                now,
+                Event::Ack {
+                    link: l,
+                    end: 1 - e,
+                },
+            );
+        }
+        if self.links[l].up && other_open {
+            self.schedule(
+                fin,
+                Event::Close {
+                    link: l,
+                    end: 1 - e,
+                },
+            );
+        }
+    }
+
+    /// The network stops carrying link `l`: bytes in flight are lost and each end still
+    /// open is told, after the link's latency (or, if `random`, any time up to it).
     fn close_link(&mut self, l: usize, random: bool) {
         if !self.links[l].up {
             return;
         }
         let link = &mut self.links[l];
         link.up = false;
+        link.broken = true;
         for d in &mut link.dirs {
             d.segments.clear();
             d.waiting.clear();
@@ -881,7 +1285,7 @@ impl Sim {
     }
 
     fn make_text(&mut self, id: u32, c: usize, long: bool) -> String {
-        const PIECES: [&str; 6] = [" ", "a", "Z", "é", "€", "🦀"];
+        const PIECES: [&str; 7] = [" ", "a", "Z", "é", "€", "🦀", "\t"];
         let mut text = format!("#{id} from {c}:");
         let target = if long {
             self.rng.range(20_000, MAX_MESSAGE_LEN as u64 + 1_000) as usize
@@ -910,12 +1314,14 @@ impl Sim {
     ///
     /// Clients joined by links that work form components. In each component, every running
     /// client printed the same set of strings, each once, which holds every string typed by a
-    /// member; each is flushed and waits on no timer; its counters match what it was seen
+    /// member; each is flushed and has no timer overdue; its counters match what it was seen
     /// to send. When no client ever crashed and all form one component, each printed
     /// exactly every string ever typed. Per string, frames never exceed two per link
-    /// session (one each way).
+    /// session (one each way). No two working links join the same two clients, and of the
+    /// links between two clients, not all were closed as duplicates.
     pub fn check(&mut self) -> &Violations {
         let n = self.clients.len();
+        let now = self.start + self.now;
         let mut forest = self.components();
         let mut components: HashMap<usize, Vec<usize>> = HashMap::new();
         for c in (0..n).filter(|&c| self.is_alive(c)) {
@@ -961,10 +1367,13 @@ impl Sim {
                         list(&lacking)
                     ));
                 }
-                if !state.is_flushed() || state.poll_timeout().is_some() {
+                if !state.is_flushed() {
                     found.push(format!(
                         "client {m} is not flushed when the network is quiet"
                     ));
+                }
+                if state.poll_timeout().is_some_and(|t| t < now) {
+                    found.push(format!("client {m} has a timer overdue"));
                 }
                 let stats = state.stats();
                 let client = &self.clients[m];
@@ -995,10 +1404,52 @@ impl Sim {
                 ));
             }
         }
+        found.extend(self.check_pairs());
         for f in found {
             self.violation(f);
         }
         &self.violations
+    }
+
+    /// Between any two client incarnations: at most one working link, and not every link
+    /// closed as a duplicate.
+    fn check_pairs(&self) -> Vec<String> {
+        // (client, incarnation) of both ends, smaller first -> (working links, links, links
+        // closed as duplicates).
+        type Pair = [(usize, u32); 2];
+        let mut pairs: HashMap<Pair, (usize, usize, usize)> = HashMap::new();
+        for link in &self.links {
+            let mut ends = [
+                (link.ends[0], link.incarnations[0]),
+                (link.ends[1], link.incarnations[1]),
+            ];
+            if ends[0] == ends[1] {
+                continue;
+            }
+            ends.sort_unstable();
+            let entry = pairs.entry(ends).or_default();
+            entry.0 += usize::from(link.up && link.open == [true, true]);
+            entry.1 += 1;
+            entry.2 += usize::from(link.bye.contains(&Some(ByeReason::Duplicate)));
+        }
+        let mut keys: Vec<Pair> = pairs.keys().copied().collect();
+        keys.sort_unstable();
+        let mut found = Vec::new();
+        for key in keys {
+            let (working, all, duplicates) = pairs[&key];
+            let [(a, _), (b, _)] = key;
+            if working > 1 {
+                found.push(format!(
+                    "clients {a} and {b} are joined by {working} working links"
+                ));
+            }
+            if duplicates > 0 && duplicates == all {
+                found.push(format!(
+                    "clients {a} and {b} closed every one of their {all} links as a duplicate"
+                ));
+            }
+        }
+        found
     }
 
     fn printed_set(&self, c: usize) -> Vec<u32> {
@@ -1037,7 +1488,11 @@ impl Sim {
                 .collect(),
             prints: self.strings.iter().map(|s| s.prints).collect(),
             link_sessions: self.links.len(),
-            links_up: self.links.iter().filter(|l| l.up).count(),
+            links_up: self
+                .links
+                .iter()
+                .filter(|l| l.up && l.open == [true, true])
+                .count(),
             sends: self.sends,
             frames: self.frames,
             bytes: self.bytes,
@@ -1046,12 +1501,27 @@ impl Sim {
             breaks: self.breaks,
             crashes: self.crashes,
             partitions: self.partitions,
+            dials: self.counts.dials,
+            dials_failed: self.counts.dials_failed,
+            byes: self.counts.byes,
+            closed_on_purpose: self.counts.closed_on_purpose,
+            addrs_frames: self.counts.addrs,
+            pings: self.counts.pings,
+            notices: self.counts.notices,
             events: self.events,
             inputs: self.inputs,
             virtual_time: self.now,
             violations: self.violations.len(),
         }
     }
+}
+
+/// A bijection of `u64` that scatters its input (the SplitMix64 finaliser).
+fn scramble(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Sorted `a` minus sorted `b`.
@@ -1080,10 +1550,18 @@ fn mix(h: u64, x: u64) -> u64 {
     (h ^ x).wrapping_mul(0x0000_0100_0000_01B3)
 }
 
+fn addr_code(addr: SocketAddr) -> u64 {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) => u64::from(u32::from(ip)),
+        IpAddr::V6(ip) => u128::from(ip) as u64,
+    };
+    (ip << 16) | u64::from(addr.port())
+}
+
 fn input_code(input: &Input<'_>) -> u64 {
     match *input {
         Input::LineTyped(b) => 1 ^ ((b.len() as u64) << 8),
-        Input::Connected(p) => 2 ^ (p.0 << 8),
+        Input::Accepted { peer, remote } => mix(2 ^ (peer.0 << 8), addr_code(remote)),
         Input::Received(p, b) => {
             let mut h = 3 ^ (p.0 << 8);
             for &x in b {
@@ -1094,6 +1572,10 @@ fn input_code(input: &Input<'_>) -> u64 {
         Input::Sent(p) => 4 ^ (p.0 << 8),
         Input::Closed(p) => 5 ^ (p.0 << 8),
         Input::Timeout => 6,
+        Input::Start { contact } => mix(7, contact.map_or(0, addr_code)),
+        Input::Dialed { peer, addr } => mix(8 ^ (peer.0 << 8), addr_code(addr)),
+        Input::DialFailed(addr) => mix(9, addr_code(addr)),
+        Input::Leave => 10,
     }
 }
 
@@ -1102,5 +1584,24 @@ fn describe(input: &Input<'_>) -> String {
         Input::LineTyped(b) => format!("LineTyped({} bytes)", b.len()),
         Input::Received(p, b) => format!("Received({p}, {} bytes)", b.len()),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_addresses_are_loopback_and_map_back() {
+        for c in [0, 1, 254, 255, 256, 65_535, 70_000] {
+            let addr = client_addr(c);
+            assert!(addr.ip().is_loopback(), "{addr}");
+            assert_eq!(client_at(addr), Some(c));
+        }
+        assert_eq!(client_addr(0).to_string(), "127.0.0.1:4000");
+        assert_eq!(client_addr(256).to_string(), "127.0.1.1:4000");
+        assert_eq!(client_at("127.0.0.1:4001".parse().unwrap()), None);
+        assert_eq!(client_at("127.0.0.0:4000".parse().unwrap()), None);
+        assert_eq!(client_at("10.0.0.1:4000".parse().unwrap()), None);
     }
 }

@@ -22,13 +22,13 @@ pub struct Report {
     pub prints: Vec<u32>,
     /// Links ever opened; each is one session, even between a pair that met before.
     pub link_sessions: usize,
-    /// Links still working at the end.
+    /// Links still working (carried, and open at both ends) at the end.
     pub links_up: usize,
     /// [`crate::Output::Send`]s carried out (each a write of one or more frames).
     pub sends: u64,
-    /// Message frames sent, over all clients and links.
+    /// Text frames sent, over all clients and links.
     pub frames: u64,
-    /// Bytes sent, greetings included.
+    /// Bytes sent, greetings and every kind of frame included.
     pub bytes: u64,
     /// Most frames any single string took.
     pub max_frames_one_string: u64,
@@ -40,6 +40,20 @@ pub struct Report {
     pub crashes: u64,
     /// Partitions made.
     pub partitions: u64,
+    /// [`crate::Output::Dial`]s carried out.
+    pub dials: u64,
+    /// Dials that failed.
+    pub dials_failed: u64,
+    /// Bye frames sent.
+    pub byes: u64,
+    /// Connections a client closed on purpose ([`crate::DisconnectReason::Local`]).
+    pub closed_on_purpose: u64,
+    /// Addrs frames sent.
+    pub addrs_frames: u64,
+    /// Keepalive (Ping) frames sent.
+    pub pings: u64,
+    /// [`crate::Output::Notice`]s.
+    pub notices: u64,
     /// Events the simulator handled.
     pub events: u64,
     /// Inputs fed to clients.
@@ -51,7 +65,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// Message frames per typed string: messages per operation.
+    /// Text frames per typed string: messages per operation.
     pub fn frames_per_typed(&self) -> f64 {
         self.frames as f64 / self.typed.max(1) as f64
     }
@@ -114,6 +128,17 @@ impl fmt::Display for Report {
             self.breaks,
             self.crashes,
             self.partitions
+        )?;
+        writeln!(
+            f,
+            "dials {} (failed {}), closed on purpose {}, frames besides Text: Bye {}, Addrs {}, Ping {}; notices {}",
+            self.dials,
+            self.dials_failed,
+            self.closed_on_purpose,
+            self.byes,
+            self.addrs_frames,
+            self.pings,
+            self.notices
         )?;
         writeln!(
             f,

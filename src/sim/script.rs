@@ -31,10 +31,14 @@ pub enum Step {
     Partition(u64),
     /// The partition ends and the links it broke are made again.
     Heal,
+    /// The first client, if crashed, starts again with an empty room and joins through the
+    /// second one's address (a dial, which fails if that one is down or across the cut).
+    Rejoin(u32, u32),
 }
 
 /// A whole simulated run: the network and what happens, step by step. After the last step
-/// the network settles (no more typing, no more breaking) and convergence is checked.
+/// the network settles (no more typing, no more breaking), then idles for twice the clients'
+/// idle timeout (keepalives must keep every link), settles again, and convergence is checked.
 ///
 /// Its `Display` form is Rust: with `use floodchat::sim::{Script, Step::*};` it pastes into
 /// a regression test.
@@ -87,12 +91,16 @@ impl Script {
 
     /// Runs the script with `config` (for instance with a [`super::Fault`]).
     pub fn run_with(&self, config: SimConfig) -> Outcome {
+        let idle = 2 * config.flood.idle_timeout;
         let n = self.clients.max(1) as usize;
         let mut sim = Sim::new(n, config);
         for &step in &self.steps {
             apply(&mut sim, step);
         }
-        sim.settle();
+        if sim.settle() {
+            sim.advance(idle);
+            sim.settle();
+        }
         let violations = sim.check().clone();
         Outcome {
             report: sim.report(),
@@ -167,18 +175,27 @@ pub fn apply(sim: &mut Sim, step: Step) {
             sim.partition(side);
         }
         Step::Heal => sim.heal(),
+        Step::Rejoin(c, via) => {
+            sim.rejoin(client(c), client(via));
+        }
     }
 }
 
 /// The links of `n` clients joining one at a time, each through one random client already
-/// in (as the chat is used), plus `extra` links between random distinct pairs.
+/// in (as the chat is used), plus up to `extra` links between random pairs not yet linked
+/// (two clients keep one link: the core closes duplicates).
 pub fn random_topology(n: usize, extra: usize, seed: u64) -> Vec<(usize, usize)> {
     let mut rng = SplitMix64::new(seed ^ 0x7090_1091);
     let mut links: Vec<(usize, usize)> = (1..n).map(|c| (c, rng.index(c))).collect();
-    if n >= 2 {
-        for _ in 0..extra {
-            let a = rng.index(n);
-            let b = (a + 1 + rng.index(n - 1)) % n;
+    let mut linked: std::collections::HashSet<(usize, usize)> =
+        links.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
+    let possible = n * n.saturating_sub(1) / 2;
+    let mut tries = 0;
+    while n >= 2 && links.len() < n - 1 + extra && linked.len() < possible && tries < 100 * extra {
+        tries += 1;
+        let a = rng.index(n);
+        let b = (a + 1 + rng.index(n - 1)) % n;
+        if linked.insert((a.min(b), a.max(b))) {
             links.push((a, b));
         }
     }
