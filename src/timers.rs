@@ -37,13 +37,6 @@ impl<K: Copy + Ord + Hash> Timers<K> {
         }
     }
 
-    /// Sets `key` to fire at `at` unless it is already set to fire earlier.
-    pub(crate) fn set_earliest(&mut self, key: K, at: Instant) {
-        if self.get(key).is_none_or(|old| at < old) {
-            self.set(key, Some(at));
-        }
-    }
-
     /// When `key` fires, if it is set.
     pub(crate) fn get(&self, key: K) -> Option<Instant> {
         self.by_key.get(&key).copied()
@@ -101,9 +94,7 @@ mod tests {
         assert_eq!(t.next(), Some(t0 + s));
         t.set(1, None);
         assert_eq!(t.next(), Some(t0 + 2 * s));
-        t.set_earliest(2, t0 + 5 * s);
-        assert_eq!(t.get(2), Some(t0 + 2 * s));
-        t.set_earliest(2, t0 + s);
+        t.set(2, Some(t0 + s));
         assert_eq!(t.get(2), Some(t0 + s));
         assert_eq!(t.pop_expired(t0), None);
         assert_eq!(t.pop_expired(t0 + s), Some(2));
