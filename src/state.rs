@@ -26,7 +26,7 @@ use crate::wire::{
 /// messages wait: reconciliation goes no faster than the link carries what it finds.
 const OWED_PAUSE: usize = 4096;
 /// Strings a peer may have asked for and not yet been sent; asking for more is an error.
-const OWED_MAX: usize = 65_536;
+const OWED_MAX: usize = 16_384;
 /// Strings taken from an owed range at a time.
 const WALK_STEP: usize = 64;
 
@@ -215,6 +215,8 @@ pub enum DisconnectReason {
     Reconcile(ReconcileError),
     /// The peer asked for more strings at once than [`OWED_MAX`].
     AskedTooMuch,
+    /// The peer sent reconciliation messages without reading our answers.
+    ReconcileOutOfTurn,
 }
 
 impl DisconnectReason {
@@ -239,6 +241,9 @@ impl fmt::Display for DisconnectReason {
             Self::Bye(reason) => write!(f, "it closed the link: {reason}"),
             Self::Local(why) => why.fmt(f),
             Self::Reconcile(e) => write!(f, "reconciliation error: {e}"),
+            Self::ReconcileOutOfTurn => {
+                f.write_str("sent reconciliation messages without reading the answers")
+            }
             Self::AskedTooMuch => {
                 write!(f, "asked for more than {OWED_MAX} strings at once")
             }
@@ -681,8 +686,11 @@ impl FloodState {
             }
             Frame::Recon(message) => {
                 let c = self.conns.get_mut(&peer).expect("connected");
-                if c.owed.len() >= OWED_PAUSE {
-                    // The peer waits for our reply, so at most one message waits here.
+                if c.recon_waiting.is_some() {
+                    // An honest peer waits for our answer before it sends again.
+                    self.disconnect(peer, DisconnectReason::ReconcileOutOfTurn);
+                } else if c.owed.len() >= OWED_PAUSE || !c.control.is_empty() {
+                    // Our last answer, or what it found, is still waiting for the link.
                     c.recon_waiting = Some(message);
                 } else {
                     self.reconcile(peer, &message);
@@ -992,6 +1000,7 @@ impl FloodState {
             c.last_sent = self.now;
         }
         if c.owed.len() < OWED_PAUSE
+            && c.control.is_empty()
             && let Some(message) = c.recon_waiting.take()
         {
             self.reconcile(peer, &message);
@@ -1845,6 +1854,36 @@ mod tests {
         };
         assert_eq!(all(&pair.sides[0]), all(&pair.sides[1]));
         assert_eq!(pair.sides[0].messages().count(), 3000 + 1000 + 200);
+    }
+
+    #[test]
+    fn a_peer_that_sends_reconciliation_without_reading_cannot_pile_up_answers() {
+        let mut h = Harness::with(Config {
+            max_in_flight: 1,
+            ..Config::default()
+        });
+        for t in strings("history", 2000) {
+            h.input(Input::LineTyped(t.as_bytes()));
+        }
+        h.linked(A);
+        // A peer's opening message, sent again and again while our answers stay unread.
+        let mut peer_view = Store::new();
+        for t in strings("other", 2000) {
+            peer_view.insert(&t);
+        }
+        let mut opening = Vec::new();
+        Frame::Recon(crate::Reconciler::new().initiate(&peer_view)).encode(&mut opening);
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            if !h.state.is_connected(A) {
+                break;
+            }
+            out.extend(h.input(Input::Received(A, &opening)));
+        }
+        assert_eq!(
+            out.last(),
+            Some(&disconnect(A, DisconnectReason::ReconcileOutOfTurn))
+        );
     }
 
     #[test]
