@@ -628,6 +628,8 @@ impl FloodState {
             }
         };
         let mid_frame = c.decoder.greeted() && c.decoder.is_mid_item();
+        // An item ended in this read, so the unfinished one began in it.
+        let began_here = !decoded.is_empty();
         for item in decoded {
             if !self.is_connected(peer) || self.conns[&peer].phase == Phase::Closing {
                 return Ok(());
@@ -638,17 +640,23 @@ impl FloodState {
             }
         }
         if let Some(e) = error {
-            self.disconnect(peer, DisconnectReason::Protocol(e));
+            // Closing on purpose already decided this connection's end.
+            if self
+                .conns
+                .get(&peer)
+                .is_some_and(|c| c.phase != Phase::Closing)
+            {
+                self.disconnect(peer, DisconnectReason::Protocol(e));
+            }
             return Ok(());
         }
         if self.is_connected(peer) {
             // A frame that has begun must end in time; one that ended cancels the timer.
-            let frame_due = if mid_frame {
-                self.timers
-                    .get((peer, TimerKind::Frame))
-                    .or_else(|| now.checked_add(self.config.frame_timeout))
-            } else {
-                None
+            let begun = now.checked_add(self.config.frame_timeout);
+            let frame_due = match (mid_frame, began_here) {
+                (false, _) => None,
+                (true, true) => begun,
+                (true, false) => self.timers.get((peer, TimerKind::Frame)).or(begun),
             };
             self.timers.set((peer, TimerKind::Frame), frame_due);
         }
@@ -810,10 +818,13 @@ impl FloodState {
     }
 
     fn arm_keepalive(&mut self, peer: PeerId) {
+        let keepalive = self.config.keepalive;
+        // Due a keepalive after the last send; if that is past (the link was busy), from now.
         let due = self.conns[&peer]
             .last_sent
-            .max(self.now)
-            .checked_add(self.config.keepalive);
+            .checked_add(keepalive)
+            .filter(|&due| due > self.now)
+            .or_else(|| self.now.checked_add(keepalive));
         self.timers.set((peer, TimerKind::Keepalive), due);
     }
 
@@ -1389,6 +1400,19 @@ mod tests {
                 DisconnectReason::FrameTimeout(Duration::from_secs(10))
             )]
         );
+        // A read that ends one frame and begins the next gives the new one its own time.
+        let mut h = Harness::new();
+        h.linked(A);
+        let two = texts(&["first", "second"]);
+        h.input(Input::Received(A, &two[..3]));
+        h.advance(Duration::from_secs(9));
+        h.input(Input::Received(A, &two[..3 + 8][3..]));
+        let out = h.advance(Duration::from_secs(9));
+        h.ack(&out);
+        assert!(
+            h.state.is_ready(A),
+            "dropped 18 s into a frame begun 9 s ago"
+        );
         // Whole frames, however far apart, set no frame timer.
         let mut h = Harness::new();
         h.linked(A);
@@ -1398,6 +1422,26 @@ mod tests {
             h.ack(&out);
             assert!(h.state.is_ready(A), "{out:?}");
         }
+    }
+
+    #[test]
+    fn a_keepalive_is_due_a_keepalive_after_the_last_send() {
+        let mut h = Harness::new();
+        h.linked(A);
+        h.advance(Duration::from_secs(5));
+        let out = h.input(Input::LineTyped(b"at five seconds"));
+        h.ack(&out);
+        assert!(
+            h.advance(Duration::from_secs(15)).is_empty(),
+            "not quiet yet at 20 s"
+        );
+        assert_eq!(
+            h.state.poll_timeout(),
+            Some(h.now + Duration::from_secs(5)),
+            "the next keepalive is 20 s after the send at 5 s"
+        );
+        let out = h.advance(Duration::from_secs(5));
+        assert_eq!(sent_frames(&out, A), vec![Frame::Ping]);
     }
 
     #[test]
