@@ -3,4 +3,5 @@
 
 pub mod decode;
 pub mod network;
+pub mod reference;
 pub mod state;
