@@ -922,7 +922,8 @@ impl Harness {
             let model = self.peers.remove(&peer).unwrap();
             let allowed = &expect.drops[&peer];
             let ok = if model.closing.is_some() {
-                matches!(reason, DisconnectReason::Local(_)) || allowed.contains(&reason)
+                matches!(reason, DisconnectReason::Local(_))
+                    || allowed.iter().any(|a| same_reason(a, &reason))
             } else {
                 allowed.iter().any(|a| same_reason(a, &reason))
             };
@@ -1687,5 +1688,46 @@ mod core_bugs {
             Action::Ack(0),
             secs(15),
         ]);
+    }
+
+    fn hellos(peer: u8, clients: &[u8]) -> Action {
+        let frames = clients
+            .iter()
+            .map(|&client| WireFrame::Hello {
+                client,
+                port: 0,
+                flags: 0,
+            })
+            .collect();
+        Action::Receive {
+            peer,
+            frames,
+            hold_back: 0,
+        }
+    }
+
+    /// Two accepted connections whose Hellos name the same client (a peer that dialed twice,
+    /// or one claiming another's id): the mesh's duplicate rule assumes one of them was
+    /// dialed, and its `debug_assert_eq!(other_dialed, keep_dialed_by_me)` panics on what
+    /// remote peers sent.
+    #[test]
+    #[ignore = "core bug: two accepted connections from one client panic the mesh"]
+    fn two_accepted_connections_from_one_client() {
+        go(&[
+            Action::Accept(0),
+            Action::Accept(1),
+            hellos(0, &[2]),
+            hellos(1, &[2]),
+        ]);
+    }
+
+    /// A Hello naming this client itself, then a second Hello, in one read: the core starts
+    /// closing the connection with a Bye, then still handles the decode error after it and
+    /// disconnects with a protocol error; the same bytes in two reads give the close on
+    /// purpose (the second read is ignored), so the outcome depends on how reads split.
+    #[test]
+    #[ignore = "core bug: a decode error after a closing Hello in the same read still disconnects"]
+    fn a_close_on_purpose_ignores_the_rest_of_the_read() {
+        go(&[Action::Accept(0), hellos(0, &[1, 3])]);
     }
 }
