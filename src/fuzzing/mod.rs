@@ -5,4 +5,5 @@ pub mod decode;
 pub mod mesh;
 pub mod network;
 pub mod reconcile;
+pub mod reference;
 pub mod state;

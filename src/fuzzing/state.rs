@@ -1,40 +1,48 @@
 //! Fuzz entry point `state`: [`Action`]s applied to one [`FloodState`] with several peers,
-//! every output checked against a model of what the inputs allow.
+//! every output checked against a model of what the rules allow. The model reads and writes
+//! the wire with [`super::reference`], never with [`crate::wire`]'s code.
 //!
-//! Input layout (read with [`arbitrary`]): a byte for [`Config::max_in_flight`] (1 + b % 4), a
-//! byte for [`Config::send_batch`] (b + 1, or the default for 255), then the actions.
+//! Input layout (read with [`arbitrary`]): four configuration bytes (in-flight budget, send
+//! batch, room string limit, room byte limit), then the actions.
 //!
 //! Checked after every step:
-//! - `handle_input` is `Err` exactly for the caller mistakes the model predicts, and then
-//!   queues no output;
-//! - each output fits the input that caused it: `Print` only of a new string typed or received
-//!   in this step, and all of them; `PeerReady` once per peer, when its greeting arrived;
-//!   `Disconnect` exactly for a closed connection, a protocol error (the decoder's), or a due
-//!   timer, with the matching reason; `Send` only to connected peers, the greeting first;
-//! - no output names a peer after its `Disconnect`, and each peer gets at most one;
-//! - per peer, unacknowledged `Send`s never exceed [`Config::max_in_flight`];
-//! - the bytes sent to a peer decode as floodchat, in whole frames, each string at most once,
-//!   only strings in the room, never a string first learned from that peer;
-//! - a greeted peer with room in its in-flight budget has been sent every string it lacks, and
-//!   [`FloodState::is_flushed`] agrees with the model;
-//! - [`FloodState::messages`] is exactly what was printed, in order (so it never shrinks), and
-//!   [`FloodState::contains`] holds for each string when printed and for all at the end;
-//! - [`FloodState::poll_timeout`] is the earliest greeting or stall deadline of the model.
+//! - `handle_input` is `Err` exactly for what the model refuses (caller mistakes, lines that
+//!   are not chat strings, repeated or room-full lines), and then nothing changes and nothing
+//!   is output (but the one room-full notice);
+//! - `Print` only of strings new to the room that fit its limits, in the order they came, and
+//!   all of them; a received string with a control character disconnects with a protocol
+//!   error and prints nothing; the room-full notice comes once, at the first refusal;
+//! - `PeerReady` once per peer, when its Hello arrived, never for a connection to itself; no
+//!   two links share a client id;
+//! - `Disconnect` exactly for a closed connection, a protocol error (the reference's), a Bye,
+//!   the end of a close on purpose, or a due timer with its reason, at most once per peer,
+//!   and nothing names a peer after it;
+//! - timers by the rules: greeting from the connection, frame from the first byte of the
+//!   unfinished frame, idle from the last bytes received, stall from the last ack or the first
+//!   send, linger from the close; a link on which nothing was written for `keepalive` is sent
+//!   a Ping at that time, and a Ping only then; `poll_timeout` is never later than a deadline
+//!   and, after a `Timeout` at some time, never at or before it;
+//! - the bytes sent to a peer are a greeting, our Hello, then whole frames: strings of the
+//!   room, each once, never to the peer it came from, only to links; a Bye is the last frame
+//!   and is followed by the `Disconnect` once acknowledged or after `linger`;
+//! - per peer, unacknowledged `Send`s never exceed [`Config::max_in_flight`]; a link with room
+//!   in its budget has been sent every string it lacks; `is_flushed`, `messages`, `contains`,
+//!   `is_connected`, `is_ready` and `peer_count` agree with the model.
 //!
-//! At the end every `Send` is acknowledged until none is left: then every greeted peer must
-//! have been sent every string it did not send first, and the state is flushed.
+//! At the end every `Send` is acknowledged until none is left: then every link must have
+//! been sent every string it did not send first, no close is pending, and the state is
+//! flushed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::wire::{Decoded, FrameDecoder, GREETING, HEADER_LEN};
-use crate::{
-    Config, DecodeError, DisconnectReason, FloodState, Input, InputError, MAX_MESSAGE_LEN, Output,
-    PeerId,
-};
+use super::reference::{self, Partial, Reader, kind};
+use crate::wire::{ByeReason, ClientId, Decoded, Frame, Hello};
+use crate::{Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId};
 
 /// The texts that actions type and receive: few, so the same text comes from several sides.
 pub const WORDS: [&str; 8] = [
@@ -42,52 +50,126 @@ pub const WORDS: [&str; 8] = [
     "hi",
     "héllo",
     "🦀",
-    "a b",
+    "a\tb",
     "x",
     "cr\r",
     "hello world",
 ];
 
-/// How far one unit of [`Action::Advance`] moves the clock.
-const TICK: Duration = Duration::from_millis(250);
+/// This client's identity.
+const ME: ClientId = ClientId(1);
+/// This client's listening port.
+const LISTEN_PORT: u16 = 7000;
+
+/// A loopback address picked by `i`.
+fn address(i: u8) -> SocketAddr {
+    SocketAddr::new(
+        Ipv4Addr::new(127, 0, 0, 1 + i % 4).into(),
+        4000 + u16::from(i / 4 % 4),
+    )
+}
+
+/// A frame a peer sends, built from arbitrary values.
+#[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
+pub enum WireFrame {
+    /// A Hello from client `client % 4` (1 is this client itself).
+    Hello {
+        /// Picks the client id.
+        client: u8,
+        /// Listening port is 4000 + this.
+        port: u8,
+        /// The flags byte.
+        flags: u8,
+    },
+    /// Text of `WORDS[i % 8]`.
+    Word(u8),
+    /// Text of these bytes, whatever they are.
+    Text(Vec<u8>),
+    /// Text of `n * 257 % 65537 + 1` copies of one byte (a long string, or a control).
+    Long {
+        /// The byte.
+        byte: u8,
+        /// Picks the length.
+        n: u8,
+    },
+    /// Addrs of loopback addresses.
+    Addrs(Vec<u8>),
+    /// Ping.
+    Ping,
+    /// Bye with this reason code and loopback addresses.
+    Bye {
+        /// The reason code.
+        reason: u8,
+        /// Picks the addresses.
+        addrs: Vec<u8>,
+    },
+    /// Recon with this body.
+    Recon(Vec<u8>),
+    /// Want of `count` ids of `fill`.
+    Want {
+        /// How many ids.
+        count: u8,
+        /// Their bytes.
+        fill: u8,
+    },
+    /// A frame of any kind with any body: unknown, malformed or over the limit.
+    Raw {
+        /// The kind byte.
+        kind: u8,
+        /// The body.
+        body: Vec<u8>,
+    },
+}
 
 /// One step of a `state` fuzz run. A peer is named by a byte `k`: 255 (or any `k` before the
 /// first connection) is a peer never connected; `k < 128` picks among connected peers; other
 /// values pick among all peers ever connected, departed ones included.
 #[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Type `WORDS[i % 8]`, with a trailing `\r` when `i >= 128`.
-    TypeWord(u8),
-    /// Type these bytes.
-    TypeBytes(Vec<u8>),
-    /// Type a line of `MAX_MESSAGE_LEN - 1 + i % 3` bytes.
-    TypeLong(u8),
-    /// Connect a new peer; ids count up from 0 and are never reused.
-    Connect,
-    /// Report `Connected` again for this peer, if it is still connected.
-    ConnectAgain(u8),
-    /// These bytes arrive from this peer.
-    ReceiveBytes(u8, Vec<u8>),
-    /// Frames arrive from a peer, after its greeting if not yet sent.
-    ReceiveWords {
+    /// The client starts, through `address(c)` if `c` is odd... see [`Harness::apply`].
+    Start(u8),
+    /// A new inbound connection from `address(i)`.
+    Accept(u8),
+    /// A dial to `address(i)` connected, as a new connection.
+    Dialed(u8),
+    /// A dial to `address(i)` failed.
+    DialFailed(u8),
+    /// Frames arrive from a peer, after its greeting and a Hello if not yet written.
+    Receive {
         /// The peer.
         peer: u8,
-        /// One frame of `WORDS[w % 8]` for each `w`.
-        words: Vec<u8>,
-        /// The last `hold_back % 8` bytes wait for this peer's next `ReceiveWords`.
+        /// The frames.
+        frames: Vec<WireFrame>,
+        /// The last `hold_back % 8` bytes wait for this peer's next `Receive`.
         hold_back: u8,
     },
+    /// These bytes arrive from this peer.
+    ReceiveRaw(u8, Vec<u8>),
     /// One `Send` to this peer was written.
     Ack(u8),
     /// This peer's connection ended.
     Close(u8),
-    /// The clock moves on by this many quarter seconds; `Timeout` is fed if it is due.
-    Advance(u8),
+    /// Type `WORDS[i % 8]`, with a trailing `\r` when `i >= 128`.
+    TypeWord(u8),
+    /// Type these bytes (control characters included).
+    TypeBytes(Vec<u8>),
+    /// Type a line of `65535 + i % 3` bytes.
+    TypeLong(u8),
+    /// The clock moves `amount` units of 1 ms, 100 ms, 1 s or 10 s (`unit % 4`); `Timeout` is
+    /// fed if it is due.
+    Advance {
+        /// How many units.
+        amount: u8,
+        /// Which unit.
+        unit: u8,
+    },
+    /// The clock moves to `poll_timeout` and `Timeout` is fed.
+    ToDeadline,
     /// `Timeout` is fed now, due or not.
     Timeout,
 }
 
-/// Runs one fuzz input; panics if the state breaks an invariant listed in the module docs.
+/// Runs one fuzz input; panics if the state breaks a rule listed in the module docs.
 pub fn run(data: &[u8]) {
     let Some((config, actions)) = parse(data) else {
         return;
@@ -102,115 +184,189 @@ pub fn run(data: &[u8]) {
 /// Reads the configuration and the actions from a fuzz input.
 fn parse(data: &[u8]) -> Option<(Config, Vec<Action>)> {
     let mut u = Unstructured::new(data);
-    let in_flight = u8::arbitrary(&mut u).ok()?;
-    let batch = u8::arbitrary(&mut u).ok()?;
+    let [in_flight, batch, strings, bytes] = <[u8; 4]>::arbitrary(&mut u).ok()?;
     let actions = Vec::<Action>::arbitrary_take_rest(u).ok()?;
+    let default = Config::default();
     let config = Config {
+        client: ME,
+        listen_port: LISTEN_PORT,
         max_in_flight: 1 + usize::from(in_flight % 4),
         send_batch: match batch {
-            u8::MAX => Config::default().send_batch,
+            u8::MAX => default.send_batch,
             b => usize::from(b) + 1,
         },
-        ..Config::default()
+        max_room_strings: match strings {
+            0 => default.max_room_strings,
+            s => usize::from(s % 16),
+        },
+        max_room_bytes: match bytes {
+            0 => default.max_room_bytes,
+            b => usize::from(b) * 8,
+        },
+        ..default
     };
     Some((config, actions))
 }
 
 /// What the harness knows about one connected peer.
-struct PeerModel {
-    /// Decodes the bytes fed from this peer, as the state's own decoder does.
-    inbound: FrameDecoder,
-    /// Decodes the state's `Send`s to this peer.
-    outbound: FrameDecoder,
-    /// Whether [`Action::ReceiveWords`] has written this peer's greeting.
-    greeting_written: bool,
-    /// Bytes [`Action::ReceiveWords`] held back.
+struct Peer {
+    /// The reference reading of the bytes fed from this peer.
+    inbound: Reader,
+    /// The reference reading of the state's `Send`s to this peer.
+    outbound: Reader,
+    /// Whether `Receive` has written the greeting and a Hello.
+    greeted: bool,
+    /// Bytes `Receive` held back.
     held: Vec<u8>,
+    /// The client id of its Hello, once read.
+    client: Option<ClientId>,
     /// Whether `PeerReady` was output.
     ready: bool,
+    /// When the state began closing it on purpose (seen from `is_ready` and a Bye).
+    closing: Option<Instant>,
+    /// Whether a Bye was sent to it.
+    bye_sent: bool,
     /// `Send`s not yet acknowledged.
     in_flight: usize,
     /// Indices in the room of the strings sent to this peer.
     sent: HashSet<usize>,
     /// How many strings of the room were first learned from this peer.
     originated: usize,
-    /// When `Connected` was fed.
-    connected_at: Instant,
-    /// When the stall clock last restarted: readiness, an ack, or a send to an idle peer.
+    /// Whether our Hello should say we have no link.
+    alone: bool,
+    opened: Instant,
+    last_received: Instant,
+    /// When the first byte of its unfinished frame arrived.
+    frame_began: Option<Instant>,
+    /// When the last `Send` to it was output.
+    last_send: Instant,
+    /// When the last `Send` to it was output or acknowledged.
+    last_out: Instant,
+    /// When the stall clock last restarted: an ack, or a send with nothing in flight.
     busy_since: Instant,
 }
 
-impl PeerModel {
-    /// When the state should drop this peer if nothing happens.
-    fn deadline(&self, config: &Config) -> Option<Instant> {
-        if !self.ready {
-            Some(self.connected_at + config.greeting_timeout)
-        } else if self.in_flight > 0 {
-            Some(self.busy_since + config.stall_timeout)
-        } else {
-            None
+/// Config values the model reads.
+#[derive(Clone, Copy)]
+struct Times {
+    greeting: Duration,
+    frame: Duration,
+    idle: Duration,
+    keepalive: Duration,
+    stall: Duration,
+    linger: Duration,
+}
+
+impl Peer {
+    fn linked(&self) -> bool {
+        self.ready && self.closing.is_none()
+    }
+
+    /// When the state must drop it if nothing happens, and the reasons it may give then.
+    fn drops(&self, t: Times) -> Vec<(Instant, DisconnectReason)> {
+        let mut out = Vec::new();
+        if let Some(since) = self.closing {
+            // Closing: the linger bounds it (stall may be set, and is later).
+            out.push((since + t.linger, DisconnectReason::Stalled(t.stall)));
+            return out;
         }
+        if self.client.is_none() {
+            out.push((
+                self.opened + t.greeting,
+                DisconnectReason::GreetingTimeout(t.greeting),
+            ));
+        }
+        if let Some(began) = self.frame_began {
+            out.push((began + t.frame, DisconnectReason::FrameTimeout(t.frame)));
+        }
+        if self.ready {
+            out.push((self.last_received + t.idle, DisconnectReason::Idle(t.idle)));
+        }
+        if self.in_flight > 0 {
+            out.push((
+                self.busy_since + t.stall,
+                DisconnectReason::Stalled(t.stall),
+            ));
+        }
+        out
+    }
+
+    /// When a keepalive Ping is due, for a quiet link.
+    fn keepalive(&self, t: Times) -> Option<Instant> {
+        (self.linked() && self.in_flight == 0).then(|| self.last_out + t.keepalive)
     }
 }
 
-/// The input of one step, with what the model expects of its outputs.
-#[derive(Debug)]
-enum Cause {
-    /// A typed line, with its text if that is new to the room.
-    Typed(Option<Arc<str>>),
-    /// A new peer.
-    Connected(PeerId),
-    /// Bytes from a peer, with the model's reading of them.
-    Received {
-        peer: PeerId,
-        /// Strings new to the room, in order.
-        new: Vec<Arc<str>>,
-        /// Whether the greeting was among them.
-        greeted: bool,
-        /// The decode error that ends the connection.
-        error: Option<DecodeError>,
-    },
-    /// An ack.
-    Sent(PeerId),
-    /// A closed connection, with the expected reason.
-    Closed(PeerId, DisconnectReason),
-    /// A timer, with the peers due and why, by id.
-    Timeout(Vec<(PeerId, DisconnectReason)>),
-    /// An input that must be refused.
-    Refused,
+/// What the model expects of the outputs of one step.
+#[derive(Debug, Default)]
+struct Expect {
+    /// Strings to print, in order.
+    prints: Vec<Arc<str>>,
+    /// Peers to become links.
+    ready: Vec<PeerId>,
+    /// Peers to drop, each with the reasons allowed.
+    drops: BTreeMap<PeerId, Vec<DisconnectReason>>,
+    /// The room-full notice, if this step refuses a string first.
+    room_full: Option<Notice>,
+    /// Peers that must be sent a Ping.
+    pings: Vec<PeerId>,
+    /// Whether Pings may be sent (a Timeout).
+    timeout: bool,
+    /// Whether the client starts with a contact to dial.
+    dial: Option<SocketAddr>,
+    /// The peer whose Hello with this id arrived, which may close it or another.
+    hello: Option<(PeerId, ClientId)>,
+    /// What a peer whose Hello closes it would have output: only what came before the Hello.
+    cut: Option<Box<Expect>>,
 }
 
 /// One [`FloodState`] and the model it is checked against.
 struct Harness {
     state: FloodState,
     config: Config,
+    t: Times,
     now: Instant,
     next_id: u64,
-    /// Connected peers.
-    peers: BTreeMap<PeerId, PeerModel>,
-    /// Every peer ever connected, in order.
+    started: bool,
+    peers: BTreeMap<PeerId, Peer>,
     all: Vec<PeerId>,
     /// The room, in the order printed.
     printed: Vec<Arc<str>>,
+    room_bytes: usize,
+    room_full_said: bool,
     /// The peer each string of `printed` was first learned from, if any.
     origin: Vec<Option<PeerId>>,
-    /// Each string's index in `printed`.
     seen: HashMap<Arc<str>, usize>,
+    /// Addresses the state was told of, which it may dial.
+    known: HashSet<SocketAddr>,
 }
 
 impl Harness {
     fn new(config: Config) -> Self {
         let now = Instant::now();
+        let t = Times {
+            greeting: config.greeting_timeout,
+            frame: config.frame_timeout,
+            idle: config.idle_timeout,
+            keepalive: config.keepalive,
+            stall: config.stall_timeout,
+            linger: config.linger,
+        };
         Self {
             state: FloodState::new(config.clone(), now),
             config,
+            t,
             now,
             next_id: 0,
+            started: false,
             peers: BTreeMap::new(),
             all: Vec::new(),
             printed: Vec::new(),
+            room_bytes: 0,
+            room_full_said: false,
             origin: Vec::new(),
             seen: HashMap::new(),
+            known: HashSet::new(),
         }
     }
 
@@ -228,6 +384,64 @@ impl Harness {
 
     fn apply(&mut self, action: &Action) {
         match *action {
+            Action::Start(c) => {
+                if self.started {
+                    return;
+                }
+                self.started = true;
+                let contact = (c % 2 == 1).then(|| address(c / 2));
+                self.known.extend(contact);
+                let expect = Expect {
+                    dial: contact,
+                    ..Expect::default()
+                };
+                self.step(Input::Start { contact }, Ok(()), expect);
+            }
+            Action::Accept(i) => {
+                let peer = self.open();
+                let remote = address(i);
+                self.step(Input::Accepted { peer, remote }, Ok(()), Expect::default());
+            }
+            Action::Dialed(i) => {
+                let peer = self.open();
+                let addr = address(i);
+                self.step(Input::Dialed { peer, addr }, Ok(()), Expect::default());
+            }
+            Action::DialFailed(i) => {
+                self.step(Input::DialFailed(address(i)), Ok(()), Expect::default())
+            }
+            Action::Receive {
+                peer,
+                ref frames,
+                hold_back,
+            } => {
+                let peer = self.pick(peer);
+                let mut bytes = Vec::new();
+                if let Some(model) = self.peers.get_mut(&peer) {
+                    bytes.append(&mut model.held);
+                    if !model.greeted {
+                        model.greeted = true;
+                        bytes.extend_from_slice(reference::GREETING);
+                        if !matches!(frames.first(), Some(WireFrame::Hello { .. })) {
+                            let hello = Hello {
+                                client: ClientId(1000 + peer.0),
+                                listen_port: 0,
+                                alone: false,
+                            };
+                            reference::encode(&Frame::Hello(hello), &mut bytes);
+                        }
+                    }
+                    for frame in frames {
+                        encode(frame, &mut bytes);
+                    }
+                    let keep = bytes.len() - usize::from(hold_back % 8).min(bytes.len());
+                    model.held = bytes.split_off(keep);
+                }
+                self.receive(peer, &bytes);
+            }
+            Action::ReceiveRaw(k, ref bytes) => self.receive(self.pick(k), bytes),
+            Action::Ack(k) => self.ack(self.pick(k)),
+            Action::Close(k) => self.close(self.pick(k)),
             Action::TypeWord(i) => {
                 let mut line = WORDS[usize::from(i) % WORDS.len()].as_bytes().to_vec();
                 if i >= 128 {
@@ -238,61 +452,18 @@ impl Harness {
             Action::TypeBytes(ref line) => self.type_line(line),
             Action::TypeLong(i) => {
                 let fill = b'l' + i / 3 % 3;
-                self.type_line(&vec![fill; MAX_MESSAGE_LEN - 1 + usize::from(i % 3)]);
+                self.type_line(&vec![fill; reference::TEXT_MAX - 1 + usize::from(i % 3)]);
             }
-            Action::Connect => {
-                let peer = PeerId(self.next_id);
-                self.next_id += 1;
-                self.all.push(peer);
-                let model = PeerModel {
-                    inbound: FrameDecoder::new(),
-                    outbound: FrameDecoder::new(),
-                    greeting_written: false,
-                    held: Vec::new(),
-                    ready: false,
-                    in_flight: 0,
-                    sent: HashSet::new(),
-                    originated: 0,
-                    connected_at: self.now,
-                    busy_since: self.now,
-                };
-                self.peers.insert(peer, model);
-                self.step(Input::Connected(peer), Ok(()), Cause::Connected(peer));
-            }
-            Action::ConnectAgain(k) => {
-                let peer = self.pick(k);
-                if self.peers.contains_key(&peer) {
-                    let refused = Err(vec![InputError::PeerExists(peer)]);
-                    self.step(Input::Connected(peer), refused, Cause::Refused);
-                }
-            }
-            Action::ReceiveBytes(k, ref bytes) => self.receive(self.pick(k), bytes),
-            Action::ReceiveWords {
-                peer,
-                ref words,
-                hold_back,
-            } => {
-                let peer = self.pick(peer);
-                let mut bytes = Vec::new();
-                if let Some(model) = self.peers.get_mut(&peer) {
-                    bytes.append(&mut model.held);
-                    if !model.greeting_written {
-                        model.greeting_written = true;
-                        bytes.extend_from_slice(&GREETING);
-                    }
-                    for &w in words {
-                        crate::wire::encode_frame(WORDS[usize::from(w) % WORDS.len()], &mut bytes);
-                    }
-                    let keep = bytes.len() - usize::from(hold_back % 8).min(bytes.len());
-                    model.held = bytes.split_off(keep);
-                }
-                self.receive(peer, &bytes);
-            }
-            Action::Ack(k) => self.ack(self.pick(k)),
-            Action::Close(k) => self.close(self.pick(k)),
-            Action::Advance(n) => {
-                self.now += TICK * u32::from(n);
+            Action::Advance { amount, unit } => {
+                let unit = [1, 100, 1000, 10_000][usize::from(unit % 4)];
+                self.now += Duration::from_millis(u64::from(amount) * unit);
                 if self.state.poll_timeout().is_some_and(|due| due <= self.now) {
+                    self.timeout();
+                }
+            }
+            Action::ToDeadline => {
+                if let Some(due) = self.state.poll_timeout() {
+                    self.now = self.now.max(due);
                     self.timeout();
                 }
             }
@@ -300,107 +471,241 @@ impl Harness {
         }
     }
 
+    /// A new connection's model; the state is told of it by the caller.
+    fn open(&mut self) -> PeerId {
+        let peer = PeerId(self.next_id);
+        self.next_id += 1;
+        self.all.push(peer);
+        let alone = !self.peers.values().any(Peer::linked);
+        let now = self.now;
+        self.peers.insert(
+            peer,
+            Peer {
+                inbound: Reader::new(),
+                outbound: Reader::new(),
+                greeted: false,
+                held: Vec::new(),
+                client: None,
+                ready: false,
+                closing: None,
+                bye_sent: false,
+                in_flight: 0,
+                sent: HashSet::new(),
+                originated: 0,
+                alone,
+                opened: now,
+                last_received: now,
+                frame_began: None,
+                last_send: now,
+                last_out: now,
+                busy_since: now,
+            },
+        );
+        peer
+    }
+
+    /// Whether a string of `len` bytes fits the room now.
+    fn fits(&self, strings: usize, bytes: usize, len: usize) -> bool {
+        strings < self.config.max_room_strings && bytes + len <= self.config.max_room_bytes
+    }
+
     fn type_line(&mut self, line: &[u8]) {
         let trimmed = line.strip_suffix(b"\r").unwrap_or(line);
-        let mut errors = Vec::new();
-        if trimmed.len() > MAX_MESSAGE_LEN {
-            errors.push(InputError::LineTooLong(trimmed.len()));
+        let mut errors: Vec<InputError> = Vec::new();
+        let mut expect = Expect::default();
+        if !trimmed.is_empty() {
+            errors.extend(
+                reference::text_errors(trimmed)
+                    .into_iter()
+                    .map(InputError::BadLine),
+            );
+            if errors.is_empty() {
+                let text = std::str::from_utf8(trimmed).unwrap();
+                if self.seen.contains_key(text) {
+                    errors.push(InputError::AlreadySaid);
+                } else if !self.fits(self.printed.len(), self.room_bytes, text.len()) {
+                    errors.push(InputError::RoomFull);
+                    expect.room_full = self.room_full_notice();
+                } else {
+                    expect.prints.push(Arc::from(text));
+                }
+            }
         }
-        let mut new = None;
-        match std::str::from_utf8(trimmed) {
-            Err(_) => errors.push(InputError::LineNotUtf8),
-            Ok(text) if text.contains('\n') => errors.push(InputError::LineHasLineFeed),
-            Ok(text) if self.seen.contains_key(text) => errors.push(InputError::AlreadySaid),
-            Ok(text) if !text.is_empty() => new = Some(Arc::from(text)),
-            Ok(_) => {}
-        }
-        let (expected, cause) = if errors.is_empty() {
-            (Ok(()), Cause::Typed(new))
+        let expected = if errors.is_empty() {
+            Ok(())
         } else {
-            (Err(errors), Cause::Refused)
+            Err(errors)
         };
-        self.step(Input::LineTyped(line), expected, cause);
+        self.step(Input::LineTyped(line), expected, expect);
+    }
+
+    /// The room-full notice if none was said yet.
+    fn room_full_notice(&mut self) -> Option<Notice> {
+        (!std::mem::replace(&mut self.room_full_said, true)).then_some(Notice::RoomFull {
+            strings: self.printed.len(),
+            bytes: self.room_bytes,
+        })
     }
 
     fn receive(&mut self, peer: PeerId, bytes: &[u8]) {
+        let input = Input::Received(peer, bytes);
+        let now = self.now;
         let Some(model) = self.peers.get_mut(&peer) else {
             let refused = Err(vec![InputError::UnknownPeer(peer)]);
-            return self.step(Input::Received(peer, bytes), refused, Cause::Refused);
+            return self.step(input, refused, Expect::default());
         };
-        let mut input = bytes;
-        let mut new: Vec<Arc<str>> = Vec::new();
-        let mut greeted = false;
-        let error = loop {
-            match model.inbound.decode(&mut input) {
-                Ok(Some(Decoded::Greeting)) => greeted = true,
-                Ok(Some(Decoded::Message(text))) => {
-                    let known = self.seen.contains_key(text.as_str());
-                    if !known && !new.iter().any(|t| **t == *text) {
-                        new.push(text.into());
+        if model.closing.is_some() {
+            // Closing on purpose: what the peer says no longer matters.
+            return self.step(input, Ok(()), Expect::default());
+        }
+        model.last_received = now;
+        let pending_before = model.inbound.pending();
+        let (items, error) = model.inbound.push(bytes);
+        model.frame_began = match model.inbound.partial() {
+            Partial::Head | Partial::Body { .. } if model.inbound.pending() > bytes.len() => {
+                debug_assert!(pending_before > 0);
+                Some(model.frame_began.unwrap_or(now))
+            }
+            Partial::Head | Partial::Body { .. } => Some(now),
+            Partial::None | Partial::Greeting => None,
+        };
+        let mut expect = Expect::default();
+        let (mut strings, mut room) = (self.printed.len(), self.room_bytes);
+        let mut new: HashSet<Arc<str>> = HashSet::new();
+        let mut ended = false;
+        for item in items {
+            let Decoded::Frame(frame) = item else {
+                continue;
+            };
+            match frame {
+                Frame::Hello(hello) => {
+                    let model = self.peers.get_mut(&peer).unwrap();
+                    model.client = Some(hello.client);
+                    if hello.listen_port != 0 {
+                        // Any address it came from may be where it listens.
+                        for i in 0..16 {
+                            let a = address(i);
+                            self.known
+                                .insert(SocketAddr::new(a.ip(), hello.listen_port));
+                        }
+                    }
+                    expect.cut = Some(Box::new(Expect {
+                        room_full: expect.room_full.clone(),
+                        ..Expect::default()
+                    }));
+                    expect.hello = Some((peer, hello.client));
+                    if hello.client == ME {
+                        ended = true;
+                        break;
+                    }
+                    expect.ready.push(peer);
+                }
+                Frame::Text(text) => {
+                    if self.seen.contains_key(text.as_str()) || new.contains(text.as_str()) {
+                        continue;
+                    }
+                    if self.fits(strings, room, text.len()) {
+                        strings += 1;
+                        room += text.len();
+                        let text: Arc<str> = Arc::from(text);
+                        new.insert(text.clone());
+                        expect.prints.push(text);
+                    } else if expect.room_full.is_none() && !self.room_full_said {
+                        self.room_full_said = true;
+                        expect.room_full = Some(Notice::RoomFull {
+                            strings,
+                            bytes: room,
+                        });
                     }
                 }
-                Ok(None) => break None,
-                Err(e) => break Some(e),
+                Frame::Addrs(addrs) => self.known.extend(addrs),
+                Frame::Bye { reason, addrs } => {
+                    self.known.extend(addrs);
+                    expect
+                        .drops
+                        .insert(peer, vec![DisconnectReason::Bye(reason)]);
+                    ended = true;
+                    break;
+                }
+                Frame::Ping | Frame::Recon(_) | Frame::Want(_) => {}
             }
-        };
-        let cause = Cause::Received {
-            peer,
-            new,
-            greeted,
-            error,
-        };
-        self.step(Input::Received(peer, bytes), Ok(()), cause);
+        }
+        if let (Some(e), false) = (error, ended) {
+            expect
+                .drops
+                .insert(peer, vec![DisconnectReason::Protocol(e)]);
+        }
+        self.step(input, Ok(()), expect);
     }
 
     fn ack(&mut self, peer: PeerId) {
-        let (expected, cause) = match self.peers.get_mut(&peer) {
-            None => (Err(vec![InputError::UnknownPeer(peer)]), Cause::Refused),
-            Some(model) if model.in_flight == 0 => {
-                (Err(vec![InputError::NothingInFlight(peer)]), Cause::Refused)
-            }
+        let now = self.now;
+        let mut expect = Expect::default();
+        let expected = match self.peers.get_mut(&peer) {
+            None => Err(vec![InputError::UnknownPeer(peer)]),
+            Some(model) if model.in_flight == 0 => Err(vec![InputError::NothingInFlight(peer)]),
             Some(model) => {
                 model.in_flight -= 1;
-                if model.ready {
-                    model.busy_since = self.now;
+                model.busy_since = now;
+                model.last_out = now;
+                if model.closing.is_some() && model.bye_sent && model.in_flight == 0 {
+                    expect.drops.insert(peer, vec![]);
                 }
-                (Ok(()), Cause::Sent(peer))
+                Ok(())
             }
         };
-        self.step(Input::Sent(peer), expected, cause);
+        self.step(Input::Sent(peer), expected, expect);
     }
 
     fn close(&mut self, peer: PeerId) {
-        let (expected, cause) = match self.peers.get(&peer) {
-            None => (Err(vec![InputError::UnknownPeer(peer)]), Cause::Refused),
+        let mut expect = Expect::default();
+        let expected = match self.peers.get(&peer) {
+            None => Err(vec![InputError::UnknownPeer(peer)]),
             Some(model) => {
-                let reason = if !model.inbound.greeted() {
-                    DisconnectReason::ClosedBeforeGreeting
-                } else if model.inbound.is_mid_item() {
-                    DisconnectReason::ClosedMidFrame
+                let reasons = if model.closing.is_some() {
+                    vec![]
+                } else if !model.inbound.hello_seen() {
+                    vec![DisconnectReason::ClosedBeforeGreeting]
+                } else if model.inbound.partial() != Partial::None {
+                    vec![DisconnectReason::ClosedMidFrame]
                 } else {
-                    DisconnectReason::Closed
+                    vec![DisconnectReason::Closed]
                 };
-                (Ok(()), Cause::Closed(peer, reason))
+                expect.drops.insert(peer, reasons);
+                Ok(())
             }
         };
-        self.step(Input::Closed(peer), expected, cause);
+        self.step(Input::Closed(peer), expected, expect);
     }
 
     fn timeout(&mut self) {
-        let due = self
-            .peers
-            .iter()
-            .filter(|(_, m)| m.deadline(&self.config).is_some_and(|d| d <= self.now))
-            .map(|(&peer, m)| {
-                let reason = if m.ready {
-                    DisconnectReason::Stalled(self.config.stall_timeout)
-                } else {
-                    DisconnectReason::GreetingTimeout(self.config.greeting_timeout)
-                };
-                (peer, reason)
-            })
-            .collect();
-        self.step(Input::Timeout, Ok(()), Cause::Timeout(due));
+        let now = self.now;
+        let mut expect = Expect {
+            timeout: true,
+            ..Expect::default()
+        };
+        for (&peer, model) in &self.peers {
+            let due: Vec<DisconnectReason> = model
+                .drops(self.t)
+                .into_iter()
+                .filter(|(at, _)| *at <= now)
+                .map(|(_, reason)| reason)
+                .collect();
+            if !due.is_empty() {
+                // A closing peer may also be dropped for its close's own reason.
+                let due = if model.closing.is_some() { vec![] } else { due };
+                expect.drops.insert(peer, due);
+            } else if model.keepalive(self.t).is_some_and(|at| at <= now) {
+                expect.pings.push(peer);
+            }
+        }
+        self.step(Input::Timeout, Ok(()), expect);
+        if let Some(next) = self.state.poll_timeout() {
+            assert!(
+                next > now,
+                "poll_timeout {next:?} not after the Timeout at {now:?}"
+            );
+        }
     }
 
     /// Acknowledges every `Send` until none is in flight, then checks that all was delivered.
@@ -413,11 +718,15 @@ impl Harness {
             };
             self.ack(peer);
         }
-        assert!(
-            self.peers.values().all(|m| m.in_flight == 0),
-            "still sending after {limit} acks"
-        );
         for (peer, model) in &self.peers {
+            assert_eq!(
+                model.in_flight, 0,
+                "{peer} still sending after {limit} acks"
+            );
+            assert!(
+                model.closing.is_none(),
+                "{peer} still closing with nothing in flight"
+            );
             if model.ready {
                 assert_eq!(self.owed(model), 0, "{peer} not sent everything");
             }
@@ -436,137 +745,281 @@ impl Harness {
     }
 
     /// Feeds `input`, checks the result against `expected`, then drains and checks the outputs.
-    fn step(&mut self, input: Input<'_>, expected: Result<(), Vec<InputError>>, cause: Cause) {
+    fn step(&mut self, input: Input<'_>, expected: Result<(), Vec<InputError>>, expect: Expect) {
+        let messages_before = self.state.messages().len();
         let result = self.state.handle_input(self.now, input);
         match (&result, &expected) {
             (Ok(()), Ok(())) => {}
             (Err(error), Err(allowed)) if allowed.contains(error) => {
-                assert_eq!(self.state.poll_output(), None, "output after {error:?}");
+                let output = self.state.poll_output();
+                match (&output, &expect.room_full) {
+                    (None, _) => {}
+                    (Some(Output::Notice(n)), Some(want)) if n == want => {
+                        assert_eq!(
+                            self.state.poll_output(),
+                            None,
+                            "more output after {error:?}"
+                        );
+                    }
+                    _ => panic!("{output:?} after {error:?}"),
+                }
+                assert_eq!(
+                    self.state.messages().len(),
+                    messages_before,
+                    "{error:?} changed it"
+                );
+                return self.check_invariants();
             }
             _ => panic!("{input:?} gave {result:?}, expected {expected:?}"),
         }
+        let mut outputs = Vec::new();
+        while let Some(output) = self.state.poll_output() {
+            outputs.push(output);
+        }
+        // A Hello that closes its own connection cuts what the rest of its bytes would do.
+        let mut expect = expect;
+        if let Some((peer, _)) = expect.hello {
+            let closed_here = self.state.is_connected(peer) && !self.state.is_ready(peer)
+                || outputs
+                    .iter()
+                    .any(|o| matches!(o, Output::Disconnect { peer: p, .. } if *p == peer))
+                    && !outputs.contains(&Output::PeerReady(peer));
+            if closed_here {
+                let cut = expect.cut.take().unwrap();
+                expect = Expect {
+                    hello: expect.hello,
+                    ..*cut
+                };
+            }
+        }
         let mut prints = Vec::new();
         let mut ready = Vec::new();
-        let mut dropped = Vec::new();
-        while let Some(output) = self.state.poll_output() {
+        let mut dropped = BTreeMap::new();
+        let mut notices = Vec::new();
+        let mut pinged = Vec::new();
+        let mut byes = Vec::new();
+        let mut dials = Vec::new();
+        for output in outputs {
             match output {
-                Output::Print(text) => {
+                Output::Print(at) => {
                     let index = self.printed.len();
+                    assert_eq!(at, index, "Print indices come in order");
+                    let text: Arc<str> = self.state.message(at).into();
                     let old = self.seen.insert(text.clone(), index);
                     assert!(old.is_none(), "printed twice: {text:?}");
                     assert!(
                         self.state.contains(&text),
                         "{text:?} printed, not contained"
                     );
-                    let origin = match cause {
-                        Cause::Received { peer, .. } => Some(peer),
+                    let origin = match input {
+                        Input::Received(peer, _) => Some(peer),
                         _ => None,
                     };
                     if let Some(model) = origin.and_then(|peer| self.peers.get_mut(&peer)) {
                         model.originated += 1;
                     }
                     self.origin.push(origin);
+                    self.room_bytes += text.len();
                     self.printed.push(text.clone());
                     prints.push(text);
                 }
-                Output::Send { peer, bytes } => self.check_send(peer, &bytes, &cause),
+                Output::Send { peer, bytes } => {
+                    assert!(
+                        !dropped.contains_key(&peer),
+                        "Send to {peer} after its Disconnect"
+                    );
+                    let (ping, bye) = self.check_send(peer, &bytes, expect.timeout);
+                    if ping {
+                        pinged.push(peer);
+                    }
+                    if bye {
+                        byes.push(peer);
+                    }
+                }
                 Output::PeerReady(peer) => {
+                    assert!(
+                        !dropped.contains_key(&peer),
+                        "PeerReady({peer}) after Disconnect"
+                    );
                     let model = self.peers.get_mut(&peer);
                     let model = model.unwrap_or_else(|| panic!("PeerReady({peer}) not connected"));
                     assert!(!model.ready, "PeerReady({peer}) twice");
                     model.ready = true;
-                    model.busy_since = self.now;
+                    model.last_out = model.last_out.max(self.now);
                     ready.push(peer);
                 }
                 Output::Disconnect { peer, reason } => {
-                    let model = self.peers.remove(&peer);
-                    assert!(model.is_some(), "Disconnect of {peer}, not connected");
-                    dropped.push((peer, reason));
+                    assert!(
+                        self.peers.contains_key(&peer),
+                        "Disconnect of {peer}, not connected"
+                    );
+                    assert!(
+                        dropped.insert(peer, reason).is_none(),
+                        "two Disconnects of {peer}"
+                    );
                 }
+                Output::Dial(addr) => {
+                    assert!(
+                        self.known.contains(&addr),
+                        "Dial({addr}), an address never told"
+                    );
+                    assert!(addr.ip().is_loopback(), "Dial({addr})");
+                    dials.push(addr);
+                }
+                Output::Notice(notice @ Notice::RoomFull { .. }) => notices.push(notice),
+                Output::Notice(Notice::Mesh(_)) => {}
             }
         }
-        dropped.sort_by_key(|(peer, _)| *peer);
-        let (want_prints, want_ready, want_dropped) = match cause {
-            Cause::Typed(new) => (new.into_iter().collect(), vec![], vec![]),
-            Cause::Connected(_) | Cause::Sent(_) | Cause::Refused => (vec![], vec![], vec![]),
-            Cause::Received {
-                peer,
-                new,
-                greeted,
-                error,
-            } => {
-                let ready = if greeted { vec![peer] } else { vec![] };
-                let dropped = error.map(|e| (peer, DisconnectReason::Protocol(e)));
-                (new, ready, dropped.into_iter().collect())
+        assert_eq!(prints, expect.prints, "prints after {input:?}");
+        assert_eq!(
+            notices,
+            Vec::from_iter(expect.room_full),
+            "notices after {input:?}"
+        );
+        if let Some(addr) = expect.dial {
+            assert!(dials.contains(&addr), "Start through {addr} dials nothing");
+        }
+        // Closes on purpose: seen as a peer that has a Hello but is not a link.
+        let now = self.now;
+        for (&peer, model) in self.peers.iter_mut() {
+            let gone = dropped.contains_key(&peer);
+            let closing = !gone && model.client.is_some() && !self.state.is_ready(peer);
+            if closing && model.closing.is_none() {
+                let cause = expect.hello.map(|(_, id)| id);
+                assert!(
+                    cause.is_some_and(|id| id == ME || Some(id) == model.client),
+                    "{peer} closed on purpose after {input:?}"
+                );
+                model.closing = Some(now);
             }
-            Cause::Closed(peer, reason) => (vec![], vec![], vec![(peer, reason)]),
-            Cause::Timeout(due) => (vec![], vec![], due),
-        };
-        assert_eq!(prints, want_prints, "prints after {input:?}");
-        assert_eq!(ready, want_ready, "PeerReady after {input:?}");
-        assert_eq!(dropped, want_dropped, "disconnects after {input:?}");
-        if let Input::Connected(peer) = input {
-            let model = &self.peers[&peer];
-            assert!(model.outbound.greeted(), "no greeting sent to {peer}");
+            if byes.contains(&peer) {
+                assert!(
+                    model.closing.is_some() || gone,
+                    "Bye sent to {peer}, still a link"
+                );
+            }
+        }
+        if let Some((peer, id)) = expect.hello {
+            if id == ME {
+                assert!(
+                    !ready.contains(&peer),
+                    "PeerReady for a connection to itself"
+                );
+                let model = &self.peers[&peer];
+                assert!(
+                    model.closing.is_some() || dropped.contains_key(&peer),
+                    "self kept"
+                );
+            }
+        }
+        assert_eq!(ready, expect.ready, "PeerReady after {input:?}");
+        let want_drops: Vec<PeerId> = expect.drops.keys().copied().collect();
+        let got_drops: Vec<PeerId> = dropped.keys().copied().collect();
+        assert_eq!(
+            got_drops, want_drops,
+            "disconnects after {input:?} at {:?}",
+            self.now
+        );
+        for (peer, reason) in dropped {
+            let model = self.peers.remove(&peer).unwrap();
+            let allowed = &expect.drops[&peer];
+            let ok = if model.closing.is_some() {
+                matches!(reason, DisconnectReason::Local(_))
+                    || allowed.iter().any(|a| same_reason(a, &reason))
+            } else {
+                allowed.iter().any(|a| same_reason(a, &reason))
+            };
+            assert!(
+                ok,
+                "{peer} dropped for {reason:?}, expected one of {allowed:?}"
+            );
+        }
+        for peer in &expect.pings {
+            assert!(
+                pinged.contains(peer),
+                "no keepalive to {peer} at {:?}",
+                self.now
+            );
         }
         self.check_invariants();
     }
 
-    /// Checks one `Send` and records what it carries.
-    fn check_send(&mut self, peer: PeerId, bytes: &[u8], cause: &Cause) {
+    /// Checks one `Send`; returns whether it carries a Ping and whether a Bye.
+    fn check_send(&mut self, peer: PeerId, bytes: &[u8], timeout: bool) -> (bool, bool) {
+        let now = self.now;
+        let keepalive = self.t.keepalive;
         let model = self.peers.get_mut(&peer);
         let model = model.unwrap_or_else(|| panic!("Send to {peer}, not connected"));
-        match *cause {
-            Cause::Connected(p) => {
-                assert!(
-                    p == peer && bytes == GREETING,
-                    "Connected({p}) sent {bytes:?} to {peer}"
-                );
-            }
-            Cause::Sent(p) => assert_eq!(p, peer, "ack of {p} sent to another peer"),
-            Cause::Typed(_) | Cause::Received { .. } => {}
-            Cause::Closed(..) | Cause::Timeout(_) | Cause::Refused => {
-                panic!("Send to {peer} after {cause:?}")
-            }
-        }
         assert!(!bytes.is_empty(), "empty Send to {peer}");
-        let largest = self.config.send_batch + HEADER_LEN + MAX_MESSAGE_LEN;
-        assert!(bytes.len() < largest, "Send of {} bytes", bytes.len());
-        if model.in_flight == 0 {
-            model.busy_since = self.now;
-        }
-        model.in_flight += 1;
-        assert!(
-            model.in_flight <= self.config.max_in_flight,
-            "{} Sends in flight to {peer}",
-            model.in_flight
+        assert!(!model.bye_sent, "Send to {peer} after its Bye");
+        let first = !model.outbound.greeted();
+        let (items, error) = model.outbound.push(bytes);
+        assert_eq!(error, None, "Send to {peer} is not floodchat");
+        assert_eq!(
+            model.outbound.partial(),
+            Partial::None,
+            "Send to {peer} ends mid-frame"
         );
-        let mut input = bytes;
-        loop {
-            match model.outbound.decode(&mut input) {
-                Ok(Some(Decoded::Greeting)) => {}
-                Ok(Some(Decoded::Message(text))) => {
-                    assert!(model.ready, "{text:?} sent to {peer} before its greeting");
+        let mut items = items.into_iter();
+        if first {
+            assert_eq!(
+                items.next(),
+                Some(Decoded::Greeting),
+                "Send to {peer} without greeting"
+            );
+            let hello = Hello {
+                client: ME,
+                listen_port: LISTEN_PORT,
+                alone: model.alone,
+            };
+            assert_eq!(
+                items.next(),
+                Some(Decoded::Frame(Frame::Hello(hello))),
+                "our Hello"
+            );
+        }
+        let (mut ping, mut bye) = (false, false);
+        for item in items {
+            assert!(!bye, "{item:?} after a Bye to {peer}");
+            match item {
+                Decoded::Frame(Frame::Text(text)) => {
+                    assert!(model.linked(), "{text:?} sent to {peer}, not a link");
                     let index = self.seen.get(text.as_str()).copied();
                     let index = index.expect("sent a string that is not in the room");
                     assert_ne!(self.origin[index], Some(peer), "{text:?} sent back");
                     assert!(model.sent.insert(index), "{text:?} sent twice");
                 }
-                Ok(None) => break,
-                Err(e) => panic!("Send to {peer} is not floodchat: {e}"),
+                Decoded::Frame(Frame::Ping) => {
+                    assert!(timeout, "Ping to {peer} outside a Timeout");
+                    assert!(
+                        now >= model.last_send + keepalive,
+                        "Ping to {peer} with a Send {:?} ago",
+                        now - model.last_send
+                    );
+                    ping = true;
+                }
+                Decoded::Frame(Frame::Bye { .. }) => bye = true,
+                Decoded::Frame(Frame::Addrs(_)) => {}
+                other => panic!("{other:?} sent to {peer}"),
             }
         }
+        model.bye_sent |= bye;
+        if model.in_flight == 0 {
+            model.busy_since = now;
+        }
+        model.in_flight += 1;
+        model.last_send = now;
+        model.last_out = now;
         assert!(
-            !model.outbound.is_mid_item(),
-            "Send to {peer} ends mid-frame"
+            model.in_flight <= self.config.max_in_flight,
+            "{} Sends in flight to {peer}",
+            model.in_flight
         );
+        (ping, bye)
     }
 
     /// How many strings of the room this peer has not been sent and did not send first.
-    ///
-    /// Exact because `check_send` asserts that what is sent is in the room and did not come
-    /// from the peer, and each string is counted once.
-    fn owed(&self, model: &PeerModel) -> usize {
+    fn owed(&self, model: &Peer) -> usize {
         self.printed.len() - model.sent.len() - model.originated
     }
 
@@ -578,12 +1031,18 @@ impl Harness {
             self.printed.len(),
             "messages().len()"
         );
-        // Compare addresses first: the state prints the very `Arc` it keeps, and long
-        // strings would otherwise be compared byte by byte after every step.
         let same = |(a, b): (&str, &Arc<str>)| std::ptr::eq(a, &**b) || a == &**b;
         assert!(
             state.messages().zip(&self.printed).all(same),
             "messages() is not what was printed"
+        );
+        assert!(
+            self.printed.len() <= self.config.max_room_strings,
+            "room over its limit"
+        );
+        assert!(
+            self.room_bytes <= self.config.max_room_bytes,
+            "room over its byte limit"
         );
         assert_eq!(state.peer_count(), self.peers.len(), "peer_count()");
         for &peer in &self.all {
@@ -595,21 +1054,95 @@ impl Harness {
             );
             assert_eq!(
                 state.is_ready(peer),
-                model.is_some_and(|m| m.ready),
-                "is_ready"
+                model.is_some_and(Peer::linked),
+                "is_ready({peer})"
             );
         }
+        let mut ids = HashSet::new();
         let mut flushed = true;
+        let mut earliest: Option<Instant> = None;
         for (&peer, model) in &self.peers {
+            if model.linked() {
+                let id = model.client.unwrap();
+                assert!(ids.insert(id), "two links to client {id}");
+                assert_ne!(id, ME, "{peer} is a link to this client itself");
+            }
             let owed = self.owed(model);
-            if model.ready && model.in_flight < self.config.max_in_flight {
+            if model.linked() && model.in_flight < self.config.max_in_flight {
                 assert_eq!(owed, 0, "{peer} has sends to spare but still lacks strings");
             }
-            flushed &= model.in_flight == 0 && (!model.ready || owed == 0);
+            flushed &= model.in_flight == 0 && (!model.linked() || owed == 0);
+            let deadlines = model.drops(self.t).into_iter().map(|(at, _)| at);
+            for at in deadlines.chain(model.keepalive(self.t)) {
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            }
         }
         assert_eq!(state.is_flushed(), flushed, "is_flushed()");
-        let deadline = self.peers.values().filter_map(|m| m.deadline(&self.config));
-        assert_eq!(state.poll_timeout(), deadline.min(), "poll_timeout()");
+        if let Some(earliest) = earliest {
+            let next = state.poll_timeout();
+            assert!(
+                next.is_some_and(|next| next <= earliest),
+                "poll_timeout() {next:?} later than a deadline at {earliest:?}"
+            );
+        }
+    }
+}
+
+/// Whether two reasons say the same, comparing decode errors without their wording.
+fn same_reason(a: &DisconnectReason, b: &DisconnectReason) -> bool {
+    match (a, b) {
+        (DisconnectReason::Protocol(x), DisconnectReason::Protocol(y)) => {
+            reference::normalise(x.clone()) == reference::normalise(y.clone())
+        }
+        _ => a == b,
+    }
+}
+
+/// Appends `frame` to `out`, as a peer would write it.
+fn encode(frame: &WireFrame, out: &mut Vec<u8>) {
+    let addrs = |picks: &[u8]| {
+        picks
+            .iter()
+            .take(reference::ADDRS_MAX)
+            .map(|&i| address(i))
+            .collect()
+    };
+    match frame {
+        WireFrame::Hello {
+            client,
+            port,
+            flags,
+        } => {
+            let mut body = (u64::from(client % 4)).to_be_bytes().to_vec();
+            body.extend_from_slice(&(4000 + u16::from(*port)).to_be_bytes());
+            body.push(*flags);
+            reference::raw(kind::HELLO, &body, out);
+        }
+        WireFrame::Word(i) => {
+            reference::raw(kind::TEXT, WORDS[usize::from(*i) % 8].as_bytes(), out)
+        }
+        WireFrame::Text(bytes) => reference::raw(kind::TEXT, bytes, out),
+        WireFrame::Long { byte, n } => {
+            let len = usize::from(*n) * 257 % (reference::TEXT_MAX + 1) + 1;
+            reference::raw(kind::TEXT, &vec![*byte; len], out);
+        }
+        WireFrame::Addrs(picks) => reference::encode(&Frame::Addrs(addrs(picks)), out),
+        WireFrame::Ping => reference::encode(&Frame::Ping, out),
+        WireFrame::Bye {
+            reason,
+            addrs: picks,
+        } => reference::encode(
+            &Frame::Bye {
+                reason: ByeReason::from_code(*reason),
+                addrs: addrs(picks),
+            },
+            out,
+        ),
+        WireFrame::Recon(body) => reference::raw(kind::RECON, body, out),
+        WireFrame::Want { count, fill } => {
+            reference::encode(&Frame::Want(vec![[*fill; 16]; usize::from(*count)]), out)
+        }
+        WireFrame::Raw { kind, body } => reference::raw(*kind, body, out),
     }
 }
 
@@ -622,87 +1155,163 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    /// Number of [`Action`] variants, for the discriminant `derive(Arbitrary)` reads.
-    const VARIANTS: u64 = 11;
+    /// Writes the discriminant `derive(Arbitrary)` reads as variant `index` of `count`.
+    fn variant(index: u64, count: u64, out: &mut Vec<u8>) {
+        let raw = (index << 32).div_ceil(count);
+        out.extend_from_slice(&(raw as u32).to_le_bytes());
+    }
 
-    /// The bytes that `parse` reads back as `config` and `actions` (arbitrary 1.x layout).
-    fn encode(config: [u8; 2], actions: &[Action]) -> Vec<u8> {
-        fn variant(index: u64, out: &mut Vec<u8>) {
-            let raw = (index << 32).div_ceil(VARIANTS);
-            out.extend_from_slice(&(raw as u32).to_le_bytes());
+    /// Writes a `Vec` the way `arbitrary` 1.x reads one: each element after a 1, then a 0.
+    fn vec_of<T>(items: &[T], out: &mut Vec<u8>, mut each: impl FnMut(&T, &mut Vec<u8>)) {
+        for item in items {
+            out.push(1);
+            each(item, out);
         }
-        fn with_byte(index: u64, byte: u8, out: &mut Vec<u8>) {
-            variant(index, out);
-            out.push(byte);
-        }
-        fn bytes(bytes: &[u8], out: &mut Vec<u8>) {
-            for &b in bytes {
-                out.extend_from_slice(&[1, b]);
+        out.push(0);
+    }
+
+    fn bytes(b: &[u8], out: &mut Vec<u8>) {
+        vec_of(b, out, |b, out| out.push(*b));
+    }
+
+    fn frame(f: &WireFrame, out: &mut Vec<u8>) {
+        let n = 10;
+        match f {
+            WireFrame::Hello {
+                client,
+                port,
+                flags,
+            } => {
+                variant(0, n, out);
+                out.extend_from_slice(&[*client, *port, *flags]);
             }
-            out.push(0);
+            WireFrame::Word(i) => {
+                variant(1, n, out);
+                out.push(*i);
+            }
+            WireFrame::Text(b) => {
+                variant(2, n, out);
+                bytes(b, out);
+            }
+            WireFrame::Long { byte, n: len } => {
+                variant(3, n, out);
+                out.extend_from_slice(&[*byte, *len]);
+            }
+            WireFrame::Addrs(b) => {
+                variant(4, n, out);
+                bytes(b, out);
+            }
+            WireFrame::Ping => variant(5, n, out),
+            WireFrame::Bye { reason, addrs } => {
+                variant(6, n, out);
+                out.push(*reason);
+                bytes(addrs, out);
+            }
+            WireFrame::Recon(b) => {
+                variant(7, n, out);
+                bytes(b, out);
+            }
+            WireFrame::Want { count, fill } => {
+                variant(8, n, out);
+                out.extend_from_slice(&[*count, *fill]);
+            }
+            WireFrame::Raw { kind, body } => {
+                variant(9, n, out);
+                out.push(*kind);
+                bytes(body, out);
+            }
         }
+    }
+
+    /// The bytes that `parse` reads back as `config` and `actions`.
+    fn encode_input(config: [u8; 4], actions: &[Action]) -> Vec<u8> {
+        let n = 14;
         let mut out = config.to_vec();
         for action in actions {
             out.push(1);
+            let with = |i, b: u8, out: &mut Vec<u8>| {
+                variant(i, n, out);
+                out.push(b);
+            };
             match action {
-                Action::TypeWord(i) => with_byte(0, *i, &mut out),
-                Action::TypeBytes(b) => {
-                    variant(1, &mut out);
-                    bytes(b, &mut out);
-                }
-                Action::TypeLong(i) => with_byte(2, *i, &mut out),
-                Action::Connect => variant(3, &mut out),
-                Action::ConnectAgain(k) => with_byte(4, *k, &mut out),
-                Action::ReceiveBytes(k, b) => {
-                    variant(5, &mut out);
-                    out.push(*k);
-                    bytes(b, &mut out);
-                }
-                Action::ReceiveWords {
+                Action::Start(c) => with(0, *c, &mut out),
+                Action::Accept(i) => with(1, *i, &mut out),
+                Action::Dialed(i) => with(2, *i, &mut out),
+                Action::DialFailed(i) => with(3, *i, &mut out),
+                Action::Receive {
                     peer,
-                    words,
+                    frames,
                     hold_back,
                 } => {
-                    variant(6, &mut out);
-                    out.push(*peer);
-                    bytes(words, &mut out);
+                    with(4, *peer, &mut out);
+                    vec_of(frames, &mut out, frame);
                     out.push(*hold_back);
                 }
-                Action::Ack(k) => with_byte(7, *k, &mut out),
-                Action::Close(k) => with_byte(8, *k, &mut out),
-                Action::Advance(n) => with_byte(9, *n, &mut out),
-                Action::Timeout => variant(10, &mut out),
+                Action::ReceiveRaw(k, b) => {
+                    with(5, *k, &mut out);
+                    bytes(b, &mut out);
+                }
+                Action::Ack(k) => with(6, *k, &mut out),
+                Action::Close(k) => with(7, *k, &mut out),
+                Action::TypeWord(i) => with(8, *i, &mut out),
+                Action::TypeBytes(b) => {
+                    variant(9, n, &mut out);
+                    bytes(b, &mut out);
+                }
+                Action::TypeLong(i) => with(10, *i, &mut out),
+                Action::Advance { amount, unit } => {
+                    with(11, *amount, &mut out);
+                    out.push(*unit);
+                }
+                Action::ToDeadline => variant(12, n, &mut out),
+                Action::Timeout => variant(13, n, &mut out),
             }
         }
         out
     }
 
-    fn words(peer: u8, words: &[u8], hold_back: u8) -> Action {
-        Action::ReceiveWords {
+    fn recv(peer: u8, frames: Vec<WireFrame>, hold_back: u8) -> Action {
+        Action::Receive {
             peer,
-            words: words.to_vec(),
+            frames,
             hold_back,
         }
     }
 
-    fn seeds() -> Vec<(&'static str, [u8; 2], Vec<Action>)> {
+    fn secs(amount: u8) -> Action {
+        Action::Advance { amount, unit: 2 }
+    }
+
+    const DEFAULTS: [u8; 4] = [3, 255, 0, 0];
+
+    fn seeds() -> Vec<(&'static str, [u8; 4], Vec<Action>)> {
         use Action::*;
+        use WireFrame as W;
         let http = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
-        let huge = [&GREETING[..], &[0xff; 4]].concat();
+        let mut huge = reference::GREETING.to_vec();
+        reference::encode(
+            &Frame::Hello(Hello {
+                client: ClientId(9),
+                listen_port: 0,
+                alone: true,
+            }),
+            &mut huge,
+        );
+        huge.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, kind::TEXT]);
         vec![
             (
                 "three-peers-chat",
-                [3, 255],
+                DEFAULTS,
                 vec![
-                    Connect,
-                    Connect,
-                    Connect,
+                    Accept(0),
+                    Accept(1),
+                    Dialed(2),
                     Ack(0),
                     Ack(1),
                     Ack(2),
-                    words(0, &[0, 1, 2], 0),
+                    recv(0, vec![W::Word(0), W::Word(1), W::Word(2)], 0),
                     TypeWord(3),
-                    words(1, &[0, 4], 0),
+                    recv(1, vec![W::Word(0), W::Word(4)], 0),
                     Ack(1),
                     Ack(2),
                     Ack(2),
@@ -711,15 +1320,15 @@ mod tests {
             ),
             (
                 "late-joiner-small-batches",
-                [0, 4],
+                [0, 4, 0, 0],
                 vec![
                     TypeWord(0),
                     TypeWord(1),
                     TypeWord(2),
                     TypeWord(3),
                     TypeWord(7),
-                    Connect,
-                    words(0, &[5], 0),
+                    Accept(0),
+                    recv(0, vec![W::Word(5)], 0),
                     Ack(0),
                     Ack(0),
                     Ack(0),
@@ -727,23 +1336,29 @@ mod tests {
             ),
             (
                 "http-request",
-                [3, 255],
-                vec![Connect, ReceiveBytes(0, http)],
+                DEFAULTS,
+                vec![Accept(0), ReceiveRaw(0, http)],
             ),
             (
                 "4gib-length",
-                [3, 255],
-                vec![Connect, ReceiveBytes(0, huge)],
+                DEFAULTS,
+                vec![Accept(0), ReceiveRaw(0, huge)],
             ),
             (
                 "typed-lines",
-                [3, 255],
+                DEFAULTS,
                 vec![
                     TypeWord(0),
                     TypeWord(128),
                     TypeWord(134),
                     TypeBytes(vec![0xff, 0xfe]),
                     TypeBytes(b"two\nlines".to_vec()),
+                    TypeBytes(b"\x1b[31mred".to_vec()),
+                    TypeBytes(b"bob: hi\ralice: bye".to_vec()),
+                    TypeBytes(b"del\x7f".to_vec()),
+                    TypeBytes("c1 \u{9b}31m".as_bytes().to_vec()),
+                    TypeBytes(b"tab\tok\r".to_vec()),
+                    TypeBytes(b"\r\r".to_vec()),
                     TypeBytes(Vec::new()),
                     TypeBytes(b"\r".to_vec()),
                     TypeLong(0),
@@ -752,40 +1367,244 @@ mod tests {
                 ],
             ),
             (
-                "timeouts",
-                [3, 255],
+                "received-control-characters",
+                DEFAULTS,
                 vec![
-                    Connect,
-                    Advance(20),
-                    Connect,
+                    Accept(0),
+                    Accept(1),
                     Ack(0),
-                    words(0, &[], 0),
+                    Ack(1),
+                    recv(
+                        0,
+                        vec![
+                            W::Word(0),
+                            W::Text(b"evil\x1b]0;x\x07".to_vec()),
+                            W::Word(1),
+                        ],
+                        0,
+                    ),
+                    recv(1, vec![W::Long { byte: 0x0d, n: 3 }], 0),
+                ],
+            ),
+            (
+                "self-connection",
+                DEFAULTS,
+                vec![
+                    Start(1),
+                    Dialed(0),
+                    recv(
+                        0,
+                        vec![
+                            W::Hello {
+                                client: 1,
+                                port: 0,
+                                flags: 1,
+                            },
+                            W::Word(0),
+                        ],
+                        0,
+                    ),
+                    Ack(0),
+                    Ack(0),
+                ],
+            ),
+            (
+                "self-connection-lingers",
+                [0, 255, 0, 0],
+                vec![
+                    Accept(0),
+                    recv(
+                        0,
+                        vec![W::Hello {
+                            client: 1,
+                            port: 0,
+                            flags: 0,
+                        }],
+                        0,
+                    ),
+                    secs(1),
+                ],
+            ),
+            (
+                "duplicate-links",
+                DEFAULTS,
+                vec![
+                    Accept(0),
+                    Dialed(1),
                     TypeWord(0),
-                    Advance(119),
-                    Advance(1),
+                    recv(
+                        0,
+                        vec![W::Hello {
+                            client: 2,
+                            port: 1,
+                            flags: 0,
+                        }],
+                        0,
+                    ),
+                    recv(
+                        1,
+                        vec![
+                            W::Hello {
+                                client: 2,
+                                port: 1,
+                                flags: 0,
+                            },
+                            W::Word(1),
+                        ],
+                        0,
+                    ),
+                    Ack(0),
+                    Ack(1),
+                    Ack(0),
+                    Ack(1),
+                ],
+            ),
+            (
+                "bye-received",
+                DEFAULTS,
+                vec![
+                    Accept(0),
+                    recv(
+                        0,
+                        vec![
+                            W::Word(0),
+                            W::Bye {
+                                reason: 4,
+                                addrs: vec![1, 2],
+                            },
+                            W::Word(1),
+                        ],
+                        0,
+                    ),
+                    ReceiveRaw(0, b"x".to_vec()),
+                    Ack(0),
+                ],
+            ),
+            (
+                "every-kind-and-unknown",
+                DEFAULTS,
+                vec![
+                    Start(0),
+                    Accept(3),
+                    recv(
+                        0,
+                        vec![
+                            W::Addrs(vec![0, 5, 9]),
+                            W::Ping,
+                            W::Recon(vec![1, 2, 3]),
+                            W::Want { count: 2, fill: 7 },
+                            W::Raw {
+                                kind: 200,
+                                body: vec![0xaa; 40],
+                            },
+                            W::Raw {
+                                kind: 0,
+                                body: vec![],
+                            },
+                            W::Word(2),
+                        ],
+                        0,
+                    ),
+                    recv(
+                        0,
+                        vec![W::Raw {
+                            kind: kind::ADDRS,
+                            body: vec![1, 9],
+                        }],
+                        0,
+                    ),
+                ],
+            ),
+            (
+                "greeting-timeout",
+                DEFAULTS,
+                vec![
+                    Accept(0),
+                    ReceiveRaw(0, b"FLOOD".to_vec()),
+                    secs(4),
+                    secs(1),
                     Timeout,
                 ],
             ),
             (
-                "caller-mistakes",
-                [3, 255],
+                "frame-timeout",
+                DEFAULTS,
                 vec![
-                    ReceiveBytes(255, b"x".to_vec()),
+                    Accept(0),
+                    Ack(0),
+                    recv(0, vec![W::Word(7)], 3),
+                    secs(9),
+                    secs(1),
+                ],
+            ),
+            (
+                "keepalive-then-idle",
+                DEFAULTS,
+                vec![
+                    Accept(0),
+                    Ack(0),
+                    recv(0, vec![], 0),
+                    secs(20),
+                    Ack(0),
+                    ToDeadline,
+                    Ack(0),
+                    ToDeadline,
+                    ToDeadline,
+                    Timeout,
+                ],
+            ),
+            (
+                "stall",
+                DEFAULTS,
+                vec![
+                    Accept(0),
+                    recv(0, vec![], 0),
+                    TypeWord(1),
+                    ToDeadline,
+                    ToDeadline,
+                ],
+            ),
+            (
+                "room-limits",
+                [3, 255, 3, 4],
+                vec![
+                    TypeWord(0),
+                    TypeWord(1),
+                    Accept(0),
+                    Ack(0),
+                    recv(0, vec![W::Word(7), W::Word(5), W::Word(4), W::Word(3)], 0),
+                    TypeWord(2),
+                    TypeWord(2),
+                ],
+            ),
+            (
+                "dials",
+                DEFAULTS,
+                vec![Start(3), DialFailed(1), Dialed(1), Ack(0), Start(5)],
+            ),
+            (
+                "caller-mistakes",
+                DEFAULTS,
+                vec![
+                    ReceiveRaw(255, b"x".to_vec()),
                     Ack(255),
                     Close(255),
-                    Connect,
+                    Accept(0),
                     Ack(0),
                     Ack(0),
-                    ConnectAgain(0),
                     Close(0),
-                    ReceiveBytes(0, b"x".to_vec()),
+                    ReceiveRaw(0, b"x".to_vec()),
                     Ack(200),
                 ],
             ),
             (
                 "closed-mid-frame",
-                [3, 255],
-                vec![Connect, words(0, &[7, 2], 3), Close(0)],
+                DEFAULTS,
+                vec![
+                    Accept(0),
+                    recv(0, vec![W::Word(7), W::Word(2)], 3),
+                    Close(0),
+                ],
             ),
         ]
     }
@@ -795,10 +1614,11 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/state");
         let write = std::env::var_os("FLOODCHAT_WRITE_SEEDS").is_some();
         for (name, config, actions) in seeds() {
-            let bytes = encode(config, &actions);
+            let bytes = encode_input(config, &actions);
             let (_, parsed) = parse(&bytes).expect("seed parses");
             assert_eq!(parsed, actions, "{name} reads back differently");
-            run(&bytes);
+            let outcome = std::panic::catch_unwind(|| run(&bytes));
+            assert!(outcome.is_ok(), "seed {name} fails");
             let path = dir.join(name);
             if write {
                 std::fs::create_dir_all(&dir).unwrap();
@@ -807,5 +1627,109 @@ mod tests {
             let committed = std::fs::read(&path).unwrap_or_default();
             assert!(committed == bytes, "{} is stale", path.display());
         }
+    }
+}
+#[cfg(test)]
+mod core_bugs {
+    //! Runs where the core breaks a rule the model checks; ignored until the core is fixed,
+    //! then they are plain regression tests (`cargo test --features fuzzing --lib core_bugs
+    //! -- --ignored` shows the failures).
+
+    use super::*;
+
+    fn go(actions: &[Action]) {
+        let mut harness = Harness::new(parse(&[3, 255, 0, 0]).unwrap().0);
+        for action in actions {
+            harness.apply(action);
+        }
+        harness.settle();
+    }
+
+    fn secs(amount: u8) -> Action {
+        Action::Advance { amount, unit: 2 }
+    }
+
+    /// Two frames, each split over two reads nine seconds apart: the second frame began at
+    /// 9 s, so it is due at 19 s, but the core keeps the first frame's deadline (10 s) when a
+    /// read ends one frame and begins the next, and drops the peer at 10 s.
+    #[test]
+    #[ignore = "core bug: the frame timer is not restarted for a frame begun in a later read"]
+    fn a_frame_begun_later_gets_its_own_frame_timeout() {
+        let word = |hold_back| Action::Receive {
+            peer: 0,
+            frames: vec![WireFrame::Word(7)],
+            hold_back,
+        };
+        go(&[
+            Action::Accept(0),
+            Action::Ack(0),
+            word(3),
+            secs(9),
+            word(3),
+            secs(1),
+        ]);
+    }
+
+    /// Linked at 0 s, a line sent at 5 s and written at once: the link is quiet from 5 s, so
+    /// a Ping is due at 25 s; the core's keepalive timer fires at 20 s, finds the link not
+    /// yet quiet for 20 s and re-arms at 40 s (now + keepalive, not last send + keepalive).
+    #[test]
+    #[ignore = "core bug: the keepalive re-arms from now, not from the last send"]
+    fn a_keepalive_is_due_keepalive_after_the_last_send() {
+        let hello = Action::Receive {
+            peer: 0,
+            frames: vec![],
+            hold_back: 0,
+        };
+        go(&[
+            Action::Accept(0),
+            Action::Ack(0),
+            hello,
+            secs(5),
+            Action::TypeWord(0),
+            Action::Ack(0),
+            secs(15),
+        ]);
+    }
+
+    fn hellos(peer: u8, clients: &[u8]) -> Action {
+        let frames = clients
+            .iter()
+            .map(|&client| WireFrame::Hello {
+                client,
+                port: 0,
+                flags: 0,
+            })
+            .collect();
+        Action::Receive {
+            peer,
+            frames,
+            hold_back: 0,
+        }
+    }
+
+    /// Two accepted connections whose Hellos name the same client (a peer that dialed twice,
+    /// or one claiming another's id): the mesh's duplicate rule assumes one of them was
+    /// dialed, and its `debug_assert_eq!(other_dialed, keep_dialed_by_me)` panics on what
+    /// remote peers sent.
+    #[test]
+    #[ignore = "core bug: two accepted connections from one client panic the mesh"]
+    fn two_accepted_connections_from_one_client() {
+        go(&[
+            Action::Accept(0),
+            Action::Accept(1),
+            hellos(0, &[2]),
+            hellos(1, &[2]),
+        ]);
+    }
+
+    /// A Hello naming this client itself, then a second Hello, in one read: the core starts
+    /// closing the connection with a Bye, then still handles the decode error after it and
+    /// disconnects with a protocol error; the same bytes in two reads give the close on
+    /// purpose (the second read is ignored), so the outcome depends on how reads split.
+    #[test]
+    #[ignore = "core bug: a decode error after a closing Hello in the same read still disconnects"]
+    fn a_close_on_purpose_ignores_the_rest_of_the_read() {
+        go(&[Action::Accept(0), hellos(0, &[1, 3])]);
     }
 }
