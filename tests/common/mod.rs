@@ -291,6 +291,37 @@ impl Client {
         stdin.flush().unwrap();
     }
 
+    /// Types many lines at once, in one write.
+    pub fn say_many<S: AsRef<str>>(&mut self, lines: &[S]) {
+        let mut bytes = Vec::new();
+        for line in lines {
+            bytes.extend_from_slice(line.as_ref().as_bytes());
+            bytes.push(b'\n');
+        }
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(&bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits until stdout holds at least `count` lines; returns all of stdout.
+    pub fn wait_printed_count(&self, count: usize) -> Vec<String> {
+        let what = format!("{} to print {count} lines", self.name);
+        self.stdout.wait(&what, |lines, _| lines.len() >= count)
+    }
+
+    /// Waits until at least `count` stderr lines satisfy `pred`; returns all of stderr.
+    pub fn wait_stderr_count(
+        &self,
+        what: &str,
+        count: usize,
+        pred: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        let what = format!("{} to print {count} times {what} on stderr", self.name);
+        self.stderr.wait(&what, |lines, _| {
+            lines.iter().filter(|l| pred(l)).count() >= count
+        })
+    }
+
     /// Ends standard input, as Ctrl-D does.
     pub fn end_input(&mut self) {
         self.stdin = None;
