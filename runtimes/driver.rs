@@ -435,7 +435,8 @@ impl<R: Runtime> Client<R> {
             self.step(&mut None, None).await;
         }
         self.joining = false;
-        let linked = self.conns.values().find(|c| c.ready && c.addr == contact);
+        // Joined through the contact or through a client it pointed us to.
+        let linked = self.conns.values().find(|c| c.ready);
         match linked {
             Some(conn) => R::stream_local_addr(&conn.stream).ok().map(|a| a.ip()),
             None => {
@@ -709,11 +710,13 @@ impl<R: Runtime> Client<R> {
                     } else {
                         self.last_failure = Some(reason.to_string());
                     }
-                    if self.joining && conn.outbound && !conn.ready {
-                        // While joining, the note on how joining went says it once.
-                    } else if conn.outbound {
+                    if reason.is_routine() || (self.joining && conn.outbound && !conn.ready) {
+                        // The mesh's upkeep is not news; while joining, the note on how
+                        // joining went says it once.
+                    } else if conn.outbound && conn.ready {
                         say(format!("{}: {reason}", conn.addr));
                     } else {
+                        // Failed dials and strangers: summarised when they come often.
                         let message = format!("{}: {reason}", conn.addr);
                         self.notices.say(Instant::now(), message);
                     }

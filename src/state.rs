@@ -224,6 +224,20 @@ impl DisconnectReason {
     pub fn is_clean(&self) -> bool {
         matches!(self, Self::Closed | Self::Bye(_) | Self::Local(_))
     }
+
+    /// Whether this is the mesh's own upkeep, which a user need not hear of: a duplicate or
+    /// self connection, a link shed or refused to keep the room mixed, a stranger turned away
+    /// by a limit (those the mesh summarises in a [`MeshNotice::Refused`]).
+    pub fn is_routine(&self) -> bool {
+        match self {
+            Self::Bye(reason) => matches!(
+                reason,
+                ByeReason::Duplicate | ByeReason::SelfConnection | ByeReason::Shed
+            ),
+            Self::Local(why) => !matches!(why, CloseWhy::HelloTimeout | CloseWhy::Leaving),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for DisconnectReason {

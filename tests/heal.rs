@@ -251,8 +251,6 @@ fn a_client_left_alone_says_so_once_and_keeps_trying() {
 /// of the room: the newcomer joins the room through that client, and must not tell its user
 /// that there was no floodchat peer and that it starts a new network.
 #[test]
-#[ignore = "the driver's join() reports \"no floodchat peer ... starting a new network\" when \
-            the contact's link closed before another link came up; see the test's comment"]
 fn a_newcomer_sent_elsewhere_is_not_told_it_starts_a_new_network() {
     use floodchat::wire::{ByeReason, ClientId, Frame, GREETING, Hello};
     use std::io::Write;
