@@ -36,7 +36,7 @@
 //! };
 //! let mut state = FloodState::new(config, Instant::now());
 //! state
-//!     .handle_input(Instant::now(), Input::Start { contact: Some("192.0.2.1:4000".parse().unwrap()) })
+//!     .handle_input(Instant::now(), Input::Start { contact: Some("127.0.0.1:4000".parse().unwrap()) })
 //!     .unwrap();
 //! loop {
 //!     while let Some(output) = state.poll_output() {
