@@ -147,6 +147,10 @@ impl AbsLink {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Abs {
     fired: u64,
+    /// Per client: a hash of every input it was fed, in order. The core is deterministic, so
+    /// this fixes its whole state (mesh, address book, reconcilers, timers), which its getters
+    /// do not show.
+    inputs: Vec<u64>,
     /// Per client: (string, link it first came from) in the order learned.
     logs: Vec<Vec<(usize, Option<usize>)>>,
     links: Vec<AbsLink>,
@@ -160,7 +164,7 @@ enum Move {
     Close { link: usize, end: usize },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 enum Owned {
     Typed(String),
     Dialed(u64, SocketAddr),
@@ -240,6 +244,7 @@ pub fn explore(config: &ModelConfig) -> Result<ModelStats, String> {
     let root = Node {
         abs: Abs {
             fired: 0,
+            inputs: vec![0; n],
             logs: vec![Vec::new(); n],
             links: Vec::new(),
         },
@@ -515,7 +520,9 @@ impl Ctx {
     fn check_converged(&self, node: &Node) -> Result<(), String> {
         let abs = &node.abs;
         let n = abs.logs.len();
-        let working = |l: &AbsLink| l.up && l.open == [true, true];
+        // A link either end has said Bye on carries nothing more: each end ignores what it
+        // reads once closing, and both may wait for the linger, which the model never fires.
+        let working = |l: &AbsLink| l.up && l.open == [true, true] && l.bye == [None, None];
         let mut components =
             Components::new(n, abs.links.iter().filter(|l| working(l)).map(|l| l.ends));
         let set = |c: usize| {
@@ -639,6 +646,9 @@ impl Succ<'_> {
                 Owned::Received(p, _) => Some(PeerId(*p)),
                 _ => None,
             };
+            let mut h = DefaultHasher::new();
+            (self.node.abs.inputs[c], &input).hash(&mut h);
+            self.node.abs.inputs[c] = h.finish();
             self.node.history[c] = push(&self.node.history[c], input);
             for output in outputs {
                 match output {
