@@ -158,8 +158,16 @@ fn run(args: &Args, partitions: bool, failed: &mut bool) -> Report {
     r.bytes -= before.bytes;
     println!(
         "{}: clients {clients} ({}), before typing {} links, links per client min/median/max {:?}, diameter {}; latency {latency_ms} ms, {} strings at {rate}/s, partitions {cuts} (links broken {})",
-        if partitions { "with partitions" } else { "without partitions" },
-        if fixed { "fixed joining tree" } else { "joined through contacts" },
+        if partitions {
+            "with partitions"
+        } else {
+            "without partitions"
+        },
+        if fixed {
+            "fixed joining tree"
+        } else {
+            "joined through contacts"
+        },
         shape.links,
         shape.degree,
         shape.diameter,

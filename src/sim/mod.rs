@@ -31,15 +31,15 @@ pub mod model;
 mod network;
 mod report;
 mod rng;
-mod script;
 mod scenario;
+mod script;
 mod shape;
 
 pub use network::{Fault, LISTEN_PORT, Sim, SimConfig, client_addr, client_at};
 pub use report::{Report, Violations};
 pub use rng::SplitMix64;
-pub use script::{Outcome, Script, Step, apply, random_topology};
 pub use scenario::{JoinCrash, join_then_crash};
+pub use script::{Outcome, Script, Step, apply, random_topology};
 pub use shape::Shape;
 
 /// Clients grouped into the components that working links join: a union-find forest.

@@ -468,9 +468,8 @@ impl Sim {
     /// client to itself.
     ///
     /// If a connection `a` dialed to `b` is still open at either end, `b` dials instead (and
-    /// if that is open too, nothing happens): today's placeholder mesh cannot settle two
-    /// connections between the same clients dialed by the same side ([`open`](Self::open)
-    /// does that).
+    /// if that is open too, nothing happens), so that scripts stay close to what drivers do;
+    /// [`open`](Self::open) dials whatever is open.
     pub fn connect(&mut self, a: usize, b: usize) -> Option<usize> {
         let (a, b) = self.dial_side(a, b)?;
         self.open(a, b)
