@@ -360,6 +360,10 @@ impl Sim {
 
     fn push_client(&mut self) -> usize {
         let c = self.clients.len();
+        // A client that starts during a partition is on the first side.
+        if let Some(cut) = &mut self.cut {
+            cut.push(false);
+        }
         let (id, state) = self.new_state(c, 0);
         self.clients.push(Client {
             state: Some(state),
