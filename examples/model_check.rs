@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --features sim --example model_check            # the configurations below
-//! cargo run --release --features sim --example model_check -- small   # only the one tests/model_check.rs runs
+//! cargo run --release --features sim --example model_check -- small   # only the ones tests/model_check.rs runs
 //! ```
 
 use std::time::Instant;
@@ -15,6 +15,14 @@ use common::peak_rss;
 fn main() {
     let only_small = std::env::args().nth(1).as_deref() == Some("small");
     let configs: Vec<(&str, ModelConfig)> = vec![
+        (
+            "2 clients, 2 strings, the link breaks and is made again",
+            ModelConfig::two_clients_reconnect(),
+        ),
+        (
+            "3 clients, 2 strings, chain",
+            ModelConfig::three_clients_chain_short(),
+        ),
         (
             "3 clients, 2 strings, chain, one link breaks and is made again",
             ModelConfig::three_clients_chain(),
@@ -56,7 +64,7 @@ fn main() {
     ];
     for (name, config) in configs
         .into_iter()
-        .take(if only_small { 1 } else { usize::MAX })
+        .take(if only_small { 2 } else { usize::MAX })
     {
         let started = Instant::now();
         match explore(&config) {

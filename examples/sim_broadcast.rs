@@ -1,28 +1,32 @@
 //! The setting of the well-known broadcast benchmark (Maelstrom's "efficient broadcast"):
 //! 25 clients, 100 ms one-way latency on every link, 100 strings typed per second by
-//! random clients for 20 s, and network partitions during the run. Prints convergence,
-//! messages per operation (frames, and writes, per typed string) and the virtual latency
-//! from typing to the last client printing it.
+//! random clients for 20 s, without and then with network partitions. Prints, for each run,
+//! convergence, messages per operation (frames, and writes, per typed string) and the
+//! virtual latency from typing to the last client printing it; then the ratio of frames per
+//! string with partitions to without.
 //!
 //! ```text
-//! cargo run --release --features sim --example sim_broadcast   # tree, partitions
-//! cargo run --release --features sim --example sim_broadcast -- --extra 5
-//! cargo run --release --features sim --example sim_broadcast -- --no-partitions
+//! cargo run --release --features sim --example sim_broadcast
+//! cargo run --release --features sim --example sim_broadcast -- --links 6
+//! cargo run --release --features sim --example sim_broadcast -- --fixed --extra 5
 //! ```
 //!
-//! Options: `--clients N` (25), `--extra N` extra links beyond the joining tree (0),
-//! `--rate N` strings per second (100), `--secs N` of typing (20), `--latency-ms N` (100),
-//! `--partition-every-ms N` (4000) and `--partition-ms N` (1500): every period a random
-//! cut splits the clients, and heals after the given time; `--no-partitions`; `--seed N`.
+//! Options: `--clients N` (25), `--links N` the mesh's target (4), `--rate N` strings per
+//! second (100), `--secs N` of typing (20), `--latency-ms N` (100), `--partition-every-ms N`
+//! (4000) and `--partition-ms N` (1500): every period a random cut splits the clients, and
+//! heals after the given time; `--no-partitions` (one run); `--seed N`.
 //!
-//! The joining tree is what the chat builds (each client joins through one that is in);
-//! a heal makes new links, which exchange their whole history (history on connect), so
-//! partitions cost frames: the figure counts those too.
+//! Clients join as the chat is used: one at a time, each through one random client already
+//! in (`Input::Start { contact }`), and the mesh makes the rest of the graph; the room idles
+//! 10 s before the typing starts. `--fixed` instead wires the joining tree plus `--extra N`
+//! random links directly (the mesh still adds links of its own). A heal reconnects the pairs
+//! the cut separated, as their drivers would; new links reconcile, so partitions cost only
+//! what the two sides lack.
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use floodchat::sim::{Sim, SimConfig, SplitMix64, random_topology};
+use floodchat::sim::{Report, Shape, Sim, SimConfig, SplitMix64, random_topology};
 
 /// The broadcast-benchmark setting on the simulator.
 #[derive(Parser)]
@@ -30,7 +34,13 @@ struct Args {
     /// Clients.
     #[arg(long, default_value_t = 25)]
     clients: usize,
-    /// Extra links beyond the joining tree.
+    /// The mesh's target of links per client (MeshConfig::links).
+    #[arg(long, default_value_t = 4)]
+    links: usize,
+    /// Wire the joining tree (plus `--extra`) directly instead of joining through contacts.
+    #[arg(long)]
+    fixed: bool,
+    /// With `--fixed`: extra links beyond the joining tree.
     #[arg(long, default_value_t = 0)]
     extra: usize,
     /// Strings typed per second.
@@ -48,7 +58,7 @@ struct Args {
     /// How long each cut lasts.
     #[arg(long, default_value_t = 1500)]
     partition_ms: u64,
-    /// No cuts at all.
+    /// Only the run without cuts.
     #[arg(long)]
     no_partitions: bool,
     /// Seed of every random choice.
@@ -57,36 +67,64 @@ struct Args {
 }
 
 fn main() {
-    let Args {
+    let args = Args::parse();
+    let mut failed = false;
+    let calm = run(&args, false, &mut failed);
+    if !args.no_partitions {
+        let cut = run(&args, true, &mut failed);
+        println!(
+            "frames per typed string with partitions / without: {:.2} / {:.2} = {:.2}x",
+            cut.frames_per_typed(),
+            calm.frames_per_typed(),
+            cut.frames_per_typed() / calm.frames_per_typed()
+        );
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args, partitions: bool, failed: &mut bool) -> Report {
+    let &Args {
         clients,
+        links: target,
+        fixed,
         extra,
         rate,
         secs,
         latency_ms,
         partition_every_ms: every_ms,
         partition_ms,
-        no_partitions,
         seed,
-    } = Args::parse();
-    let partitions = !no_partitions;
+        ..
+    } = args;
     let started = Instant::now();
     let latency = Duration::from_millis(latency_ms);
-    let mut sim = Sim::new(
-        clients,
-        SimConfig {
-            seed,
-            latency_min: latency,
-            latency_max: latency,
-            jitter: Duration::ZERO,
-            ..SimConfig::default()
-        },
-    );
-    let links = random_topology(clients, extra, seed);
-    for &(a, b) in &links {
-        sim.connect(a, b);
-    }
-    sim.advance(Duration::from_secs(1));
+    let mut config = SimConfig {
+        seed,
+        latency_min: latency,
+        latency_max: latency,
+        jitter: Duration::ZERO,
+        ..SimConfig::default()
+    };
+    config.flood.mesh = floodchat::mesh::MeshConfig::with_links(target);
     let mut rng = SplitMix64::new(seed ^ 0xb40a_dca5);
+    let mut sim;
+    if fixed {
+        sim = Sim::new(clients, config);
+        for (a, b) in random_topology(clients, extra, seed) {
+            sim.connect(a, b);
+        }
+    } else {
+        sim = Sim::new(0, config);
+        for c in 0..clients {
+            sim.join((c > 0).then(|| rng.index(c)));
+            sim.advance(Duration::from_millis(50));
+        }
+    }
+    sim.advance(Duration::from_secs(10));
+    let shape = Shape::of(&sim);
+    let before = sim.report();
     let tick = Duration::from_millis(1000 / rate.max(1));
     let ticks = secs * rate;
     let mut partitioned = false;
@@ -113,10 +151,26 @@ fn main() {
     }
     let quiet = sim.settle();
     let violations = sim.check().clone();
-    let r = sim.report();
+    let mut r = sim.report();
+    // Count what the typing cost, not the joins before it.
+    r.frames -= before.frames;
+    r.sends -= before.sends;
+    r.bytes -= before.bytes;
     println!(
-        "clients {clients}, links {} (tree + {extra} extra), latency {latency_ms} ms, {} strings at {rate}/s, partitions {cuts} (links broken {})",
-        links.len(),
+        "{}: clients {clients} ({}), before typing {} links, links per client min/median/max {:?}, diameter {}; latency {latency_ms} ms, {} strings at {rate}/s, partitions {cuts} (links broken {})",
+        if partitions {
+            "with partitions"
+        } else {
+            "without partitions"
+        },
+        if fixed {
+            "fixed joining tree"
+        } else {
+            "joined through contacts"
+        },
+        shape.links,
+        shape.degree,
+        shape.diameter,
         r.typed,
         r.breaks
     );
@@ -152,7 +206,6 @@ fn main() {
         r.events,
         started.elapsed()
     );
-    if !violations.is_empty() {
-        std::process::exit(1);
-    }
+    *failed |= !violations.is_empty();
+    r
 }

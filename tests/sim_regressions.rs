@@ -10,32 +10,48 @@ fn run_ok(script: &Script) -> floodchat::sim::Report {
     outcome.report
 }
 
-/// In a network whose links all exist before anything is typed, each client sends each
-/// string to every peer but the one it came from: exactly 2L - (n - 1) frames per string,
-/// which is at most 2L.
+/// Clients joined in a random tree, then left for 20 s so that the mesh adds the links it
+/// wants: once nothing changes, each client sends each string to every peer but the one it
+/// came from, so a string costs exactly 2L - (n - 1) frames over the L links the mesh kept
+/// (each link carries it once each way, except the n - 1 links of the tree it spread along,
+/// which carry it once), and reconciliation adds nothing because the sets were equal when
+/// the links were made.
 #[test]
-fn static_network_costs_exactly_two_frames_per_link_minus_a_spanning_tree() {
+fn a_settled_mesh_costs_two_frames_per_link_minus_a_spanning_tree() {
     for (n, extra, seed) in [(2, 0, 1), (10, 0, 2), (30, 10, 3), (60, 40, 4)] {
         let links = random_topology(n, extra, seed);
-        let mut steps: Vec<Step> = links
-            .iter()
-            .map(|&(a, b)| Connect(a as u32, b as u32))
-            .collect();
-        steps.push(Wait(500));
-        for i in 0..20u32 {
-            steps.push(Type(i * 7 % n as u32));
-            steps.push(Wait(3));
-        }
         let script = Script {
             clients: n as u32,
             seed,
             latency_ms: (1, 40),
-            steps,
+            steps: Vec::new(),
         };
-        let r = run_ok(&script);
-        let expected = 2 * links.len() as u64 - (n as u64 - 1);
+        let mut config = script.config();
+        // No rotation during the measurement: the graph must stand still for the count.
+        config.flood.mesh.shuffle_interval = std::time::Duration::from_secs(3600);
+        let mut sim = Sim::new(n, config);
+        for &(a, b) in &links {
+            sim.connect(a, b);
+        }
+        sim.advance(std::time::Duration::from_secs(20));
+        assert!(sim.settle());
+        let before = sim.report();
+        for i in 0..20 {
+            sim.type_line(i * 7 % n, false);
+            sim.advance(std::time::Duration::from_millis(3));
+        }
+        assert!(sim.settle());
+        assert!(sim.check().is_empty(), "{}", sim.violations());
+        let r = sim.report();
+        assert_eq!(
+            r.link_sessions, before.link_sessions,
+            "the graph stood still: {r}"
+        );
+        let kept = r.links_up as u64;
+        assert!(kept >= (n - 1) as u64, "{r}");
+        let expected = 2 * kept - (n as u64 - 1);
         assert_eq!(r.typed, 20);
-        assert_eq!(r.frames, 20 * expected, "n={n} links={}", links.len());
+        assert_eq!(r.frames, 20 * expected, "n={n} links={kept}: {r}");
         assert_eq!(r.max_frames_one_string, expected);
         assert_eq!((r.components, r.delivered_min()), (1, 20));
     }
@@ -120,9 +136,10 @@ fn crashed_clients_leave_and_restarted_ones_catch_up() {
             Crash(2),
         ],
     });
-    // Clients 0 and 1+3 are apart now; 1 and 3 hold what was typed on their side and #0,
-    // which had spread before the crash.
-    assert_eq!((r.alive, r.components), (3, 2), "{r}");
+    // Crashing 2 cuts 0 off from 1 and 3, but 0 learned their addresses while linked, so
+    // the mesh dials them and the room is one again, holding all three strings (#0, typed
+    // by 1 before its crash, had spread).
+    assert_eq!((r.alive, r.components, r.delivered_min()), (3, 1, 3), "{r}");
 }
 
 /// Strings up to the maximum length, through a window smaller than one of them: writes
@@ -255,7 +272,9 @@ fn a_restarted_client_dials_its_contact_and_catches_up() {
             Type(2),
         ],
     });
-    assert_eq!((r.dials, r.dials_failed), (1, 0), "{r}");
+    // Its contact answers, so it is linked at once; the other dials are the mesh's (to the
+    // crashed incarnation's address while it was down, and to fill the new one's links).
+    assert!(r.dials >= 1, "{r}");
     assert_eq!((r.components, r.alive, r.typed), (1, 4, 4), "{r}");
     // The restarted client is new: it holds what its contact's component holds, which
     // includes its earlier self's string, which had spread.
@@ -284,7 +303,9 @@ fn dials_to_a_crashed_or_cut_off_client_fail() {
             Type(0),
         ],
     });
-    assert_eq!((r.dials, r.dials_failed), (3, 2), "{r}");
+    // At least the two rejoins fail: client 2 dials crashed 3, client 0 dials 2 across the
+    // cut. The mesh's own dials to crashed addresses fail too and are not counted here.
+    assert!(r.dials_failed >= 2 && r.dials >= 3, "{r}");
     let mut sim = Sim::new(2, SimConfig::default());
     sim.partition(vec![true, false]);
     sim.crash(0);
@@ -315,8 +336,11 @@ fn self_and_duplicate_connections_are_closed_with_a_bye() {
             Type(1),
         ],
     });
-    assert_eq!((r.link_sessions, r.links_up), (5, 2), "{r}");
-    assert!(r.byes >= 4 && r.closed_on_purpose >= 4, "{r}");
+    // One Bye for the self-connection and one per duplicate (two pairs dialed both ways),
+    // each sent by both ends at most: at least 3. Three clients have at most three working
+    // links, one per pair (the simulator checks no pair has two), whatever the mesh dials.
+    assert!(r.links_up <= 3, "{r}");
+    assert!(r.byes >= 3 && r.closed_on_purpose >= 3, "{r}");
     assert_eq!((r.components, r.delivered_min()), (1, 2), "{r}");
 }
 
@@ -335,9 +359,19 @@ fn keepalives_keep_idle_links() {
     assert!(sim.settle());
     assert!(sim.check().is_empty(), "{}", sim.violations());
     let after = sim.report();
-    assert_eq!((after.links_up, after.components), (2, 1), "{after}");
+    // The mesh may add the link 0-2; whatever it built, idling keeps every link.
+    assert!(before.links_up >= 2, "{before}");
+    assert_eq!(after.link_sessions, before.link_sessions, "{after}");
+    assert_eq!(
+        (after.links_up, after.components),
+        (before.links_up, 1),
+        "{after}"
+    );
     assert_eq!(after.frames, before.frames);
-    assert!(after.pings >= 4 * 3, "{after}");
+    // Each end of each link sends something at least once per idle timeout, or its peer
+    // drops it: over three idle timeouts, three frames per end (Pings, or the mesh's Addrs).
+    let idle_frames = after.pings + after.addrs_frames - before.pings - before.addrs_frames;
+    assert!(idle_frames >= 2 * 3 * after.links_up as u64, "{after}");
 }
 
 /// A network that is not quiet within the event budget is reported, not waited for.
@@ -362,12 +396,9 @@ fn a_network_that_never_goes_quiet_is_reported() {
     );
 }
 
-/// When one client dials another twice, the placeholder mesh keeps "the connection dialed
-/// by the smaller id", which does not name one: each side drops the one whose Hello came
-/// first to it, and both links can die (release builds; debug builds stop at the mesh's
-/// `debug_assert` on the same case). `Sim::connect` avoids the case; this dials it.
+/// When one client dials another twice, both sides keep the older connection they saw, and
+/// the room works over it.
 #[test]
-#[ignore = "fails with the placeholder mesh: both duplicate links can close"]
 fn one_client_dialing_another_twice_keeps_one_link() {
     for seed in 0..40 {
         let mut sim = Sim::new(

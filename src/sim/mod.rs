@@ -31,19 +31,24 @@ pub mod model;
 mod network;
 mod report;
 mod rng;
+mod scenario;
 mod script;
+mod shape;
 
 pub use network::{Fault, LISTEN_PORT, Sim, SimConfig, client_addr, client_at};
 pub use report::{Report, Violations};
 pub use rng::SplitMix64;
-pub use script::{Outcome, Script, Step, apply, random_topology};
 
-/// Clients grouped into the components that working links join: a union-find forest.
-pub(crate) struct Components(Vec<usize>);
+pub use scenario::{JoinCrash, join_then_crash};
+pub use script::{Outcome, Script, Step, apply, random_topology};
+pub use shape::Shape;
+
+/// Clients grouped into the components that links join: a union-find forest.
+pub struct Components(Vec<usize>);
 
 impl Components {
     /// `n` clients joined by `links`.
-    pub(crate) fn new(n: usize, links: impl IntoIterator<Item = [usize; 2]>) -> Self {
+    pub fn new(n: usize, links: impl IntoIterator<Item = [usize; 2]>) -> Self {
         let mut forest = Self((0..n).collect());
         for [a, b] in links {
             let (a, b) = (forest.of(a), forest.of(b));
@@ -53,7 +58,7 @@ impl Components {
     }
 
     /// The representative of `x`'s component.
-    pub(crate) fn of(&mut self, mut x: usize) -> usize {
+    pub fn of(&mut self, mut x: usize) -> usize {
         let parent = &mut self.0;
         while parent[x] != x {
             parent[x] = parent[parent[x]];

@@ -14,17 +14,18 @@
 //! Each client has its own identity (`ClientId(c + 1)`) and listens at
 //! [`client_addr`]`(c)`; a `Connect(a, b)` is dialed by `a`, which gets `Dialed`, and
 //! accepted by `b`, which gets `Accepted` (unless a link `a` dialed to `b` is still open: then
-//! `b` dials, as in [`super::Sim::connect`], because the placeholder mesh cannot settle two
-//! connections dialed by the same side). End `e` of link `l` is `PeerId(2 * l + e)`.
+//! `b` dials, as [`super::Sim::connect`] does). End `e` of link `l` is `PeerId(2 * l + e)`.
 //!
 //! [`FloodState`] is neither `Clone` nor `Hash`, so a state of the exploration is an
-//! abstract one, `Abs`: each client's log with the origin of each string, and each link's
-//! ends, greetings, Hellos, Byes and queued writes. With writes acknowledged at once and no
-//! timers, that fixes everything the core keeps (cursors are at the end of the log, nothing
-//! is in flight). To expand a state, each client's `FloodState` is rebuilt by replaying its
-//! own inputs. The abstraction is checked as it is used: whenever a path reaches a state seen
-//! before, the public view of every client (messages in order, peers, readiness, flushed,
-//! timer) must be the same as the first time.
+//! abstract one, `Abs`: each client's log with the origin of each string, each link's ends,
+//! greetings, Hellos, Byes and queued writes, and a hash of every input each client was fed,
+//! in order. The core is deterministic, so those inputs fix all it keeps, the mesh (address
+//! book, dial tokens, its random generator) and each link's reconciler included; two paths
+//! merge when they feed every client the same inputs in the same order, whatever the
+//! interleaving between clients. To expand a state, each client's `FloodState` is rebuilt
+//! by replaying its own inputs. Whenever a path reaches a state seen before, the public view
+//! of every client (messages in order, peers, readiness, flushed, timer) must be the same as
+//! the first time: a check that the core is deterministic.
 //!
 //! Checked on every transition: nothing printed twice or untyped; every connection opens with
 //! the greeting and the client's own Hello; nothing sent to a peer that is not connected, no
@@ -79,6 +80,38 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Two clients, a string typed at each, their link made, broken and made again (while
+    /// the first may still be open at one end): the configuration `cargo test` checks.
+    pub fn two_clients_reconnect() -> Self {
+        Self {
+            clients: 2,
+            events: vec![
+                Event::Type(0),
+                Event::Type(1),
+                Event::Connect(0, 1),
+                Event::Disconnect(0, 1),
+                Event::Connect(0, 1),
+            ],
+            max_states: 10_000_000,
+            lossy: false,
+        }
+    }
+
+    /// Three clients joined in a chain 0–1–2, a string typed at each end.
+    pub fn three_clients_chain_short() -> Self {
+        Self {
+            clients: 3,
+            events: vec![
+                Event::Type(0),
+                Event::Type(2),
+                Event::Connect(0, 1),
+                Event::Connect(1, 2),
+            ],
+            max_states: 10_000_000,
+            lossy: false,
+        }
+    }
+
     /// Three clients in a chain 0–1–2, a string typed at each end, link 0–1 broken and made
     /// again (while the first may still be up: a duplicate): the configuration `cargo test`
     /// checks.
@@ -147,6 +180,10 @@ impl AbsLink {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Abs {
     fired: u64,
+    /// Per client: a hash of every input it was fed, in order. The core is deterministic, so
+    /// this fixes its whole state (mesh, address book, reconcilers, timers), which its getters
+    /// do not show.
+    inputs: Vec<u64>,
     /// Per client: (string, link it first came from) in the order learned.
     logs: Vec<Vec<(usize, Option<usize>)>>,
     links: Vec<AbsLink>,
@@ -160,7 +197,7 @@ enum Move {
     Close { link: usize, end: usize },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Hash)]
 enum Owned {
     Typed(String),
     Dialed(u64, SocketAddr),
@@ -240,6 +277,7 @@ pub fn explore(config: &ModelConfig) -> Result<ModelStats, String> {
     let root = Node {
         abs: Abs {
             fired: 0,
+            inputs: vec![0; n],
             logs: vec![Vec::new(); n],
             links: Vec::new(),
         },
@@ -515,7 +553,9 @@ impl Ctx {
     fn check_converged(&self, node: &Node) -> Result<(), String> {
         let abs = &node.abs;
         let n = abs.logs.len();
-        let working = |l: &AbsLink| l.up && l.open == [true, true];
+        // A link either end has said Bye on carries nothing more: each end ignores what it
+        // reads once closing, and both may wait for the linger, which the model never fires.
+        let working = |l: &AbsLink| l.up && l.open == [true, true] && l.bye == [None, None];
         let mut components =
             Components::new(n, abs.links.iter().filter(|l| working(l)).map(|l| l.ends));
         let set = |c: usize| {
@@ -639,6 +679,9 @@ impl Succ<'_> {
                 Owned::Received(p, _) => Some(PeerId(*p)),
                 _ => None,
             };
+            let mut h = DefaultHasher::new();
+            (self.node.abs.inputs[c], &input).hash(&mut h);
+            self.node.abs.inputs[c] = h.finish();
             self.node.history[c] = push(&self.node.history[c], input);
             for output in outputs {
                 match output {

@@ -200,6 +200,14 @@ struct Link {
     dirs: [Direction; 2],
 }
 
+impl Link {
+    /// Carried, open at both ends, and neither end has said Bye: a closing end reads no more
+    /// of it, and two ends that both said Bye may each wait out their linger.
+    fn works(&self) -> bool {
+        self.up && self.open == [true, true] && self.bye == [None, None]
+    }
+}
+
 /// What the simulator knows of one typed string.
 #[derive(Debug)]
 struct Typed {
@@ -341,24 +349,56 @@ impl Sim {
             partitions: 0,
             counts: Counts::default(),
         };
-        for c in 0..clients {
-            let (id, state) = sim.new_state(c, 0);
-            sim.clients.push(Client {
-                state: Some(state),
-                incarnation: 0,
-                id,
-                armed: None,
-                printed: HashMap::new(),
-                typed: Vec::new(),
-                links: Vec::new(),
-                frames_sent: 0,
-                bytes_sent: 0,
-            });
+        for _ in 0..clients {
+            sim.push_client();
         }
         for c in 0..clients {
             sim.feed(c, Input::Start { contact: None });
         }
         sim
+    }
+
+    fn push_client(&mut self) -> usize {
+        let c = self.clients.len();
+        // A client that starts during a partition is on the first side.
+        if let Some(cut) = &mut self.cut {
+            cut.push(false);
+        }
+        let (id, state) = self.new_state(c, 0);
+        self.clients.push(Client {
+            state: Some(state),
+            incarnation: 0,
+            id,
+            armed: None,
+            printed: HashMap::new(),
+            typed: Vec::new(),
+            links: Vec::new(),
+            frames_sent: 0,
+            bytes_sent: 0,
+        });
+        c
+    }
+
+    /// A new client starts now and joins through the address of client `via` (a dial, as
+    /// `floodchat ADDR` does; `None`: a room of its own). Returns its index.
+    pub fn join(&mut self, via: Option<usize>) -> usize {
+        let c = self.push_client();
+        self.feed(
+            c,
+            Input::Start {
+                contact: via.map(client_addr),
+            },
+        );
+        c
+    }
+
+    /// The graph of working links between running clients: each link once, as its two ends.
+    pub fn graph(&self) -> Vec<[usize; 2]> {
+        self.links
+            .iter()
+            .filter(|l| l.works() && l.ends[0] != l.ends[1])
+            .map(|l| l.ends)
+            .collect()
     }
 
     /// The identity and a fresh state of incarnation `incarnation` of client `c`.
@@ -432,9 +472,8 @@ impl Sim {
     /// client to itself.
     ///
     /// If a connection `a` dialed to `b` is still open at either end, `b` dials instead (and
-    /// if that is open too, nothing happens): today's placeholder mesh cannot settle two
-    /// connections between the same clients dialed by the same side ([`open`](Self::open)
-    /// does that).
+    /// if that is open too, nothing happens), so that scripts stay close to what drivers do;
+    /// [`open`](Self::open) dials whatever is open.
     pub fn connect(&mut self, a: usize, b: usize) -> Option<usize> {
         let (a, b) = self.dial_side(a, b)?;
         self.open(a, b)
@@ -1428,7 +1467,7 @@ impl Sim {
             }
             ends.sort_unstable();
             let entry = pairs.entry(ends).or_default();
-            entry.0 += usize::from(link.up && link.open == [true, true]);
+            entry.0 += usize::from(link.works());
             entry.1 += 1;
             entry.2 += usize::from(link.bye.contains(&Some(ByeReason::Duplicate)));
         }
@@ -1460,7 +1499,7 @@ impl Sim {
 
     /// The clients grouped by every link that works.
     fn components(&self) -> Components {
-        let working = self.links.iter().filter(|l| l.up && l.open == [true, true]);
+        let working = self.links.iter().filter(|l| l.works());
         Components::new(self.clients.len(), working.map(|l| l.ends))
     }
 
@@ -1488,11 +1527,7 @@ impl Sim {
                 .collect(),
             prints: self.strings.iter().map(|s| s.prints).collect(),
             link_sessions: self.links.len(),
-            links_up: self
-                .links
-                .iter()
-                .filter(|l| l.up && l.open == [true, true])
-                .count(),
+            links_up: self.links.iter().filter(|l| l.works()).count(),
             sends: self.sends,
             frames: self.frames,
             bytes: self.bytes,

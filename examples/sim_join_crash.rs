@@ -1,0 +1,121 @@
+//! Whole clients (the flood part and the mesh, not the mesh alone) join one at a time, each
+//! through one random client; the degree distribution and the diameter are printed once the
+//! joins settle; then a share of the clients crash at once, and the virtual time until the
+//! survivors form one component again is printed, with whether every string typed afterwards
+//! reached every survivor.
+//!
+//! ```text
+//! cargo run --release --features sim --example sim_join_crash
+//! cargo run --release --features sim --example sim_join_crash -- --clients 200 --seeds 1,2,3
+//! ```
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use floodchat::sim::{SimConfig, join_then_crash};
+
+mod common;
+use common::peak_rss;
+
+/// Join, then crash, with whole clients.
+#[derive(Parser)]
+struct Args {
+    /// Clients.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Target links per client (MeshConfig::links).
+    #[arg(long, default_value_t = 4)]
+    links: usize,
+    /// Milliseconds between two joins.
+    #[arg(long, default_value_t = 100)]
+    gap_ms: u64,
+    /// Seconds the joins settle before the crash.
+    #[arg(long, default_value_t = 60)]
+    settle_s: u64,
+    /// Percent of the clients that crash at once.
+    #[arg(long, default_value_t = 30)]
+    crash_percent: usize,
+    /// Strings typed by survivors once they are one component.
+    #[arg(long, default_value_t = 50)]
+    strings: usize,
+    /// One-way latency of every link, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    latency_ms: u64,
+    /// Seeds, comma separated: one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    seeds: Vec<u64>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut failed = false;
+    for seed in args.seeds {
+        let wall = Instant::now();
+        let mut config = SimConfig {
+            seed,
+            latency_min: Duration::from_millis(args.latency_ms),
+            latency_max: Duration::from_millis(args.latency_ms),
+            ..SimConfig::default()
+        };
+        config.flood.mesh = floodchat::mesh::MeshConfig::with_links(args.links);
+        let max_inbound = config.flood.mesh.max_inbound;
+        let r = join_then_crash(
+            config,
+            args.clients,
+            Duration::from_millis(args.gap_ms),
+            Duration::from_secs(args.settle_s),
+            args.crash_percent,
+            args.strings,
+            Duration::from_secs(600),
+        );
+        println!(
+            "seed {seed}: {} clients joined, {} links, links per client min/median/max {:?} \
+             (target {}, max inbound {max_inbound}), {} component(s), diameter {}",
+            r.joined.clients,
+            r.joined.links,
+            r.joined.degree,
+            args.links,
+            r.joined.components,
+            r.joined.diameter
+        );
+        match r.heal_time {
+            Some(t) => println!(
+                "  {} crashed at once: one component again after {} s virtual (checked each second)",
+                r.crashed,
+                t.as_secs()
+            ),
+            None => println!("  {} crashed at once: still split after 600 s", r.crashed),
+        }
+        match r.refill_time {
+            Some(t) => println!(
+                "  every survivor back at {} links after {} s virtual",
+                args.links,
+                t.as_secs()
+            ),
+            None => println!("  some survivor below {} links after 600 s", args.links),
+        }
+        println!(
+            "  then: links per survivor {:?}, {} component(s), diameter {}; {} of {} strings \
+             typed afterwards reached every one of the {} survivors; {} violations",
+            r.healed.degree,
+            r.healed.components,
+            r.healed.diameter,
+            r.reached_every_survivor,
+            r.typed_after,
+            r.healed.clients,
+            r.violations.len()
+        );
+        for v in r.violations.iter().take(10) {
+            println!("    {v}");
+        }
+        println!(
+            "  wall {:.1} s, peak RSS {}",
+            wall.elapsed().as_secs_f64(),
+            peak_rss()
+        );
+        failed |= !r.violations.is_empty() || r.reached_every_survivor < r.typed_after;
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

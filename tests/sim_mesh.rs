@@ -1,0 +1,169 @@
+//! Whole clients on the simulator, the mesh making the links: joins through a contact, a
+//! crash of many at once, and random churn that stops. Full-size figures:
+//! `cargo run --release --features sim --example sim_join_crash`.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use floodchat::sim::{Components, Shape, Sim, SimConfig, join_then_crash};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed, TestRunner};
+
+#[test]
+fn joined_clients_stay_within_the_limits_and_heal_after_a_crash() {
+    let config = SimConfig {
+        seed: 3,
+        ..SimConfig::default()
+    };
+    let mesh = config.flood.mesh.clone();
+    let r = join_then_crash(
+        config,
+        120,
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+        30,
+        10,
+        Duration::from_secs(300),
+    );
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.joined.components, 1, "{r:?}");
+    // Each client dials up to its target and accepts at most max_inbound more.
+    assert!(r.joined.degree[0] >= mesh.links, "{r:?}");
+    assert!(r.joined.degree[2] <= mesh.links + mesh.max_inbound, "{r:?}");
+    assert!(r.joined.diameter >= 2, "{r:?}");
+    assert_eq!(r.crashed, 36);
+    assert!(r.heal_time.is_some() && r.refill_time.is_some(), "{r:?}");
+    assert_eq!(r.healed.components, 1, "{r:?}");
+    assert_eq!(r.reached_every_survivor, r.typed_after, "{r:?}");
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Churn {
+    Join(u32),
+    Type(u32),
+    Crash(u32),
+    Rejoin(u32, u32),
+    Partition(u64),
+    Heal,
+    Wait(u16),
+}
+
+fn churn() -> impl Strategy<Value = Churn> {
+    prop_oneof![
+        3 => any::<u32>().prop_map(Churn::Join),
+        4 => any::<u32>().prop_map(Churn::Type),
+        1 => any::<u32>().prop_map(Churn::Crash),
+        1 => (any::<u32>(), any::<u32>()).prop_map(|(a, b)| Churn::Rejoin(a, b)),
+        1 => any::<u64>().prop_map(Churn::Partition),
+        1 => Just(Churn::Heal),
+        3 => (0u16..3000).prop_map(Churn::Wait),
+    ]
+}
+
+/// Random joins (each through a running client), typing, crashes, rejoins through a running
+/// client and partitions that heal; then churn stops, and after the mesh had time: the
+/// survivors whose contacts link them all (so each knows an address of another's part) form
+/// one component, and hold the same set, which holds everything typed in it (the simulator's
+/// check).
+#[test]
+fn after_churn_the_survivors_form_one_room_with_the_union() {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let mut config = Config::with_cases(cases);
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(0xC4_0C4);
+    }
+    config.failure_persistence = None;
+    let (ran, one_room, crashes) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u64));
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(
+        &(any::<u64>(), proptest::collection::vec(churn(), 1..40)),
+        |(seed, steps)| {
+            ran.set(ran.get() + 1);
+            let mut sim = Sim::new(
+                1,
+                SimConfig {
+                    seed,
+                    ..SimConfig::default()
+                },
+            );
+            // Who each client (incarnation) joined through.
+            let mut contact: Vec<Option<usize>> = vec![None];
+            let running = |sim: &Sim| -> Vec<usize> {
+                (0..sim.clients()).filter(|&c| sim.is_alive(c)).collect()
+            };
+            let mut cut = false;
+            for step in &steps {
+                let alive = running(&sim);
+                let pick = |k: u32, from: &[usize]| from[k as usize % from.len()];
+                match *step {
+                    Churn::Join(k) if sim.clients() < 12 && !alive.is_empty() => {
+                        let via = pick(k, &alive);
+                        sim.join(Some(via));
+                        contact.push(Some(via));
+                    }
+                    Churn::Type(k) if !alive.is_empty() => {
+                        sim.type_line(pick(k, &alive), false);
+                    }
+                    Churn::Crash(k) if alive.len() > 1 => {
+                        sim.crash(pick(k, &alive));
+                    }
+                    Churn::Rejoin(k, v) if !alive.is_empty() => {
+                        let dead: Vec<usize> =
+                            (0..sim.clients()).filter(|&c| !sim.is_alive(c)).collect();
+                        if !dead.is_empty() {
+                            let (c, via) = (pick(k, &dead), pick(v, &alive));
+                            sim.rejoin(c, via);
+                            contact[c] = Some(via);
+                        }
+                    }
+                    Churn::Partition(mask) if !cut => {
+                        let side = (0..sim.clients())
+                            .map(|c| mask >> (c % 64) & 1 == 1)
+                            .collect();
+                        sim.partition(side);
+                        cut = true;
+                    }
+                    Churn::Heal => {
+                        sim.heal();
+                        cut = false;
+                    }
+                    Churn::Wait(ms) => sim.advance(Duration::from_millis(ms.into())),
+                    _ => {}
+                }
+            }
+            sim.heal();
+            // Churn stops: rotation dials a random known address every 30 s or so.
+            sim.advance(Duration::from_secs(180));
+            prop_assert!(sim.settle(), "{}", sim.violations());
+            let violations = sim.check().clone();
+            prop_assert!(violations.is_empty(), "seed {seed} {steps:?}\n{violations}");
+            let alive = running(&sim);
+            let known = alive
+                .iter()
+                .filter_map(|&c| contact[c].filter(|&v| sim.is_alive(v)).map(|v| [c, v]));
+            let mut by_contact = Components::new(sim.clients(), known);
+            let mut roots: Vec<usize> = alive.iter().map(|&c| by_contact.of(c)).collect();
+            roots.sort_unstable();
+            roots.dedup();
+            crashes.set(crashes.get() + sim.report().crashes);
+            if roots.len() == 1 {
+                one_room.set(one_room.get() + 1);
+                let shape = Shape::of(&sim);
+                prop_assert_eq!(shape.components, 1, "seed {} {:?}", seed, steps);
+            }
+            Ok(())
+        },
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let (ran, one_room, crashes) = (ran.get(), one_room.get(), crashes.get());
+    eprintln!(
+        "{ran} cases ran, {one_room} with survivors linked by their contacts (one component \
+         asserted), {crashes} crashes"
+    );
+    assert!(ran >= cases && one_room * 2 >= cases, "{ran} {one_room}");
+}
