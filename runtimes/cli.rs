@@ -41,7 +41,7 @@ pub struct Cli {
 
     /// How many links to other clients to keep; the room heals itself by dialing clients
     /// it has heard of whenever it has fewer.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub links: u16,
 
     /// The most megabytes of text this client keeps; newer lines are then not shown or relayed.

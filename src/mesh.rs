@@ -146,7 +146,7 @@ pub struct MeshConfig {
 
 impl Default for MeshConfig {
     fn default() -> Self {
-        Self::with_links(4)
+        Self::with_links(5)
     }
 }
 

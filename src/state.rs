@@ -630,6 +630,15 @@ impl FloodState {
         let now = self.now;
         let c = self.conn(peer)?;
         if c.phase == Phase::Closing {
+            // Only the peer's own Bye matters now: both sides are done with the link.
+            let mut bye = false;
+            while let Ok(Some(item)) = c.decoder.decode(&mut bytes) {
+                bye |= matches!(item, Decoded::Frame(Frame::Bye { .. }));
+            }
+            if bye {
+                let reason = c.closing.clone().expect("closing has a reason");
+                self.disconnect(peer, reason);
+            }
             return Ok(());
         }
         c.last_received = now;
@@ -1565,10 +1574,31 @@ mod tests {
         );
         assert!(!out.contains(&Output::PeerReady(A)));
         assert_eq!(h.ack(&out), vec![]);
+        // The other end (ourselves) says Bye as well: the link ends at once, no linger.
+        let mut bye = Vec::new();
+        Frame::Bye {
+            reason: ByeReason::SelfConnection,
+            addrs: vec![],
+        }
+        .encode(&mut bye);
         assert_eq!(
-            h.input(Input::Closed(A)),
+            h.input(Input::Received(A, &bye)),
             vec![disconnect(
                 A,
+                DisconnectReason::Local(CloseWhy::SelfConnection)
+            )]
+        );
+        h.input(Input::Dialed {
+            peer: B,
+            addr: addr(1),
+        });
+        h.input(Input::Sent(B));
+        let out = h.input(Input::Received(B, &hello_bytes(ME, true)));
+        h.ack(&out);
+        assert_eq!(
+            h.input(Input::Closed(B)),
+            vec![disconnect(
+                B,
                 DisconnectReason::Local(CloseWhy::SelfConnection)
             )]
         );
@@ -1604,7 +1634,8 @@ mod tests {
             h.ack(&out);
             assert!(h.state.is_ready(kept));
             assert!(!h.state.is_ready(dropped));
-            // A peer that does not close after the Bye is closed after the linger.
+            // A peer that does not close after the Bye is closed after the linger; one that
+            // says Bye too is closed at once.
             assert_eq!(
                 h.advance(Duration::from_secs(1)),
                 vec![disconnect(
