@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     clients: usize,
     /// Target links per client (MeshConfig::links).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 5)]
     links: usize,
     /// Milliseconds between two joins.
     #[arg(long, default_value_t = 100)]
