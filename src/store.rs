@@ -121,8 +121,12 @@ struct Run {
     entries: Vec<Entry>,
     /// `sums[j]` is the sum of the keys of `entries[..j * BLOCK]`.
     sums: Vec<u128>,
-    /// `tops[j]` is the top half of the key of `entries[j * BLOCK]`.
-    tops: Vec<u64>,
+    /// `starts[j]` is the first entry whose key's top bits, shifted right by `shift`, are at
+    /// least `j`; empty for the smallest run, which changes on every insert.
+    starts: Vec<u32>,
+    shift: u32,
+    /// `2^-shift`: turns a key's place inside its bucket into a fraction.
+    scale: f64,
 }
 
 /// The top 64 bits of a key.
@@ -133,28 +137,29 @@ fn top(key: u128) -> u64 {
 impl Run {
     /// Position of the first entry whose key is at least `key`.
     ///
-    /// A binary search of the blocks' first keys (a small array, mostly in cache) picks the
-    /// block, and a binary search in that block finishes: a few cache misses, all close.
+    /// Keys are uniformly spread, so the top bits of `key` pick a bucket of a few dozen entries
+    /// from `starts` (small, mostly in cache), and the position inside it is interpolated:
+    /// usually one cache miss into `entries`.
     fn lower_bound(&self, key: u128) -> usize {
+        if self.starts.is_empty() {
+            return self.entries.partition_point(|e| e.key() < key);
+        }
         let target = top(key);
-        // Blocks before `first` start with smaller keys, those from `after` on with larger.
-        let first = self.tops.partition_point(|&t| t < target);
-        let after = first + self.tops[first..].partition_point(|&t| t <= target);
-        let lo = first.saturating_sub(1) * BLOCK;
-        let hi = (after * BLOCK).min(self.entries.len());
+        let bucket = (target >> self.shift) as usize;
+        let (lo, hi) = (
+            self.starts[bucket] as usize,
+            self.starts[bucket + 1] as usize,
+        );
         let block = &self.entries[lo..hi];
+        if block.len() > 4 * BLOCK {
+            // Crowded, as ids ground to share their top bits would make it: search it whole.
+            return lo + block.partition_point(|e| e.key() < key);
+        }
         if block.is_empty() {
             return lo;
         }
-        // Keys are spread evenly between the blocks' first keys: guess the position, then
-        // step to it (usually one entry or two, in the cache line already loaded).
-        let low = first.checked_sub(1).map_or(0, |b| self.tops[b]);
-        let high = self.tops.get(after).copied().unwrap_or(u64::MAX);
-        let fraction = if high > low {
-            target.saturating_sub(low) as f64 / (high - low) as f64
-        } else {
-            0.0
-        };
+        let within = target - ((bucket as u64) << self.shift);
+        let fraction = within as f64 * self.scale;
         let mut at = ((block.len() as f64 * fraction) as usize).min(block.len() - 1);
         while at > 0 && block[at - 1].key() >= key {
             at -= 1;
@@ -163,6 +168,31 @@ impl Run {
             at += 1;
         }
         lo + at
+    }
+
+    /// Rebuilds `starts` for the current entries (or drops it for a small run).
+    fn reindex(&mut self) {
+        self.starts.clear();
+        let buckets = self.entries.len() / BLOCK;
+        if buckets < 2 {
+            return;
+        }
+        let bits = buckets.ilog2();
+        self.shift = 64 - bits;
+        self.scale = (-f64::from(self.shift)).exp2();
+        self.starts.reserve_exact((1 << bits) + 1);
+        let mut next = 0usize;
+        for (at, entry) in self.entries.iter().enumerate() {
+            let bucket = (top(entry.key()) >> self.shift) as usize;
+            while next <= bucket {
+                self.starts.push(at as u32);
+                next += 1;
+            }
+        }
+        while next <= 1 << bits {
+            self.starts.push(self.entries.len() as u32);
+            next += 1;
+        }
     }
 
     /// The entry whose key is `key`, if any.
@@ -195,10 +225,8 @@ impl Run {
             self.sums.push(0);
         }
         let mut sum = self.sums[first_block];
-        self.tops.truncate(first_block);
         let blocks = self.entries[first_block * BLOCK..].chunks(BLOCK);
         for chunk in blocks {
-            self.tops.push(top(chunk[0].key()));
             if chunk.len() < BLOCK {
                 break;
             }
@@ -232,7 +260,8 @@ impl Run {
         other.entries.clear();
         other.sums.clear();
         other.sums.push(0);
-        other.tops.clear();
+        other.starts.clear();
+        self.reindex();
         // Entries before `i` did not move.
         self.resum(i);
     }
@@ -240,7 +269,7 @@ impl Run {
     fn heap_bytes(&self) -> usize {
         self.entries.capacity() * size_of::<Entry>()
             + self.sums.capacity() * size_of::<u128>()
-            + self.tops.capacity() * size_of::<u64>()
+            + self.starts.capacity() * size_of::<u32>()
     }
 }
 
@@ -374,7 +403,9 @@ impl Store {
             self.runs.push(Run {
                 entries: Vec::with_capacity(FIRST_RUN + 1),
                 sums: vec![0],
-                tops: Vec::new(),
+                starts: Vec::new(),
+                shift: 0,
+                scale: 0.0,
             });
         }
         let first = &mut self.runs[0];
@@ -388,7 +419,9 @@ impl Store {
                 self.runs.push(Run {
                     entries: Vec::new(),
                     sums: vec![0],
-                    tops: Vec::new(),
+                    starts: Vec::new(),
+                    shift: 0,
+                    scale: 0.0,
                 });
             }
             let (small, large) = self.runs.split_at_mut(level + 1);
@@ -605,9 +638,12 @@ mod tests {
                 })
                 .collect(),
             sums: vec![0],
-            tops: Vec::new(),
+            starts: Vec::new(),
+            shift: 0,
+            scale: 0.0,
         };
         run.resum(0);
+        run.reindex();
         let probes = keys
             .iter()
             .flat_map(|&k| [k, k.wrapping_add(1), k.wrapping_sub(1)])
