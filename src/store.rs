@@ -119,7 +119,8 @@ impl Entry {
 #[derive(Default)]
 struct Run {
     entries: Vec<Entry>,
-    /// `sums[j]` is the sum of the keys of `entries[..j * BLOCK]`.
+    /// `sums[j]` is the sum of the keys of `entries[..j * BLOCK]`; only `sums[0]` in the
+    /// smallest run.
     sums: Vec<u128>,
     /// `starts[j]` is the first entry whose key's top bits, shifted right by `shift`, are at
     /// least `j`; empty for the smallest run, which changes on every insert.
@@ -210,8 +211,11 @@ impl Run {
     }
 
     /// Sum of the keys of `entries[..end]`.
+    ///
+    /// The smallest run keeps only `sums[0]` (it changes on every insert and is short), so
+    /// its sums are folded here.
     fn prefix_sum(&self, end: usize) -> u128 {
-        let block = end / BLOCK;
+        let block = (end / BLOCK).min(self.sums.len() - 1);
         self.entries[block * BLOCK..end]
             .iter()
             .fold(self.sums[block], |sum, e| sum.wrapping_add(e.key()))
@@ -411,7 +415,6 @@ impl Store {
         let first = &mut self.runs[0];
         let at = first.lower_bound(entry.key());
         first.entries.insert(at, entry);
-        first.resum(at);
         let mut level = 0;
         let mut limit = FIRST_RUN;
         while self.runs[level].entries.len() > limit {
