@@ -552,13 +552,12 @@ impl FrameDecoder {
                 })
             }
             kind::TEXT => {
-                check_text(body).map_err(DecodeError::BadText)?;
-                let bytes = if self.buf.capacity() > KEEP_CAPACITY {
-                    std::mem::take(&mut self.buf)
-                } else {
-                    self.buf.clone()
-                };
-                Frame::Text(String::from_utf8(bytes).expect("checked above"))
+                // One copy of the checked text; no second UTF-8 check.
+                let text = check_text(body).map_err(DecodeError::BadText)?.to_owned();
+                if self.buf.capacity() > KEEP_CAPACITY {
+                    self.buf = Vec::new();
+                }
+                Frame::Text(text)
             }
             kind::ADDRS => Frame::Addrs(decode_addrs(body).map_err(malformed)?.0),
             kind::PING => Frame::Ping,
