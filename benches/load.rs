@@ -56,6 +56,10 @@ struct Args {
     /// The binary to run, instead of the one this bench was built with.
     #[arg(long)]
     bin: Option<PathBuf>,
+    /// Let each client's mesh add links of its own (`--links` left at its default), instead
+    /// of keeping the room the shape the raw relay has (for builds before the mesh, too).
+    #[arg(long)]
+    mesh: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -204,6 +208,16 @@ impl Clients {
         for i in 0..args.clients {
             let mut cmd = Command::new(&bin);
             cmd.args(["--runtime", &args.runtime, "--listen", "127.0.0.1:0"]);
+            if !args.mesh {
+                // The same graph as the raw relay: leaves and chain links want one link, a
+                // star's hub wants them all, so no client dials beyond the shape.
+                let links = if args.shape == Shape::Star && i == 0 {
+                    args.clients.max(1)
+                } else {
+                    1
+                };
+                cmd.args(["--links", &links.to_string()]);
+            }
             if i > 0 {
                 let port: u16 = ports[args.shape.parent(i)];
                 cmd.args(["--peer", &format!("127.0.0.1:{port}")]);
