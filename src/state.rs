@@ -1192,16 +1192,6 @@ mod tests {
         got
     }
 
-    fn sent_texts(outputs: &[Output], to: PeerId) -> Vec<String> {
-        sent_frames(outputs, to)
-            .into_iter()
-            .filter_map(|f| match f {
-                Frame::Text(t) => Some(t),
-                _ => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn typed_line_is_printed_and_sent_to_every_link() {
         let mut h = Harness::new();
@@ -1773,12 +1763,12 @@ mod tests {
         fn drive(&mut self, steps: usize) -> [Vec<String>; 2] {
             let mut printed: [Vec<String>; 2] = Default::default();
             for _ in 0..steps {
-                for i in 0..2 {
+                for (i, printed) in printed.iter_mut().enumerate() {
                     while let Some(o) = self.sides[i].poll_output() {
                         match o {
                             Output::Send { bytes, .. } => self.pending[i].push_back(bytes),
                             Output::Print(index) => {
-                                printed[i].push(self.sides[i].message(index).to_string())
+                                printed.push(self.sides[i].message(index).to_string())
                             }
                             Output::Disconnect { reason, .. } => self.disconnects.push((i, reason)),
                             _ => {}
@@ -1919,9 +1909,8 @@ mod tests {
         let mut printed: [Vec<String>; 2] = Default::default();
         for round in 0..200 {
             pair.type_line(round % 2, &format!("live {round}"));
-            let p = pair.drive(3);
-            for i in 0..2 {
-                printed[i].extend(p[i].iter().cloned());
+            for (all, new) in printed.iter_mut().zip(pair.drive(3)) {
+                all.extend(new);
             }
         }
         let p = pair.drive(usize::MAX);

@@ -2,7 +2,7 @@
 //! a property test or the fuzzer ever found failing (paste the printed script at the end).
 
 use floodchat::sim::Step::*;
-use floodchat::sim::{Fault, Script, Sim, SimConfig, Step, random_topology};
+use floodchat::sim::{Fault, Script, Sim, SimConfig, random_topology};
 
 fn run_ok(script: &Script) -> floodchat::sim::Report {
     let outcome = script.run();
