@@ -15,23 +15,39 @@
 //! - `PeerReady` once per peer, when its Hello arrived, never for a connection to itself; no
 //!   two links share a client id;
 //! - `Disconnect` exactly for a closed connection, a protocol error (the reference's), a Bye,
-//!   the end of a close on purpose, or a due timer with its reason, at most once per peer,
-//!   and nothing names a peer after it;
+//!   the end of a close on purpose, a due timer with its reason, a Want past 16,384 strings
+//!   owed (`AskedTooMuch`, required once the asks outrun what can have been sent), or, for a
+//!   peer that sent a Recon not computed honestly, a reconciliation error; at most once per
+//!   peer, and nothing names a peer after it;
+//! - the mesh's own choices are allowed only where the rules leave room: refusing or evicting
+//!   a connection when an admission limit is reached, its hello timeout, shedding a link when
+//!   there are more than the target; connections kept never exceed the limits (total, per IP,
+//!   unproven, inbound links); `Dial` only of addresses it was told;
 //! - timers by the rules: greeting from the connection, frame from the first byte of the
 //!   unfinished frame, idle from the last bytes received, stall from the last ack or the first
 //!   send, linger from the close; a link on which nothing was written for `keepalive` is sent
 //!   a Ping at that time, and a Ping only then; `poll_timeout` is never later than a deadline
 //!   and, after a `Timeout` at some time, never at or before it;
-//! - the bytes sent to a peer are a greeting, our Hello, then whole frames: strings of the
-//!   room, each once, never to the peer it came from, only to links; a Bye is the last frame
-//!   and is followed by the `Disconnect` once acknowledged or after `linger`;
+//! - the bytes sent to a peer are a greeting, our Hello, then whole frames; Text, Recon, Want
+//!   and Addrs only once its Hello made it a link; Text only of strings of the room, never to
+//!   the peer it came from, to an honest peer once (again only as often as it asked with
+//!   Want); Recon only in turn (the side that dialed first, then one answer per Recon read);
+//!   a Bye is the last frame, and is followed by the `Disconnect` only when the peer closes or
+//!   after `linger`;
 //! - per peer, unacknowledged `Send`s never exceed [`Config::max_in_flight`]; a link with room
-//!   in its budget has been sent every string it lacks; `is_flushed`, `messages`, `contains`,
-//!   `is_connected`, `is_ready` and `peer_count` agree with the model.
+//!   in its budget has been sent every string learned since it became a link; `is_flushed`
+//!   only then; `messages`, `contains`, `is_connected`, `is_ready` and `peer_count` agree with
+//!   the model.
 //!
-//! At the end every `Send` is acknowledged until none is left: then every link must have
-//! been sent every string it did not send first, no close is pending, and the state is
-//! flushed.
+//! Each peer has an honest side, a [`Store`] and [`Reconciler`] of its own: it holds what it
+//! sent, what it was sent and what it learned elsewhere ([`Action::PeerKnows`]), and
+//! [`Action::Answer`] answers our Recon and Want frames as the protocol says. A peer that
+//! sends raw bytes or a Recon of the fuzzer's own is no longer honest.
+//!
+//! At the end honest peers answer and every `Send` is acknowledged until nothing moves
+//! (others close): then every link holds every string of the room (and the room every string
+//! of the link, unless full), reconciliation is over on both sides, no close is pending, and
+//! the state is flushed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -267,7 +283,9 @@ struct Peer {
     live_from: Option<usize>,
     /// Whether we dialed it (and so start reconciliation).
     dialed: bool,
-    /// Where it connected from, for an accepted connection.
+    /// Whether it answers a `Dial` the state asked for.
+    solicited: bool,
+    /// Where it connected from (accepted), or the address dialed.
     remote: Option<SocketAddr>,
     /// Whether its side still follows the protocol: no garbage Recon, no raw bytes.
     honest: bool,
@@ -398,6 +416,8 @@ struct Harness {
     by_id: HashMap<[u8; 16], usize>,
     /// Addresses the state was told of, which it may dial.
     known: HashSet<SocketAddr>,
+    /// Addresses the state asked to dial, not yet reported connected.
+    dialing: HashSet<SocketAddr>,
 }
 
 impl Harness {
@@ -427,6 +447,7 @@ impl Harness {
             seen: HashMap::new(),
             by_id: HashMap::new(),
             known: HashSet::new(),
+            dialing: HashSet::new(),
         }
     }
 
@@ -465,8 +486,12 @@ impl Harness {
             }
             Action::Dialed(i) => {
                 let expect = self.admission(None);
-                let peer = self.open(true, None);
                 let addr = address(i);
+                // The state learns the address it reached (and may dial it again later).
+                self.known.insert(addr);
+                let solicited = self.dialing.remove(&addr);
+                let peer = self.open(true, Some(addr));
+                self.peers.get_mut(&peer).unwrap().solicited = solicited;
                 self.step(Input::Dialed { peer, addr }, Ok(()), expect);
             }
             Action::DialFailed(i) => {
@@ -581,6 +606,7 @@ impl Harness {
                 recon_out: 0,
                 live_from: None,
                 dialed,
+                solicited: false,
                 remote,
                 honest: true,
                 store: Store::new(),
@@ -1063,7 +1089,18 @@ impl Harness {
                         "Dial({addr}), an address never told"
                     );
                     assert!(addr.ip().is_loopback(), "Dial({addr})");
+                    let busy = self.peers.iter().any(|(p, m)| {
+                        m.solicited
+                            && m.closing.is_none()
+                            && m.remote == Some(addr)
+                            && !dropped.contains_key(p)
+                    });
+                    assert!(
+                        !busy,
+                        "Dial({addr}) while a connection dialed to it is open"
+                    );
                     dials.push(addr);
+                    self.dialing.insert(addr);
                 }
                 Output::Notice(notice @ Notice::RoomFull { .. }) => notices.push(notice),
                 Output::Notice(Notice::Mesh(_)) => {}
@@ -1308,7 +1345,7 @@ impl Harness {
         };
         let from_ip = open
             .iter()
-            .filter(|(_, m)| m.remote.is_some_and(|r| r.ip() == remote.ip()))
+            .filter(|(_, m)| !m.dialed && m.remote.is_some_and(|r| r.ip() == remote.ip()))
             .count();
         if from_ip >= mesh.max_per_ip {
             expect
@@ -1316,16 +1353,13 @@ impl Harness {
                 .insert(new, local(CloseWhy::TooManyFromIp(remote.ip())));
             return expect;
         }
-        let unproven = open
-            .iter()
-            .filter(|(_, m)| !m.ready && m.remote.is_some())
-            .count();
+        let unproven = open.iter().filter(|(_, m)| !m.ready && !m.dialed).count();
         if open.len() >= mesh.max_connections || unproven >= mesh.max_unproven {
             let mut refused = local(CloseWhy::TooManyConnections);
             refused.extend(local(CloseWhy::TooManyUnproven));
             expect.may_drop.insert(new, refused);
             for &(&peer, model) in &open {
-                if !model.ready && model.remote.is_some() {
+                if !model.ready && !model.dialed {
                     expect.may_drop.insert(peer, local(CloseWhy::Evicted));
                 }
             }
@@ -1405,7 +1439,7 @@ impl Harness {
             "{} connections",
             open.len()
         );
-        let inbound = || open.iter().filter(|m| m.remote.is_some());
+        let inbound = || open.iter().filter(|m| !m.dialed);
         let unproven = inbound().filter(|m| !m.ready).count();
         assert!(
             unproven <= mesh.max_unproven,
