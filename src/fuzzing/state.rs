@@ -909,7 +909,9 @@ impl Harness {
         for peer in broken {
             self.close(peer);
         }
-        let limit = 100 + 10 * self.all.len() * (self.printed.len() + 1);
+        // Each string asked for may take a `Send` of its own.
+        let asked: usize = self.peers.values().map(|m| m.asked_owed).sum();
+        let limit = 100 + 10 * self.all.len() * (self.printed.len() + 1) + 2 * asked;
         let mut rounds = 0;
         loop {
             rounds += 1;
