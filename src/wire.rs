@@ -391,8 +391,16 @@ impl std::error::Error for DecodeError {}
 enum Stage {
     Greeting,
     Head,
-    Body { kind: u8, len: usize },
-    Skip { kind: u8, left: usize },
+    Body {
+        kind: u8,
+        len: usize,
+    },
+    Skip {
+        kind: u8,
+        left: usize,
+    },
+    /// After an error: the stream is not floodchat, and nothing more is decoded.
+    Failed,
 }
 
 /// Incremental decoder of one peer's byte stream: the greeting, then frames.
@@ -454,10 +462,23 @@ impl FrameDecoder {
     /// Consumes bytes from the front of `input` until one item is complete and returns it.
     ///
     /// `Ok(None)` means `input` is used up and more bytes are needed. After an `Err` the
-    /// stream is not floodchat and the decoder must not be used again.
+    /// stream is not floodchat: later calls consume their input and decode nothing.
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Decoded>, DecodeError> {
+        let result = self.decode_item(input);
+        if result.is_err() {
+            self.stage = Stage::Failed;
+            self.buf = Vec::new();
+        }
+        result
+    }
+
+    fn decode_item(&mut self, input: &mut &[u8]) -> Result<Option<Decoded>, DecodeError> {
         loop {
             match self.stage {
+                Stage::Failed => {
+                    *input = &[];
+                    return Ok(None);
+                }
                 Stage::Greeting => {
                     let take = (GREETING.len() - self.buf.len()).min(input.len());
                     for &byte in &input[..take] {
@@ -789,6 +810,22 @@ mod tests {
             decode_all(&mut FrameDecoder::new(), &bytes),
             Err(DecodeError::RepeatedHello)
         );
+    }
+
+    #[test]
+    fn after_an_error_nothing_more_is_decoded() {
+        let mut d = FrameDecoder::new();
+        let mut bytes = stream(&[Frame::Hello(HELLO)]);
+        bytes.extend_from_slice(&[0, 0, 0, 3, kind::TEXT, b'a', 0x1b]);
+        Frame::Text("after".into()).encode(&mut bytes);
+        let mut input = &bytes[..];
+        while let Ok(Some(_)) = d.decode(&mut input) {}
+        for more in [&bytes[..], &[0xff; 9][..]] {
+            let mut input = more;
+            assert_eq!(d.decode(&mut input), Ok(None));
+            assert!(input.is_empty());
+        }
+        assert_eq!(d.capacity(), 0);
     }
 
     #[test]
