@@ -213,7 +213,8 @@ pub enum DisconnectReason {
     Local(CloseWhy),
     /// The peer's set reconciliation broke the protocol.
     Reconcile(ReconcileError),
-    /// The peer asked for more strings at once than [`OWED_MAX`].
+    /// The peer asked for more strings at once than [`OWED_MAX`], or in all for more than
+    /// the room holds.
     AskedTooMuch,
     /// The peer sent reconciliation messages without reading our answers.
     ReconcileOutOfTurn,
@@ -258,9 +259,7 @@ impl fmt::Display for DisconnectReason {
             Self::ReconcileOutOfTurn => {
                 f.write_str("sent reconciliation messages without reading the answers")
             }
-            Self::AskedTooMuch => {
-                write!(f, "asked for more than {OWED_MAX} strings at once")
-            }
+            Self::AskedTooMuch => f.write_str("asked for more strings than it can lack"),
         }
     }
 }
@@ -377,6 +376,9 @@ struct Conn {
     owed: VecDeque<Owed>,
     /// How many of `owed` are single strings asked for.
     owed_indices: usize,
+    /// Strings this link has been owed in all, found lacking or asked for; an honest peer
+    /// can lack no more than the room holds.
+    owed_total: usize,
     /// [`Output::Send`]s not yet acknowledged by [`Input::Sent`].
     in_flight: usize,
     /// Control frames waiting for a send slot.
@@ -613,6 +615,7 @@ impl FloodState {
                 recon_waiting: None,
                 owed: VecDeque::new(),
                 owed_indices: 0,
+                owed_total: 0,
                 in_flight: 0,
                 control: bytes,
                 last_received: self.now,
@@ -733,9 +736,10 @@ impl FloodState {
                     if let Some(index) = self.store.index_of(&Id(id)) {
                         c.owed.push_back(Owed::Index(index));
                         c.owed_indices += 1;
+                        c.owed_total += 1;
                     }
                 }
-                if c.owed_indices > OWED_MAX {
+                if c.owed_indices > OWED_MAX || c.owed_total > self.store.len() + OWED_MAX {
                     self.disconnect(peer, DisconnectReason::AskedTooMuch);
                 } else {
                     self.pump(peer);
@@ -753,8 +757,16 @@ impl FloodState {
                 if let Some(reply) = progress.reply {
                     Self::queue_recon(&mut self.stats, c, reply);
                 }
-                c.owed
-                    .extend(progress.peer_lacks.into_iter().map(Owed::Range));
+                for range in progress.peer_lacks {
+                    c.owed_total += self.store.count(range);
+                    c.owed.push_back(Owed::Range(range));
+                }
+                if c.owed_total > self.store.len() + OWED_MAX {
+                    // Claiming to lack the same strings round after round would make us send
+                    // the room again each round.
+                    self.disconnect(peer, DisconnectReason::AskedTooMuch);
+                    return;
+                }
                 for ids in progress.we_lack.chunks(wire::MAX_WANT) {
                     let start = c.control.len();
                     Frame::Want(ids.iter().map(|id| id.0).collect()).encode(&mut c.control);
@@ -1961,6 +1973,47 @@ mod tests {
         assert_eq!(
             out.last(),
             Some(&disconnect(A, DisconnectReason::ReconcileOutOfTurn))
+        );
+    }
+
+    #[test]
+    fn a_peer_that_lacks_the_room_again_every_round_loses_its_link() {
+        let mut h = Harness::new();
+        let room = strings("room", 20_000);
+        for t in &room {
+            h.input(Input::LineTyped(t.as_bytes()));
+        }
+        h.linked(A);
+        // "I hold nothing in the lower half of the id space, and one string in the upper
+        // half": we answer the upper half (so the same message may come again) and owe the
+        // peer every string of the lower half, each time.
+        let mut lie = vec![1 << 5 | 1, 0x80, 0]; // Fingerprint, bound 0x80..., count 0
+        lie.extend([1 << 5 | 17, 1]); // Fingerprint to the end, count 1,
+        lie.extend([0x11; 16]); // and a sum no set of ours has.
+        let mut opening = Vec::new();
+        Frame::Recon(lie).encode(&mut opening);
+        let mut sent = 0;
+        for _ in 0..20 {
+            if !h.state.is_connected(A) {
+                break;
+            }
+            let out = h.input(Input::Received(A, &opening));
+            // Read everything we send, so that our answers are never out of turn.
+            let mut more = h.ack(&out);
+            while !more.is_empty() {
+                more = h.ack(&more);
+            }
+            sent = h.state.stats().frames_sent;
+        }
+        assert!(!h.state.is_connected(A), "still linked after 20 rounds");
+        assert!(
+            sent >= room.len() as u64 / 3,
+            "the first round is believed: the peer gets the lower half ({sent} strings)"
+        );
+        assert!(
+            sent <= 2 * room.len() as u64 + OWED_MAX as u64,
+            "sent {sent} strings for a room of {}",
+            room.len()
         );
     }
 

@@ -679,8 +679,17 @@ impl Harness {
             return self.step(input, refused, Expect::default());
         };
         if model.closing.is_some() {
-            // Closing on purpose: what the peer says no longer matters.
-            return self.step(input, Ok(()), Expect::default());
+            // Closing on purpose: only the peer's own Bye matters, and ends the link at once
+            // (with the reason we are closing for).
+            let (items, _) = model.inbound.push(bytes);
+            let mut expect = Expect::default();
+            if items
+                .iter()
+                .any(|i| matches!(i, Decoded::Frame(Frame::Bye { .. })))
+            {
+                expect.drops.insert(peer, Vec::new());
+            }
+            return self.step(input, Ok(()), expect);
         }
         model.last_received = now;
         let pending_before = model.inbound.pending();
