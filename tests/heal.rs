@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
-use common::{Client, DEADLINE, Rt, Spawn, assert_exactly};
+use common::{Client, DEADLINE, Rt, Spawn, leave_all};
 
 use Rt::{AsyncStd, Smol};
 
@@ -34,18 +34,6 @@ fn chain(rts: &[Rt], extra: &[&str]) -> Vec<Client> {
         clients.push(spawn.start());
     }
     clients
-}
-
-/// Ends every client's input, waits for each to leave, and checks its whole stdout.
-fn leave_all(clients: &mut [Client], want: &[&str]) {
-    for c in clients.iter_mut() {
-        c.end_input();
-    }
-    for c in clients.iter_mut() {
-        let (status, out) = c.wait_exit();
-        assert!(status.success(), "{} exited with {status}", c.name);
-        assert_exactly(&c.name, &out, want);
-    }
 }
 
 /// What `client` printed on stderr after its first `skip` lines.

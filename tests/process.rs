@@ -8,7 +8,9 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::process::Command;
 
-use common::{Client, Rt, Spawn, assert_exactly, fake_server, greeting_and_frames, raw_connect};
+use common::{
+    Client, Rt, Spawn, assert_exactly, fake_server, greeting_and_frames, leave_all, raw_connect,
+};
 
 use Rt::{AsyncStd, Smol};
 
@@ -33,18 +35,6 @@ fn room(shape: Shape, rts: &[Rt]) -> Vec<Client> {
         clients.push(spawn.start());
     }
     clients
-}
-
-/// Ends every client's input, waits for each to leave, and checks its whole stdout.
-fn leave_all(clients: &mut [Client], want: &[&str]) {
-    for c in clients.iter_mut() {
-        c.end_input();
-    }
-    for c in clients.iter_mut() {
-        let (status, out) = c.wait_exit();
-        assert!(status.success(), "{} exited with {status}", c.name);
-        assert_exactly(&c.name, &out, want);
-    }
 }
 
 /// Several clients type, including the same text at two clients; all print exactly the union.

@@ -454,6 +454,18 @@ pub fn raw_connect(client: &Client) -> TcpStream {
     stream
 }
 
+/// Ends every client's input, waits for each to leave, and checks its whole stdout.
+pub fn leave_all(clients: &mut [Client], want: &[&str]) {
+    for c in clients.iter_mut() {
+        c.end_input();
+    }
+    for c in clients.iter_mut() {
+        let (status, out) = c.wait_exit();
+        assert!(status.success(), "{} exited with {status}", c.name);
+        assert_exactly(&c.name, &out, want);
+    }
+}
+
 /// A TCP listener on loopback that is not floodchat; `serve` runs on each connection.
 pub fn fake_server(serve: impl Fn(TcpStream) + Send + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
