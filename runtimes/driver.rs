@@ -455,8 +455,23 @@ impl<R: Runtime> Client<R> {
     /// close theirs, and prints what is left to print.
     async fn leave(&mut self) {
         self.accepting = false;
+        // Wait for every link to have what it lacks, as long as that makes progress: a peer
+        // that stops answering reconciliation (but keeps the link alive) cannot hold us here.
+        let patience = self.state.config().stall_timeout;
+        let progress =
+            |s: floodchat::Stats| (s.frames_sent, s.recon_frames_sent, s.frames_received);
+        let mut seen = (progress(self.state.stats()), Instant::now());
         while !self.stopped && !self.state.is_flushed() {
-            self.step(&mut None, None).await;
+            let give_up = seen.1 + patience;
+            if Instant::now() >= give_up {
+                say("leaving although some links never finished comparing what they hold");
+                break;
+            }
+            self.step(&mut None, Some(give_up)).await;
+            let now = progress(self.state.stats());
+            if now != seen.0 {
+                seen = (now, Instant::now());
+            }
         }
         // Each link is told Bye, and closes once it has read everything.
         self.feed(Input::Leave);

@@ -516,3 +516,28 @@ fn a_connection_storm_is_summed_up_on_stderr() {
     let [na, nb]: [Client; 2] = newcomers.try_into().ok().unwrap();
     leave_all(&mut [a, b, na, nb], &["still chatting"]);
 }
+
+#[test]
+fn a_peer_that_never_compares_cannot_keep_a_client_from_leaving() {
+    for rt in [Smol, AsyncStd] {
+        let mut a = Spawn::new("a", rt).arg("--stall-timeout").arg("1").start();
+        // A stranger that says Hello and then nothing: it never starts or answers the
+        // comparison of what the two hold, but its link is alive.
+        let mut raw = raw_connect(&a);
+        raw.write_all(&greeting_and_frames(&[])).unwrap();
+        a.wait_stderr("the stranger's link", |l| l.contains("joined"));
+        a.say("typed before leaving");
+        a.end_input();
+        let (status, out) = a.wait_exit();
+        assert!(status.success(), "exit status {status}");
+        assert_exactly("a", &out, &["typed before leaving"]);
+        assert!(
+            a.errors()
+                .iter()
+                .any(|l| l.contains("never finished comparing")),
+            "{:#?}",
+            a.errors()
+        );
+        drop(raw);
+    }
+}
