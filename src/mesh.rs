@@ -997,7 +997,8 @@ impl Mesh {
 
     fn learn(&mut self, now: Instant, source: IpAddr, addrs: &[SocketAddr]) {
         for &addr in addrs.iter().take(MAX_ADDRS) {
-            if !self.self_addrs.contains(&addr)
+            if dialable(addr, source)
+                && !self.self_addrs.contains(&addr)
                 && self.book.learn(addr, source, now, &mut self.rng).is_ok()
                 && self.in_use(addr)
                 && let Some(e) = self.book.get_mut(addr)
@@ -1207,4 +1208,20 @@ impl Mesh {
             assert_eq!(e.busy, self.in_use(e.addr), "busy flag of {}", e.addr);
         }
     }
+}
+
+/// Whether an address a peer at `source` told us of may be dialed: not an address nobody
+/// listens at (unspecified, port 0, multicast, broadcast, the 0.0.0.0/8 "this network" range,
+/// which Linux connects to this host), and a loopback address only from a peer on loopback,
+/// so that a stranger cannot make a client dial services of its own machine.
+fn dialable(addr: SocketAddr, source: IpAddr) -> bool {
+    let ip = addr.ip();
+    let this_network = matches!(ip, IpAddr::V4(v4) if v4.octets()[0] == 0);
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && !this_network
+        && !broadcast
+        && (!ip.is_loopback() || source.is_loopback())
 }

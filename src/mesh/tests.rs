@@ -611,3 +611,35 @@ fn a_partition_that_heals_becomes_one_component_again() {
     assert!(t.is_some(), "{:?}", sim.components().len());
     assert!(client_addr(0).ip().is_loopback());
 }
+
+#[test]
+fn addresses_nobody_listens_at_and_foreign_loopback_are_never_learned() {
+    use std::net::IpAddr;
+    let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+    let local: IpAddr = "127.0.0.1".parse().unwrap();
+    for bad in [
+        "0.0.0.0:4000",
+        "0.127.0.0:271",
+        "224.0.0.1:4000",
+        "255.255.255.255:4000",
+        "[::]:4000",
+        "[ff02::1]:4000",
+        "198.51.100.7:0",
+    ] {
+        let addr = bad.parse().unwrap();
+        assert!(!super::dialable(addr, stranger), "{bad} from a stranger");
+        assert!(!super::dialable(addr, local), "{bad} from loopback");
+    }
+    for own_machine in ["127.0.0.1:22", "[::1]:4000"] {
+        let addr = own_machine.parse().unwrap();
+        assert!(
+            !super::dialable(addr, stranger),
+            "{own_machine} from a stranger"
+        );
+        assert!(super::dialable(addr, local), "{own_machine} from loopback");
+    }
+    assert!(super::dialable(
+        "198.51.100.7:4000".parse().unwrap(),
+        stranger
+    ));
+}
