@@ -1619,7 +1619,6 @@ mod tests {
     //! `FLOODCHAT_WRITE_SEEDS=1 cargo test --features fuzzing --lib seeds` rewrites the files.
 
     use super::*;
-    use std::path::Path;
 
     /// Writes the discriminant `derive(Arbitrary)` reads as variant `index` of `count`.
     fn variant(index: u64, count: u64, out: &mut Vec<u8>) {
@@ -2167,21 +2166,13 @@ mod tests {
 
     #[test]
     fn seeds_read_back_and_match_the_corpus() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/state");
-        let write = std::env::var_os("FLOODCHAT_WRITE_SEEDS").is_some();
         for (name, config, actions) in seeds() {
             let bytes = encode_input(config, &actions);
             let (_, parsed) = parse(&bytes).expect("seed parses");
             assert_eq!(parsed, actions, "{name} reads back differently");
             let outcome = std::panic::catch_unwind(|| run(&bytes));
             assert!(outcome.is_ok(), "seed {name} fails");
-            let path = dir.join(name);
-            if write {
-                std::fs::create_dir_all(&dir).unwrap();
-                std::fs::write(&path, &bytes).unwrap();
-            }
-            let committed = std::fs::read(&path).unwrap_or_default();
-            assert!(committed == bytes, "{} is stale", path.display());
+            crate::fuzzing::check_seed("state", name, &bytes);
         }
     }
 }
