@@ -17,7 +17,10 @@ use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
 use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,7 @@ use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hashbrown::HashMap;
 
 use crate::cli::Cli;
+use crate::handoff::Handoff;
 use crate::terminal::{self, Terminal};
 
 /// Bytes read from a socket at once.
@@ -149,16 +153,16 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     handle_signals(stop_tx.clone());
     let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
-    let (stdout_tx, stdout_rx) = async_channel::bounded(1);
-    let (printed_tx, printed_rx) = async_channel::bounded(1);
+    let (handoff, heard) = Handoff::new();
+    let handoff = Arc::new(handoff);
     let stdout = match Terminal::open() {
         Some(terminal) => {
             let question = cli.peer.is_none().then_some(PEER_QUESTION);
-            terminal.spawn(question, stdin_tx, stdout_rx, printed_tx, stop_tx)
+            terminal.spawn(question, stdin_tx, handoff.clone(), stop_tx)
         }
         None => {
             thread::spawn(move || read_stdin(stdin_tx));
-            spawn_stdout(stdout_rx, printed_tx)?
+            spawn_stdout(handoff.clone())?
         }
     };
     let config = Config {
@@ -187,21 +191,24 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         events_tx,
         events_rx,
         stdout: Stdout {
-            chunks: stdout_tx,
-            printed: printed_rx,
-            idle: Some(Vec::new()),
+            handoff: handoff.clone(),
+            heard,
             cursor: 0,
+            draining: false,
         },
         early: Vec::new(),
         notices: Notices::new(now),
+        alarm: Alarm::default(),
+        unflushed: Vec::new(),
         stop: stop_rx,
         stopped: false,
         failed: None,
         accepting: true,
     };
-    let (result, idle) = R::block_on(client.run(cli, stdin_rx));
+    let result = R::block_on(client.run(cli, stdin_rx));
+    handoff.close();
     // A stdout thread stuck in a write is left behind: the process ends without it.
-    if idle {
+    if handoff.is_idle() {
         let _ = stdout.join();
     }
     result
@@ -223,14 +230,22 @@ enum Wake<S> {
     Event(Event<S>),
     Lines(Vec<u8>),
     StdinEnded,
-    Printed(io::Result<Vec<u8>>),
+    /// Stdout took or printed lines, or failed.
+    Printed,
     Timer,
     Stop,
 }
 
 /// The owner's handle on one connection.
 struct Conn<S> {
-    writer: Sender<Vec<u8>>,
+    /// Bytes for the writer task, with how many sends they hold.
+    writer: Sender<(Vec<u8>, usize)>,
+    /// Sends handed to the writer task and not yet reported written.
+    queued: usize,
+    /// Bytes of this step's sends, written at its end (empty while the writer task has some).
+    pending: Vec<u8>,
+    /// How many sends `pending` holds.
+    pending_sends: usize,
     stream: S,
     addr: SocketAddr,
     outbound: bool,
@@ -239,14 +254,48 @@ struct Conn<S> {
 
 /// The owner's side of the stdout thread: a cursor into the room's log.
 struct Stdout {
-    /// Chunks of lines to print.
-    chunks: Sender<Vec<u8>>,
-    /// A chunk printed (its buffer, for reuse) or the error that stopped printing.
-    printed: Receiver<io::Result<Vec<u8>>>,
-    /// The buffer for the next chunk while the thread is idle; `None` while it prints.
-    idle: Option<Vec<u8>>,
+    handoff: Arc<Handoff>,
+    /// Wakes the owner when stdout took or printed lines it waits on, or failed.
+    heard: Receiver<()>,
     /// How many of the room's strings were handed to the thread.
     cursor: usize,
+    /// Whether the owner waits for stdout to print everything.
+    draining: bool,
+}
+
+/// The owner's timer, kept across steps: arming a runtime's timer costs system calls and a
+/// wake-up of its reactor, and the core's deadlines move later with almost every frame. So
+/// the alarm moves only when a deadline comes before it; ringing early is harmless (the
+/// owner looks at the core's deadline again).
+#[derive(Default)]
+struct Alarm {
+    at: Option<Instant>,
+    sleep: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Alarm {
+    /// Makes sure the alarm rings by `deadline`, if any.
+    fn arm<R: Runtime>(&mut self, deadline: Option<Instant>, now: Instant) {
+        let Some(deadline) = deadline else {
+            return;
+        };
+        // An alarm already due may have rung into a wait that lost its race: set it again.
+        if self.at.is_some_and(|at| now < at && at <= deadline) {
+            return;
+        }
+        self.at = Some(deadline);
+        self.sleep = Some(Box::pin(R::sleep_until(deadline)));
+    }
+
+    /// Waits until the alarm rings, then disarms it; forever if it is not armed.
+    async fn ring(&mut self) {
+        match &mut self.sleep {
+            Some(sleep) => sleep.await,
+            None => pending().await,
+        }
+        self.at = None;
+        self.sleep = None;
+    }
 }
 
 /// Notices about connections, at most [`NOTICE_MAX`] per [`NOTICE_WINDOW`], so that a storm
@@ -329,6 +378,9 @@ struct Client<R: Runtime> {
     /// Lines typed after the answer to the prompt, before the room was joined.
     early: Vec<u8>,
     notices: Notices,
+    alarm: Alarm,
+    /// Peers with sends in `pending`, to be written at the end of the step.
+    unflushed: Vec<PeerId>,
     stop: Receiver<()>,
     stopped: bool,
     /// Why the client must end with an error.
@@ -337,25 +389,28 @@ struct Client<R: Runtime> {
 }
 
 impl<R: Runtime> Client<R> {
-    /// Runs the client; returns the result and whether the stdout thread is idle.
-    async fn run(mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> (Result<(), String>, bool) {
+    /// Runs the client; returns the result.
+    async fn run(mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
         let result = self.chat(cli, stdin).await;
         let result = match self.failed.take() {
             Some(e) => Err(e),
             None => result,
         };
-        if self.stdout.idle.is_none() {
-            // Interrupted while printing: a moment for the chunk already handed over.
-            let grace = async {
-                R::sleep_until(Instant::now() + STOP_GRACE).await;
-                None
+        // Interrupted while printing: a moment for the lines already handed over.
+        let grace = Instant::now() + STOP_GRACE;
+        self.stdout.draining = true;
+        while !self.stdout.handoff.is_idle() && Instant::now() < grace {
+            let _ = self.stdout.handoff.offer(|_| false, true);
+            let heard = async { self.stdout.heard.recv().await.is_ok() };
+            let late = async {
+                R::sleep_until(grace).await;
+                false
             };
-            let printed = or(async { self.stdout.printed.recv().await.ok() }, grace).await;
-            if let Some(Ok(buf)) = printed {
-                self.stdout.idle = Some(buf);
+            if !or(heard, late).await {
+                break;
             }
         }
-        (result, self.stdout.idle.is_some())
+        result
     }
 
     async fn chat(&mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
@@ -479,6 +534,8 @@ impl<R: Runtime> Client<R> {
         while !self.stopped && !self.conns.is_empty() && Instant::now() < deadline {
             self.step(&mut None, Some(deadline)).await;
         }
+        self.stdout.draining = true;
+        self.print();
         while !self.stopped && !self.all_printed() {
             self.step(&mut None, None).await;
         }
@@ -486,7 +543,7 @@ impl<R: Runtime> Client<R> {
 
     /// Whether stdout has printed every string of the room.
     fn all_printed(&self) -> bool {
-        self.stdout.idle.is_some() && self.stdout.cursor == self.state.messages().len()
+        self.stdout.cursor == self.state.messages().len() && self.stdout.handoff.is_idle()
     }
 
     /// Waits for `fut`, or `None` if a stop signal comes first.
@@ -503,15 +560,16 @@ impl<R: Runtime> Client<R> {
     /// Waits for something to happen, handles it and everything else already waiting, and
     /// hands stdout its next chunk; sets `stdin` to `None` when it ends.
     async fn step(&mut self, stdin: &mut Option<Receiver<Vec<u8>>>, until: Option<Instant>) {
+        // What was fed since the last step (joining, leaving) goes out before the wait.
+        self.flush();
         let deadline = [self.state.poll_timeout(), self.notices.deadline(), until]
             .into_iter()
             .flatten()
             .min();
+        self.alarm.arm::<R>(deadline, Instant::now());
+        let alarm = &mut self.alarm;
         let timer = async {
-            match deadline {
-                Some(deadline) => R::sleep_until(deadline).await,
-                None => pending().await,
-            }
+            alarm.ring().await;
             Wake::Timer
         };
         let lines = async {
@@ -522,12 +580,9 @@ impl<R: Runtime> Client<R> {
         };
         let event = async { self.events_rx.recv().await.map_or(Wake::Stop, Wake::Event) };
         let printed = async {
-            match self.stdout.idle {
-                Some(_) => pending().await,
-                None => match self.stdout.printed.recv().await {
-                    Ok(result) => Wake::Printed(result),
-                    Err(_) => Wake::Printed(Err(io::ErrorKind::BrokenPipe.into())),
-                },
+            match self.stdout.heard.recv().await {
+                Ok(()) => Wake::Printed,
+                Err(_) => pending().await,
             }
         };
         let stop = async {
@@ -552,6 +607,7 @@ impl<R: Runtime> Client<R> {
             };
             self.handle(wake, stdin);
         }
+        self.flush();
         self.print();
     }
 
@@ -562,6 +618,9 @@ impl<R: Runtime> Client<R> {
                 self.feed(Input::Received(id, &bytes))
             }
             Wake::Event(Event::Sent(id, count)) => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.queued -= count;
+                }
                 for _ in 0..count {
                     if self.conns.contains_key(&id) {
                         self.feed(Input::Sent(id));
@@ -589,15 +648,8 @@ impl<R: Runtime> Client<R> {
             Wake::Event(_) => {}
             Wake::Lines(lines) => self.typed(&lines),
             Wake::StdinEnded => *stdin = None,
-            Wake::Printed(Ok(buf)) => self.stdout.idle = Some(buf),
-            Wake::Printed(Err(e)) => {
-                // A closed pipe is a reader that left, as with `| head`; anything else is
-                // an error the user must hear about.
-                if e.kind() != io::ErrorKind::BrokenPipe {
-                    self.failed = Some(format!("cannot write to stdout: {e}"));
-                }
-                self.stopped = true;
-            }
+            // `print`, at the end of the step, hands over more or hears of a failure.
+            Wake::Printed => {}
             Wake::Timer => {
                 let now = Instant::now();
                 if self.state.poll_timeout().is_some_and(|t| t <= now) {
@@ -617,24 +669,32 @@ impl<R: Runtime> Client<R> {
         }
     }
 
-    /// Hands stdout the next strings of the room if it is idle.
+    /// Hands stdout the next strings of the room, as many as its buffer takes.
     fn print(&mut self) {
-        let Some(mut buf) = self.stdout.idle.take() else {
-            return;
-        };
-        buf.clear();
-        for text in self.state.messages_from(self.stdout.cursor) {
-            if !buf.is_empty() && buf.len() + text.len() >= STDOUT_CHUNK {
-                break;
+        let Stdout {
+            handoff,
+            cursor,
+            draining,
+            ..
+        } = &mut self.stdout;
+        let state = &self.state;
+        let fill = |buf: &mut Vec<u8>| {
+            for text in state.messages_from(*cursor) {
+                if !buf.is_empty() && buf.len() + text.len() >= STDOUT_CHUNK {
+                    return true;
+                }
+                buf.extend_from_slice(text.as_bytes());
+                buf.push(b'\n');
+                *cursor += 1;
             }
-            buf.extend_from_slice(text.as_bytes());
-            buf.push(b'\n');
-            self.stdout.cursor += 1;
-        }
-        if buf.is_empty() {
-            self.stdout.idle = Some(buf);
-        } else if self.stdout.chunks.try_send(buf).is_err() {
-            // The thread is gone: it reported why, or the process is ending.
+            false
+        };
+        if let Err(e) = handoff.offer(fill, *draining) {
+            // A closed pipe is a reader that left, as with `| head`; anything else is an
+            // error the user must hear about.
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                self.failed = Some(format!("cannot write to stdout: {e}"));
+            }
             self.stopped = true;
         }
     }
@@ -654,6 +714,9 @@ impl<R: Runtime> Client<R> {
         ));
         let conn = Conn {
             writer,
+            queued: 0,
+            pending: Vec::new(),
+            pending_sends: 0,
             stream,
             addr,
             outbound,
@@ -682,17 +745,64 @@ impl<R: Runtime> Client<R> {
         }
     }
 
+    /// Writes each peer's sends of this step in one write if its socket takes them at once
+    /// (no wake-up of a writer task and back), else hands the rest to the writer task; tells
+    /// the state of the sends written, and writes what that makes it send, until it is done.
+    fn flush(&mut self) {
+        while let Some(peer) = self.unflushed.pop() {
+            let Some(conn) = self.conns.get_mut(&peer) else {
+                continue;
+            };
+            let sends = std::mem::take(&mut conn.pending_sends);
+            let mut bytes = std::mem::take(&mut conn.pending);
+            match write_now(&mut conn.stream, &bytes) {
+                Ok(n) if n == bytes.len() => {
+                    // Kept for the next step's sends.
+                    bytes.clear();
+                    conn.pending = bytes;
+                    for _ in 0..sends {
+                        if self.conns.contains_key(&peer) {
+                            self.feed(Input::Sent(peer));
+                        }
+                    }
+                }
+                Ok(n) => {
+                    bytes.drain(..n);
+                    // Full cannot happen (see Config::max_in_flight); closed means the writer
+                    // failed. Either way the reader's Closed will follow the shutdown.
+                    if conn.writer.try_send((bytes, sends)).is_err() {
+                        R::shutdown(&conn.stream, Shutdown::Both);
+                    } else {
+                        conn.queued += sends;
+                    }
+                }
+                // The reader then sees the end and reports it.
+                Err(_) => R::shutdown(&conn.stream, Shutdown::Both),
+            }
+        }
+    }
+
     /// Carries out one output of the state.
     fn act(&mut self, output: Output) {
         match output {
             // Stdout prints the room's log in order, which holds this string: see `print`.
             Output::Print(_) => {}
             Output::Send { peer, bytes } => {
-                if let Some(conn) = self.conns.get(&peer) {
-                    // Full cannot happen (see Config::max_in_flight); closed means the writer
-                    // failed. Either way the reader's Closed will follow the shutdown.
-                    if conn.writer.try_send(bytes).is_err() {
+                if let Some(conn) = self.conns.get_mut(&peer) {
+                    if conn.queued == 0 {
+                        // Written at the end of the step, with the step's other sends.
+                        if conn.pending_sends == 0 {
+                            self.unflushed.push(peer);
+                        }
+                        conn.pending.extend_from_slice(&bytes);
+                        conn.pending_sends += 1;
+                    } else if conn.writer.try_send((bytes, 1)).is_err() {
+                        // Behind what the writer task has. Full cannot happen (see
+                        // Config::max_in_flight); closed means the writer failed. Either way
+                        // the reader's Closed will follow the shutdown.
                         R::shutdown(&conn.stream, Shutdown::Both);
+                    } else {
+                        conn.queued += 1;
                     }
                 }
             }
@@ -765,19 +875,34 @@ async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, events: Send
     let _ = events.send(Event::Closed(id)).await;
 }
 
+/// Writes what `stream` takes of `bytes` without waiting; returns how many bytes it took.
+fn write_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<usize> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut done = 0;
+    while done < bytes.len() {
+        match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[done..]) {
+            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Poll::Ready(Ok(n)) => done += n,
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => break,
+        }
+    }
+    Ok(done)
+}
+
 /// Writes the batches of bytes queued for `stream`, all that are waiting in one write, and
 /// acknowledges them, until the owner drops the queue.
 async fn write_loop<R: Runtime>(
     id: PeerId,
     mut stream: R::Stream,
-    queue: Receiver<Vec<u8>>,
+    queue: Receiver<(Vec<u8>, usize)>,
     events: Sender<Event<R::Stream>>,
 ) {
-    while let Ok(mut bytes) = queue.recv().await {
-        let mut count = 1;
-        while let Ok(more) = queue.try_recv() {
+    while let Ok((mut bytes, mut count)) = queue.recv().await {
+        while let Ok((more, sends)) = queue.try_recv() {
             bytes.extend_from_slice(&more);
-            count += 1;
+            count += sends;
         }
         if stream.write_all(&bytes).await.is_err() {
             // The reader then sees the end and reports it.
@@ -911,23 +1036,23 @@ impl LineSplitter {
     }
 }
 
-/// The stdout thread: prints each chunk in one write and hands its buffer back, or the error
-/// that stopped it. Writes go straight to the file descriptor, unbuffered, so every chunk is
-/// out as soon as it is written.
-fn spawn_stdout(
-    chunks: Receiver<Vec<u8>>,
-    printed: Sender<io::Result<Vec<u8>>>,
-) -> Result<JoinHandle<()>, String> {
+/// The stdout thread: prints all the lines handed over at once in one write, until the
+/// handoff closes or a write fails. Writes go straight to the file descriptor, unbuffered, so
+/// every chunk is out as soon as it is written.
+fn spawn_stdout(handoff: Arc<Handoff>) -> Result<JoinHandle<()>, String> {
     let fd = io::stdout()
         .as_fd()
         .try_clone_to_owned()
         .map_err(|e| format!("cannot use stdout: {e}"))?;
     let mut out = File::from(fd);
     Ok(thread::spawn(move || {
-        while let Ok(chunk) = chunks.recv_blocking() {
-            let result = out.write_all(&chunk).map(|()| chunk);
+        let mut chunk = Vec::new();
+        while handoff.take(&mut chunk) {
+            let result = out.write_all(&chunk);
+            chunk.clear();
             let failed = result.is_err();
-            if printed.send_blocking(result).is_err() || failed {
+            handoff.printed(result);
+            if failed {
                 return;
             }
         }

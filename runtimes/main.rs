@@ -9,6 +9,7 @@ compile_error!("floodchat needs a runtime: enable the feature \"smol\" or \"asyn
 mod async_std;
 mod cli;
 mod driver;
+mod handoff;
 #[cfg(feature = "smol")]
 mod smol;
 mod terminal;

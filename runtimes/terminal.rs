@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, mpsc};
 use std::thread::{self, JoinHandle};
 
-use async_channel::{Receiver, Sender};
+use async_channel::Sender;
 use rustyline::completion::Completer;
+
+use crate::handoff::Handoff;
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -98,16 +100,14 @@ impl Terminal {
     }
 
     /// Starts the editor and the printer: typed lines go to `lines` (first the answer to
-    /// `question`, if any); the room's lines come from `chunks`, several lines each ending in
-    /// `\n`, and each chunk goes back on `printed` once shown (or the error that stopped
-    /// it); Ctrl-C asks `stop`. The handle ends once `chunks` is closed and the terminal is
-    /// back as it was.
+    /// `question`, if any); the room's lines come from `handoff`, each ending in `\n`;
+    /// Ctrl-C asks `stop`. The handle ends once `handoff` is closed and the terminal is back
+    /// as it was.
     pub fn spawn(
         self,
         question: Option<&'static str>,
         lines: Sender<Vec<u8>>,
-        chunks: Receiver<Vec<u8>>,
-        printed: Sender<io::Result<Vec<u8>>>,
+        handoff: Arc<Handoff>,
         stop: Sender<()>,
     ) -> JoinHandle<()> {
         let (typed, forward) = mpsc::channel();
@@ -123,13 +123,15 @@ impl Terminal {
         thread::spawn(move || edit(self, question, typed, stop));
         thread::spawn(move || {
             let screen = screen().expect("opened");
-            while let Ok(chunk) = chunks.recv_blocking() {
+            let mut chunk = Vec::new();
+            while handoff.take(&mut chunk) {
                 let shown = String::from_utf8_lossy(&chunk)
                     .lines()
                     .try_for_each(|text| screen.show(&visible(text), Stream::Out));
-                let answer = shown.map(|()| chunk);
-                let failed = answer.is_err();
-                if printed.send_blocking(answer).is_err() || failed {
+                chunk.clear();
+                let failed = shown.is_err();
+                handoff.printed(shown);
+                if failed {
                     break;
                 }
             }

@@ -1,0 +1,140 @@
+//! Lines handed from the owner to the thread that prints them, with as few wake-ups as the
+//! room allows.
+//!
+//! The owner appends lines to one buffer under a lock; the printing thread takes the whole
+//! buffer at once and prints it, so a busy room costs the printer one wake-up per chunk, not
+//! per line. The owner hears back from the printer only when it asked to (it has more to
+//! print than the buffer holds, or waits for the printer to finish) or when printing failed,
+//! so a quiet room's line costs one wake-up in all, not a round trip.
+
+use std::io;
+use std::mem;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use async_channel::{Receiver, Sender};
+
+/// The buffer between the owner and the printer; see the module's documentation.
+pub struct Handoff {
+    state: Mutex<State>,
+    /// Signalled when the buffer gains lines or the handoff closes.
+    filled: Condvar,
+    /// Wakes the owner when it asked to hear of progress, or printing failed.
+    progress: Sender<()>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Lines not yet taken by the printer.
+    buf: Vec<u8>,
+    /// Whether the printer holds lines it has not finished printing.
+    printing: bool,
+    /// Whether the printer waits for lines.
+    sleeping: bool,
+    /// Whether the owner wants to hear when the printer takes lines or finishes.
+    owner_waits: bool,
+    /// Why printing stopped, once it did (taken by the owner).
+    failed: Option<io::Error>,
+    /// Whether printing stopped for good.
+    stopped: bool,
+    /// Whether the owner will hand over nothing more.
+    closed: bool,
+}
+
+impl Handoff {
+    /// A handoff, and the receiver on which the owner hears of progress.
+    pub fn new() -> (Handoff, Receiver<()>) {
+        let (progress, heard) = async_channel::bounded(1);
+        let handoff = Handoff {
+            state: Mutex::default(),
+            filled: Condvar::new(),
+            progress,
+        };
+        (handoff, heard)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The owner's side: lets `fill` append lines to the buffer (it may see it non-empty);
+    /// `fill` returns whether lines remain that did not fit. Returns why printing stopped,
+    /// if it did; then nothing is appended.
+    pub fn offer(&self, fill: impl FnOnce(&mut Vec<u8>) -> bool, drain: bool) -> io::Result<()> {
+        let mut state = self.lock();
+        if let Some(e) = state.failed.take() {
+            return Err(e);
+        }
+        if state.stopped {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let before = state.buf.len();
+        let more = fill(&mut state.buf);
+        state.owner_waits = more || (drain && !state.is_idle());
+        let wake = state.buf.len() > before && state.sleeping;
+        // Woken after the lock is let go, the printer does not wait for it again.
+        drop(state);
+        if wake {
+            self.filled.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Whether every line handed over was printed.
+    pub fn is_idle(&self) -> bool {
+        self.lock().is_idle()
+    }
+
+    /// The owner's side: nothing more will be handed over; the printer ends once it printed
+    /// what it holds.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.filled.notify_one();
+    }
+
+    /// The printer's side: waits for lines and swaps them into `mine` (which must be empty);
+    /// `false` once the handoff is closed and empty.
+    pub fn take(&self, mine: &mut Vec<u8>) -> bool {
+        let mut state = self.lock();
+        while state.buf.is_empty() && !state.closed {
+            state.sleeping = true;
+            state = self
+                .filled
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.sleeping = false;
+        if state.buf.is_empty() {
+            return false;
+        }
+        mem::swap(&mut state.buf, mine);
+        state.printing = true;
+        self.tell_owner(&mut state);
+        true
+    }
+
+    /// The printer's side: the lines it took were printed, or failed with this error (after
+    /// which it must stop).
+    pub fn printed(&self, result: io::Result<()>) {
+        let mut state = self.lock();
+        state.printing = false;
+        if let Err(e) = result {
+            state.failed = Some(e);
+            state.stopped = true;
+            state.owner_waits = true;
+        }
+        self.tell_owner(&mut state);
+    }
+
+    fn tell_owner(&self, state: &mut State) {
+        if mem::take(&mut state.owner_waits) {
+            // Full: a wake-up is already pending, which is all the owner needs.
+            let _ = self.progress.try_send(());
+        }
+    }
+}
+
+impl State {
+    fn is_idle(&self) -> bool {
+        self.buf.is_empty() && !self.printing
+    }
+}
