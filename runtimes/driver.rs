@@ -2,14 +2,15 @@
 //!
 //! One task owns the state and every connection's handle. Each connection has a reader task
 //! and a writer task; the listener has its own task; stdin and stdout each have a thread. They
-//! all talk to the owner over bounded channels, so memory stays bounded and a slow party
-//! slows its sender down instead of piling up bytes.
+//! all talk to the owner over bounded channels (stdout over a [`Handoff`]), so memory stays
+//! bounded and a slow party slows its sender down instead of piling up bytes.
 //!
 //! Every boundary moves batches: stdin hands over many lines at once, the owner handles every
-//! event that is ready before it waits again, a writer sends everything queued for its peer in
-//! one write, and stdout prints many lines in one write. Stdout is never waited on: it prints
-//! the room's log behind a cursor, taking the next chunk whenever it is done with the last, so
-//! a stopped stdout stops neither relaying nor Ctrl-C, and costs no memory beyond the room.
+//! event that is ready before it waits again and then writes each peer's sends of that step
+//! in one write (the writer task takes only what the socket would not), and stdout prints
+//! many lines in one write. Stdout is never waited on: it prints the room's log behind a
+//! cursor, taking whatever the owner appended since its last write, so a stopped stdout
+//! stops neither relaying nor Ctrl-C, and costs no memory beyond the room.
 
 use std::fmt::Display;
 use std::fs::File;
