@@ -247,6 +247,9 @@ struct Conn<S> {
     pending: Vec<u8>,
     /// How many sends `pending` holds.
     pending_sends: usize,
+    /// Closed when the owner drops the connection, so that its tasks stop at once instead of
+    /// holding their buffers while they wait for room in the owner's queue.
+    _alive: Sender<()>,
     stream: S,
     addr: SocketAddr,
     outbound: bool,
@@ -706,18 +709,19 @@ impl<R: Runtime> Client<R> {
         self.next_id += 1;
         R::set_nodelay(&stream);
         let (writer, queue) = async_channel::bounded(self.state.config().max_in_flight + 1);
-        R::spawn(read_loop(id, stream.clone(), self.events_tx.clone()));
-        R::spawn(write_loop::<R>(
-            id,
-            stream.clone(),
-            queue,
-            self.events_tx.clone(),
-        ));
+        let (alive_tx, alive) = async_channel::bounded(1);
+        let owner = Owner {
+            events: self.events_tx.clone(),
+            alive,
+        };
+        R::spawn(read_loop(id, stream.clone(), owner.clone()));
+        R::spawn(write_loop::<R>(id, stream.clone(), queue, owner));
         let conn = Conn {
             writer,
             queued: 0,
             pending: Vec::new(),
             pending_sends: 0,
+            _alive: alive_tx,
             stream,
             addr,
             outbound,
@@ -859,8 +863,35 @@ async fn signalled(stop: &Receiver<()>) {
     }
 }
 
+/// How a connection's tasks reach the owner.
+struct Owner<S> {
+    events: Sender<Event<S>>,
+    /// Ends (closed, never sent on) when the owner drops the connection.
+    alive: Receiver<()>,
+}
+
+impl<S> Clone for Owner<S> {
+    fn clone(&self) -> Self {
+        Self {
+            events: self.events.clone(),
+            alive: self.alive.clone(),
+        }
+    }
+}
+
+impl<S> Owner<S> {
+    /// Sends `event` unless the owner dropped the connection first; whether it was sent.
+    async fn tell(&self, event: Event<S>) -> bool {
+        let dropped = async {
+            let _ = self.alive.recv().await;
+            false
+        };
+        or(async { self.events.send(event).await.is_ok() }, dropped).await
+    }
+}
+
 /// Forwards what `stream` says to the owner until it ends.
-async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, events: Sender<Event<S>>) {
+async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, owner: Owner<S>) {
     let mut buf = vec![0; READ_BUF];
     loop {
         let event = match stream.read(&mut buf).await {
@@ -869,11 +900,11 @@ async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, events: Send
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        if events.send(event).await.is_err() {
+        if !owner.tell(event).await {
             return;
         }
     }
-    let _ = events.send(Event::Closed(id)).await;
+    owner.tell(Event::Closed(id)).await;
 }
 
 /// Writes what `stream` takes of `bytes` without waiting; returns how many bytes it took.
@@ -898,7 +929,7 @@ async fn write_loop<R: Runtime>(
     id: PeerId,
     mut stream: R::Stream,
     queue: Receiver<(Vec<u8>, usize)>,
-    events: Sender<Event<R::Stream>>,
+    owner: Owner<R::Stream>,
 ) {
     while let Ok((mut bytes, mut count)) = queue.recv().await {
         while let Ok((more, sends)) = queue.try_recv() {
@@ -910,7 +941,7 @@ async fn write_loop<R: Runtime>(
             R::shutdown(&stream, Shutdown::Both);
             return;
         }
-        if events.send(Event::Sent(id, count)).await.is_err() {
+        if !owner.tell(Event::Sent(id, count)).await {
             return;
         }
     }
