@@ -125,11 +125,14 @@ impl Screen {
 
     /// The row of the input line (the last one with the prompt), and its index.
     fn input_line(rows: &[String]) -> (usize, &str) {
-        let i = rows
-            .iter()
-            .rposition(|r| r.starts_with("peers:"))
-            .expect("a prompt on screen");
-        (i, &rows[i])
+        Self::prompt_row(rows).expect("a prompt on screen")
+    }
+
+    /// The input line, if the screen shows one: while a line is printed above it, the
+    /// editor clears it and draws it again, so a screen read in between has none.
+    fn prompt_row(rows: &[String]) -> Option<(usize, &str)> {
+        let i = rows.iter().rposition(|r| r.starts_with("peers:"))?;
+        Some((i, &rows[i]))
     }
 
     /// Where the cursor is, as (row, column).
@@ -181,7 +184,10 @@ fn chat_in_a_terminal(rt: Rt) {
     me.keys("half-typed");
     me.wait_for("peers:1>   half-typed");
     other.say("hello from elsewhere");
-    let rows = me.wait_for("hello from elsewhere");
+    let rows = me.wait("the line from elsewhere and the input line", |rows| {
+        rows.iter().any(|r| r.contains("hello from elsewhere"))
+            && Screen::prompt_row(rows).is_some()
+    });
     let (input, line) = Screen::input_line(&rows);
     assert_eq!(
         line,
@@ -201,7 +207,8 @@ fn chat_in_a_terminal(rt: Rt) {
     let rows = me.wait(
         "the sent line in the room and an empty input line",
         |rows| {
-            rows.iter().any(|r| r == "half-typed line") && Screen::input_line(rows).1 == "peers:1>"
+            rows.iter().any(|r| r == "half-typed line")
+                && Screen::prompt_row(rows).is_some_and(|(_, l)| l == "peers:1>")
         },
     );
     let shown = rows.iter().filter(|r| r.contains("half-typed")).count();
@@ -212,7 +219,8 @@ fn chat_in_a_terminal(rt: Rt) {
     me.keys("!\r");
     other.wait_printed(&["half-typed line!"]);
     me.wait("the recalled line sent", |rows| {
-        rows.iter().any(|r| r == "half-typed line!") && Screen::input_line(rows).1 == "peers:1>"
+        rows.iter().any(|r| r == "half-typed line!")
+            && Screen::prompt_row(rows).is_some_and(|(_, l)| l == "peers:1>")
     });
 
     me.keys("last words\r");
