@@ -44,6 +44,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub links: u16,
 
+    /// The most connections accepted from one IP address (raise it when many clients share
+    /// one, behind a NAT or on one machine).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_per_ip: u16,
+
     /// The most megabytes of text this client keeps; newer lines are then not shown or relayed.
     #[arg(long, value_name = "MB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub max_room_mb: u32,

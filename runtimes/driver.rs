@@ -176,6 +176,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         mesh: MeshConfig {
             hello_timeout: cli.greeting_timeout,
             dial_timeout: cli.greeting_timeout,
+            max_per_ip: usize::from(cli.max_per_ip),
             ..MeshConfig::with_links(usize::from(cli.links))
         },
         ..Config::default()

@@ -541,3 +541,39 @@ fn a_peer_that_never_compares_cannot_keep_a_client_from_leaving() {
         drop(raw);
     }
 }
+
+#[test]
+fn a_client_told_so_takes_more_than_eight_clients_from_one_address() {
+    // By default a client takes at most 8 connections from one IP; ten clients on one
+    // machine join a hub raised to ten, each linked to the hub itself.
+    let mut hub = Spawn::new("hub", Smol)
+        .arg("--links")
+        .arg("10")
+        .arg("--max-per-ip")
+        .arg("10")
+        .start();
+    let hub_addr = hub.addr();
+    let mut leaves: Vec<Client> = (0..10)
+        .map(|i| {
+            let rt = if i % 2 == 0 { Smol } else { AsyncStd };
+            let leaf = Spawn::new(&format!("leaf{i}"), rt)
+                .arg("--links")
+                .arg("1")
+                .peer(&hub)
+                .start();
+            leaf.wait_stderr("a link to the hub", |l| {
+                l.contains(&format!("connected to {hub_addr}"))
+            });
+            leaf
+        })
+        .collect();
+    hub.wait_stderr_count("a join", 10, |l| l.ends_with(" joined"));
+    hub.say("to every leaf");
+    leaves[9].say("from the last leaf");
+    let want = ["to every leaf", "from the last leaf"];
+    for leaf in &leaves {
+        leaf.wait_printed(&want);
+    }
+    leaves.push(hub);
+    leave_all(&mut leaves, &want);
+}
