@@ -19,7 +19,7 @@ impl Runtime for AsyncStd {
     }
 
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
-        drop(task::spawn(fut));
+        drop(task::spawn_local(fut));
     }
 
     fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send {
