@@ -8,7 +8,7 @@ use ::async_std::task;
 
 use crate::driver::{Runtime, tcp_sockets};
 
-/// async-std: spawns on its global executor.
+/// async-std: every task on the owner's thread, in the executor its `block_on` drives.
 pub struct AsyncStd;
 
 impl Runtime for AsyncStd {
