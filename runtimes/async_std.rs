@@ -14,8 +14,8 @@ pub struct AsyncStd;
 impl Runtime for AsyncStd {
     tcp_sockets!(net);
 
-    fn block_on<T>(fut: impl Future<Output = T>) -> T {
-        task::block_on(fut)
+    fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+        task::block_on(async { task::spawn_local(fut).await })
     }
 
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) {

@@ -16,7 +16,7 @@ const MIN_SECS: f64 = 0.001;
 /// Give floodchat the IP:PORT of any client already in the room, or nothing to start a new
 /// room. Each line typed on stdin is sent to every client, and every line typed anywhere is
 /// printed on stdout, once, late joiners included; notices go to stderr.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(version)]
 pub struct Cli {
     /// A client of the room to join; without it, one is asked for on stdin.

@@ -72,8 +72,9 @@ pub trait Runtime: 'static {
     type Stream: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static;
     /// A TCP listener.
     type Listener: Send + Sync + 'static;
-    /// Runs `fut` to completion on this thread.
-    fn block_on<T>(fut: impl Future<Output = T>) -> T;
+    /// Runs `fut` to completion on this thread, as a task beside the ones [`Runtime::spawn`]
+    /// starts: a task waking it then wakes no thread, only the executor's queue.
+    fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T;
     /// Runs `fut` in the background.
     fn spawn(fut: impl Future<Output = ()> + Send + 'static);
     /// Connects to `addr`.
@@ -207,7 +208,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         failed: None,
         accepting: true,
     };
-    let result = R::block_on(client.run(cli, stdin_rx));
+    let result = R::block_on(client.run(cli.clone(), stdin_rx));
     handoff.close();
     // A stdout thread stuck in a write is left behind: the process ends without it.
     if handoff.is_idle() {
@@ -395,8 +396,8 @@ struct Client<R: Runtime> {
 
 impl<R: Runtime> Client<R> {
     /// Runs the client; returns the result.
-    async fn run(mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
-        let result = self.chat(cli, stdin).await;
+    async fn run(mut self, cli: Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
+        let result = self.chat(&cli, stdin).await;
         let result = match self.failed.take() {
             Some(e) => Err(e),
             None => result,

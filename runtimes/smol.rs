@@ -17,8 +17,8 @@ pub struct Smol;
 impl Runtime for Smol {
     tcp_sockets!(net);
 
-    fn block_on<T>(fut: impl Future<Output = T>) -> T {
-        ::smol::block_on(EXECUTOR.run(fut))
+    fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+        ::smol::block_on(EXECUTOR.run(EXECUTOR.spawn(fut)))
     }
 
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# System calls per line relayed by the middle client of a 5-client chain, one line at a time:
+#   benches/syscalls.sh [BIN] [smol|async-std]
+# Runs the load tool's latency phase with BIN (default: the release build), attaches
+# `strace -c -f` to the third client for 2 seconds, and divides every system call it made by
+# the lines it sent on (one `sendto` each). Needs strace and a release build of the load tool
+# (`cargo bench --all-features --bench load --no-run`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(realpath "${1:-target/release/floodchat}")
+runtime=${2:-smol}
+name=$(basename "$bin")
+load=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -n1)
+out=$(mktemp)
+trap 'pkill -f "$load" 2>/dev/null || true; rm -f "$out"' EXIT
+"$load" --runs 1 --lines 1000 --latency-lines 30000 --runtime "$runtime" --bin "$bin" \
+    >/dev/null 2>&1 &
+for _ in $(seq 300); do
+    [[ $(pgrep -x "$name" | wc -l) -ge 5 ]] && break
+    sleep 0.1
+done
+sleep 2
+pid=$(pgrep -x "$name" | sed -n 3p)
+timeout 2 strace -c -f -p "$pid" -o "$out" >/dev/null 2>&1 || true
+awk -v who="$name $runtime" '$NF == "sendto" {lines = $4} $NF == "total" {calls = $4}
+    END {printf "%s: %d system calls for %d lines, %.1f a line\n", who, calls, lines, calls / lines}' "$out"
