@@ -414,6 +414,10 @@ pub struct FloodState {
     conns: HashMap<PeerId, Conn>,
     /// The connected peers in increasing order, so outputs never depend on hashing.
     order: Vec<PeerId>,
+    /// Whether new strings wait to be offered to the links until the end of a read.
+    pumps_deferred: bool,
+    /// Whether a string was learned while offers were deferred.
+    learned_deferred: bool,
     timers: Timers<(PeerId, TimerKind)>,
     mesh: Mesh,
     outputs: VecDeque<Output>,
@@ -432,6 +436,8 @@ impl FloodState {
             room_full_said: false,
             conns: HashMap::new(),
             order: Vec::new(),
+            pumps_deferred: false,
+            learned_deferred: false,
             timers: Timers::default(),
             mesh,
             outputs: VecDeque::new(),
@@ -656,14 +662,26 @@ impl FloodState {
         let mid_frame = c.decoder.greeted() && c.decoder.is_mid_item();
         // An item ended in this read, so the unfinished one began in it.
         let began_here = !decoded.is_empty();
+        // The strings of one read are offered to the links once, after it: one send to each
+        // link for all of them, not one for each string until the link's budget runs out.
+        self.pumps_deferred = true;
+        let mut cut = false;
         for item in decoded {
             if !self.is_connected(peer) || self.conns[&peer].phase == Phase::Closing {
-                return Ok(());
+                cut = true;
+                break;
             }
             match item {
                 Decoded::Greeting | Decoded::Skipped { .. } => {}
                 Decoded::Frame(frame) => self.frame(peer, frame),
             }
+        }
+        self.pumps_deferred = false;
+        if std::mem::take(&mut self.learned_deferred) {
+            self.pump_all();
+        }
+        if cut {
+            return Ok(());
         }
         if let Some(e) = error {
             // Closing on purpose already decided this connection's end.
@@ -976,10 +994,19 @@ impl FloodState {
         };
         self.origins.push(origin_tag(origin));
         self.outputs.push_back(Output::Print(index));
+        if self.pumps_deferred {
+            self.learned_deferred = true;
+        } else {
+            self.pump_all();
+        }
+        Learned::New
+    }
+
+    /// Offers what is waiting to every link.
+    fn pump_all(&mut self) {
         for i in 0..self.order.len() {
             self.pump(self.order[i]);
         }
-        Learned::New
     }
 
     /// Sends `peer` its waiting control frames, the live strings it lacks, then what it is
