@@ -38,6 +38,8 @@ use crate::terminal::{self, Terminal};
 
 /// Bytes read from a socket at once.
 const READ_BUF: usize = 64 * 1024;
+/// The largest buffer of a step's sends kept for a link's next step.
+const PENDING_KEPT: usize = 64 * 1024;
 /// Events from tasks waiting for the owner.
 const EVENT_QUEUE: usize = 256;
 /// Bytes read from stdin at once.
@@ -764,9 +766,12 @@ impl<R: Runtime> Client<R> {
             let mut bytes = std::mem::take(&mut conn.pending);
             match write_now(&mut conn.stream, &bytes) {
                 Ok(n) if n == bytes.len() => {
-                    // Kept for the next step's sends.
-                    bytes.clear();
-                    conn.pending = bytes;
+                    // Kept for the next step's sends, unless a burst made it large: an idle
+                    // link should not hold a burst's worth of memory.
+                    if bytes.capacity() <= PENDING_KEPT {
+                        bytes.clear();
+                        conn.pending = bytes;
+                    }
                     for _ in 0..sends {
                         if self.conns.contains_key(&peer) {
                             self.feed(Input::Sent(peer));

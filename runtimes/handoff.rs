@@ -57,8 +57,9 @@ impl Handoff {
     }
 
     /// The owner's side: lets `fill` append lines to the buffer (it may see it non-empty);
-    /// `fill` returns whether lines remain that did not fit. Returns why printing stopped,
-    /// if it did; then nothing is appended.
+    /// `fill` returns whether lines remain that did not fit, and then the owner hears when
+    /// the printer takes the buffer; with `drain`, it also hears when all is printed.
+    /// Returns why printing stopped, if it did; then nothing is appended.
     pub fn offer(&self, fill: impl FnOnce(&mut Vec<u8>) -> bool, drain: bool) -> io::Result<()> {
         let mut state = self.lock();
         if let Some(e) = state.failed.take() {
