@@ -139,3 +139,92 @@ impl State {
         self.buf.is_empty() && !self.printing
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `fill` that appends `lines` and says whether `more` remain.
+    fn lines(text: &str, more: bool) -> impl FnOnce(&mut Vec<u8>) -> bool + '_ {
+        move |buf: &mut Vec<u8>| {
+            buf.extend_from_slice(text.as_bytes());
+            more
+        }
+    }
+
+    #[test]
+    fn the_printer_takes_everything_offered_at_once_and_in_order() {
+        let (handoff, _heard) = Handoff::new();
+        handoff.offer(lines("a\n", false), false).unwrap();
+        handoff.offer(lines("b\nc\n", false), false).unwrap();
+        assert!(!handoff.is_idle());
+        let mut mine = Vec::new();
+        assert!(handoff.take(&mut mine));
+        assert_eq!(mine, b"a\nb\nc\n");
+        assert!(!handoff.is_idle(), "still printing");
+        handoff.printed(Ok(()));
+        assert!(handoff.is_idle());
+    }
+
+    #[test]
+    fn the_owner_hears_back_only_when_it_asked() {
+        let (handoff, heard) = Handoff::new();
+        let mut mine = Vec::new();
+        // Everything fitted and nothing is awaited: a quiet room's line costs no wake-up.
+        handoff.offer(lines("a\n", false), false).unwrap();
+        assert!(handoff.take(&mut mine));
+        handoff.printed(Ok(()));
+        assert!(heard.try_recv().is_err());
+        // More lines wait: the owner hears when the buffer is taken.
+        mine.clear();
+        handoff.offer(lines("b\n", true), false).unwrap();
+        assert!(handoff.take(&mut mine));
+        assert!(heard.try_recv().is_ok());
+        // Draining: the owner hears when all is printed.
+        handoff.offer(|_| false, true).unwrap();
+        assert!(heard.try_recv().is_err());
+        handoff.printed(Ok(()));
+        assert!(heard.try_recv().is_ok());
+        assert!(handoff.is_idle());
+    }
+
+    #[test]
+    fn a_failed_write_wakes_the_owner_and_refuses_more() {
+        let (handoff, heard) = Handoff::new();
+        let mut mine = Vec::new();
+        handoff.offer(lines("a\n", false), false).unwrap();
+        assert!(handoff.take(&mut mine));
+        handoff.printed(Err(io::ErrorKind::StorageFull.into()));
+        assert!(
+            heard.try_recv().is_ok(),
+            "told at once, though it asked for nothing"
+        );
+        let first = handoff.offer(lines("b\n", false), false).unwrap_err();
+        assert_eq!(first.kind(), io::ErrorKind::StorageFull);
+        let later = handoff.offer(lines("c\n", false), false).unwrap_err();
+        assert_eq!(later.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_closed_handoff_ends_the_printer_after_what_is_left() {
+        let (handoff, _heard) = Handoff::new();
+        let handoff = std::sync::Arc::new(handoff);
+        handoff.offer(lines("last\n", false), false).unwrap();
+        handoff.close();
+        let mut mine = Vec::new();
+        assert!(handoff.take(&mut mine));
+        assert_eq!(mine, b"last\n");
+        handoff.printed(Ok(()));
+        mine.clear();
+        assert!(!handoff.take(&mut mine));
+        // A printer waiting for lines is woken by the close.
+        let (handoff, _heard) = Handoff::new();
+        let handoff = std::sync::Arc::new(handoff);
+        let printer = {
+            let handoff = handoff.clone();
+            std::thread::spawn(move || handoff.take(&mut Vec::new()))
+        };
+        handoff.close();
+        assert!(!printer.join().unwrap());
+    }
+}
