@@ -629,11 +629,7 @@ impl<R: Runtime> Client<R> {
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.queued -= count;
                 }
-                for _ in 0..count {
-                    if self.conns.contains_key(&id) {
-                        self.feed(Input::Sent(id));
-                    }
-                }
+                self.written(id, count);
             }
             Wake::Event(Event::Closed(id)) if self.conns.contains_key(&id) => {
                 self.feed(Input::Closed(id))
@@ -744,6 +740,26 @@ impl<R: Runtime> Client<R> {
         id
     }
 
+    /// Tells the state that `count` sends to `peer` were written, while it is connected.
+    fn written(&mut self, peer: PeerId, count: usize) {
+        for _ in 0..count {
+            if self.conns.contains_key(&peer) {
+                self.feed(Input::Sent(peer));
+            }
+        }
+    }
+
+    /// Hands `bytes`, holding `sends` sends, to the connection's writer task.
+    fn to_writer(conn: &mut Conn<R::Stream>, bytes: Vec<u8>, sends: usize) {
+        // Full cannot happen (see Config::max_in_flight); closed means the writer failed.
+        // Either way the reader's Closed will follow the shutdown.
+        if conn.writer.try_send((bytes, sends)).is_err() {
+            R::shutdown(&conn.stream, Shutdown::Both);
+        } else {
+            conn.queued += sends;
+        }
+    }
+
     /// Feeds one input to the state and carries out everything it asks.
     fn feed(&mut self, input: Input<'_>) {
         if let Err(e) = self.state.handle_input(Instant::now(), input) {
@@ -772,21 +788,11 @@ impl<R: Runtime> Client<R> {
                         bytes.clear();
                         conn.pending = bytes;
                     }
-                    for _ in 0..sends {
-                        if self.conns.contains_key(&peer) {
-                            self.feed(Input::Sent(peer));
-                        }
-                    }
+                    self.written(peer, sends);
                 }
                 Ok(n) => {
                     bytes.drain(..n);
-                    // Full cannot happen (see Config::max_in_flight); closed means the writer
-                    // failed. Either way the reader's Closed will follow the shutdown.
-                    if conn.writer.try_send((bytes, sends)).is_err() {
-                        R::shutdown(&conn.stream, Shutdown::Both);
-                    } else {
-                        conn.queued += sends;
-                    }
+                    Self::to_writer(conn, bytes, sends);
                 }
                 // The reader then sees the end and reports it.
                 Err(_) => R::shutdown(&conn.stream, Shutdown::Both),
@@ -808,13 +814,9 @@ impl<R: Runtime> Client<R> {
                         }
                         conn.pending.extend_from_slice(&bytes);
                         conn.pending_sends += 1;
-                    } else if conn.writer.try_send((bytes, 1)).is_err() {
-                        // Behind what the writer task has. Full cannot happen (see
-                        // Config::max_in_flight); closed means the writer failed. Either way
-                        // the reader's Closed will follow the shutdown.
-                        R::shutdown(&conn.stream, Shutdown::Both);
                     } else {
-                        conn.queued += 1;
+                        // Behind what the writer task has.
+                        Self::to_writer(conn, bytes, 1);
                     }
                 }
             }
@@ -1085,16 +1087,7 @@ fn spawn_stdout(handoff: Arc<Handoff>) -> Result<JoinHandle<()>, String> {
         .map_err(|e| format!("cannot use stdout: {e}"))?;
     let mut out = File::from(fd);
     Ok(thread::spawn(move || {
-        let mut chunk = Vec::new();
-        while handoff.take(&mut chunk) {
-            let result = out.write_all(&chunk);
-            chunk.clear();
-            let failed = result.is_err();
-            handoff.printed(result);
-            if failed {
-                return;
-            }
-        }
+        handoff.serve(|chunk| out.write_all(chunk));
     }))
 }
 

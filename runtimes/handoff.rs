@@ -126,6 +126,21 @@ impl Handoff {
         self.tell_owner(&mut state);
     }
 
+    /// The printer's loop: prints each take with `print` until the handoff is closed and
+    /// empty, or a print fails.
+    pub fn serve(&self, mut print: impl FnMut(&[u8]) -> io::Result<()>) {
+        let mut chunk = Vec::new();
+        while self.take(&mut chunk) {
+            let result = print(&chunk);
+            chunk.clear();
+            let failed = result.is_err();
+            self.printed(result);
+            if failed {
+                return;
+            }
+        }
+    }
+
     fn tell_owner(&self, state: &mut State) {
         if mem::take(&mut state.owner_waits) {
             // Full: a wake-up is already pending, which is all the owner needs.

@@ -123,18 +123,11 @@ impl Terminal {
         thread::spawn(move || edit(self, question, typed, stop));
         thread::spawn(move || {
             let screen = screen().expect("opened");
-            let mut chunk = Vec::new();
-            while handoff.take(&mut chunk) {
-                let shown = String::from_utf8_lossy(&chunk)
+            handoff.serve(|chunk| {
+                String::from_utf8_lossy(chunk)
                     .lines()
-                    .try_for_each(|text| screen.show(&visible(text), Stream::Out));
-                chunk.clear();
-                let failed = shown.is_err();
-                handoff.printed(shown);
-                if failed {
-                    break;
-                }
-            }
+                    .try_for_each(|text| screen.show(&visible(text), Stream::Out))
+            });
             screen.close();
         })
     }
