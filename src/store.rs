@@ -1,15 +1,21 @@
 //! The room's strings: a compact, append-only set that remembers learning order and keeps
 //! the strings' ids sorted for set reconciliation.
 //!
-//! Memory per string is its text plus about 25 bytes: a 4-byte end offset into one text
-//! arena and a 20-byte entry (id and index) in the sorted view, which also serves dedup: ids
-//! are uniformly distributed, so an interpolation search finds one in a few probes per run. The sorted view is a few sorted runs of growing size (64,
-//! 1 Ki, 16 Ki, ... entries); an insert goes into the smallest run, and a run that outgrows
-//! its size is merged into the next. So an insert moves a handful of entries on average and
-//! never the whole set. Each run keeps the sum of its ids every [`BLOCK`] entries, so the
+//! Memory per string is its text plus about 27 bytes: a 4-byte end offset into one text
+//! arena, a 20-byte entry (id and index) in the sorted view, which also serves dedup, and 1
+//! to 2 bytes of a Bloom filter (`filter`) that turns most new ids away before any search.
+//! Ids are uniformly distributed, so an interpolation search finds one in a few probes per
+//! run. The sorted view is a few sorted runs of growing size (64, 1 Ki, 16 Ki, ... entries);
+//! an insert goes into the smallest run, and a run that outgrows its size is merged into the
+//! next. So an insert moves a handful of entries on average and never the whole set. Each run
+//! keeps the sum of its ids every [`BLOCK`] entries, so the
 //! [`Fingerprint`] of any range of ids costs a few binary searches.
 
 use std::fmt;
+
+use filter::Filter;
+
+mod filter;
 
 /// Bytes in an [`Id`].
 pub const ID_LEN: usize = 16;
@@ -289,6 +295,8 @@ pub struct Store {
     wraps: Vec<u32>,
     /// The sorted view: runs of growing size limits, smallest first.
     runs: Vec<Run>,
+    /// Every id in `runs`, for answering "absent" without searching them.
+    filter: Filter,
 }
 
 impl Default for Store {
@@ -337,6 +345,7 @@ impl Store {
             ends: Vec::new(),
             wraps: Vec::new(),
             runs: Vec::new(),
+            filter: Filter::default(),
         }
     }
 
@@ -361,6 +370,7 @@ impl Store {
             + self.ends.capacity() * size_of::<u32>()
             + self.wraps.capacity() * size_of::<u32>()
             + self.runs.iter().map(Run::heap_bytes).sum::<usize>()
+            + self.filter.heap_bytes()
     }
 
     /// Adds `text` if it is new: its index in learning order, or `None` if already present.
@@ -394,10 +404,20 @@ impl Store {
             self.wraps.push(index32);
         }
         self.ends.push(after as u32);
-        self.add_sorted(Entry {
+        let entry = Entry {
             id: id.0,
             index: index32,
-        });
+        };
+        self.add_sorted(entry);
+        if self.filter.is_full() {
+            let keys = self
+                .runs
+                .iter()
+                .flat_map(|r| r.entries.iter().map(Entry::key));
+            self.filter.rebuild(self.ends.len(), keys);
+        } else {
+            self.filter.add(entry.key());
+        }
         Some(index)
     }
 
@@ -463,6 +483,9 @@ impl Store {
     /// The index of the string whose id is `id`, if present.
     pub fn index_of(&self, id: &Id) -> Option<usize> {
         let key = id.to_u128();
+        if !self.filter.may_contain(key) {
+            return None;
+        }
         self.runs
             .iter()
             .find_map(|run| run.find(key).map(|e| e.index as usize))
