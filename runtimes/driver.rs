@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender, TryRecvError};
 use floodchat::mesh::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
-use futures_lite::future::{or, pending, race};
+use futures_lite::future::{or, pending, race, yield_now};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hashbrown::HashMap;
 
@@ -912,6 +912,10 @@ async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, owner: Owner
         if !owner.tell(event).await {
             return;
         }
+        // Let the owner relay these bytes before this task reads again: the next read is
+        // usually an empty one that only re-arms the socket's interest, two system calls
+        // that would otherwise sit between a frame's arrival and its relay.
+        yield_now().await;
     }
     owner.tell(Event::Closed(id)).await;
 }
