@@ -12,6 +12,9 @@
 //! A second phase sends one line at a time (line k+1 when line k reached the farthest
 //! client) to measure latency; the time floodchat adds per hop is the difference of the two
 //! medians divided by the hops. Peak RSS is each client's `VmHWM` from `/proc/PID/status`.
+//! The CPU time a line costs a node, in each phase, is what every thread of the tool and of
+//! the clients ran meanwhile (`/proc/PID/task/*/schedstat`), over lines times nodes: the
+//! tool's own readers and feeders count in both.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -478,6 +481,23 @@ fn throughput(room: &mut dyn Room, args: &Args, inputs: &[Vec<u8>], what: &str) 
     end - start
 }
 
+/// CPU time that the live threads of process `pid` (this one if `None`) have run so far, in
+/// nanoseconds, from the scheduler's per-thread statistics.
+fn cpu_ns(pid: Option<u32>) -> u64 {
+    let dir = pid.map_or_else(|| "/proc/self/task".into(), |p| format!("/proc/{p}/task"));
+    let tasks = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU time of the tool (the raw relay's threads, the readers of every stdout, the feeders)
+/// and of the given clients.
+fn cpu_of(clients: &[Child]) -> u64 {
+    cpu_ns(None) + clients.iter().map(|c| cpu_ns(Some(c.id()))).sum::<u64>()
+}
+
 /// Checks that every node printed each fed line exactly once.
 fn check_exactly_once(room: &dyn Room, args: &Args, inputs: &[Vec<u8>], what: &str) {
     let mut want: Vec<&[u8]> = inputs
@@ -556,11 +576,15 @@ fn main() {
             .map(|f| lines_for(run, f, per_feeder, args.len))
             .collect();
         let mut raw = Raw::start(&args);
+        let cpu = cpu_of(&[]);
         let t_raw = throughput(&mut raw, &args, &inputs, "raw relay");
+        let cpu_raw = cpu_of(&[]) - cpu;
         check_exactly_once(&raw, &args, &inputs, "raw relay");
         raw.finish();
         let mut room = Clients::start(&args);
+        let cpu = cpu_of(&room.children);
         let t_fc = throughput(&mut room, &args, &inputs, "floodchat");
+        let cpu_fc = cpu_of(&room.children) - cpu;
         let rss = room.peak_rss();
         check_exactly_once(&room, &args, &inputs, "floodchat");
         room.finish();
@@ -570,13 +594,16 @@ fn main() {
         rss_max = rss_max.max(rss.iter().copied().max().unwrap_or(0));
         println!(
             "run {run}: raw {:>9.0} lines/s {:>7.1} MB/s | floodchat {:>9.0} lines/s {:>7.1} MB/s \
-             ({:.3} s) | ratio {:.3} | peak RSS KiB {rss:?}",
+             ({:.3} s) | ratio {:.3} | CPU a line a node: raw {:.0} ns, floodchat {:.0} ns | \
+             peak RSS KiB {rss:?}",
             args.lines as f64 / t_raw.as_secs_f64(),
             mb / t_raw.as_secs_f64(),
             args.lines as f64 / t_fc.as_secs_f64(),
             mb / t_fc.as_secs_f64(),
             t_fc.as_secs_f64(),
             ratio,
+            cpu_raw as f64 / (args.lines * args.clients) as f64,
+            cpu_fc as f64 / (args.lines * args.clients) as f64,
         );
     }
     ratios.sort_by(f64::total_cmp);
