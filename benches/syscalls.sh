@@ -16,11 +16,11 @@ trap 'pkill -f "$load" 2>/dev/null || true; rm -f "$out"' EXIT
 "$load" --runs 1 --lines 1000 --latency-lines 30000 --runtime "$runtime" --bin "$bin" \
     >/dev/null 2>&1 &
 for _ in $(seq 300); do
-    [[ $(pgrep -x "$name" | wc -l) -ge 5 ]] && break
+    [[ $(pgrep -x "${name:0:15}" | wc -l) -ge 5 ]] && break
     sleep 0.1
 done
 sleep 2
-pid=$(pgrep -x "$name" | sed -n 3p)
+pid=$(pgrep -x "${name:0:15}" | sed -n 3p)
 timeout 2 strace -c -f -p "$pid" -o "$out" >/dev/null 2>&1 || true
 awk -v who="$name $runtime" '$NF == "sendto" {lines = $4} $NF == "total" {calls = $4}
     END {printf "%s: %d system calls for %d lines, %.1f a line\n", who, calls, lines, calls / lines}' "$out"
