@@ -18,8 +18,8 @@ use crate::reconcile::{ReconcileError, Reconciler};
 use crate::store::{Id, IdRange, Store};
 use crate::timers::Timers;
 use crate::wire::{
-    self, ByeReason, ClientId, DecodeError, Decoded, Frame, FrameDecoder, GREETING, Hello,
-    TextError,
+    self, ByeReason, ClientId, DecodeError, Decoded, DecodedRef, Frame, FrameDecoder, GREETING,
+    Hello, TextError,
 };
 
 /// Strings owed to one peer (asked for, or found lacking) above which its reconciliation
@@ -653,7 +653,7 @@ impl FloodState {
         c.last_received = now;
         let mut decoded = Vec::new();
         let error = loop {
-            match c.decoder.decode(&mut bytes) {
+            match c.decoder.decode_borrowed(&mut bytes) {
                 Ok(Some(item)) => decoded.push(item),
                 Ok(None) => break None,
                 Err(e) => break Some(e),
@@ -672,8 +672,9 @@ impl FloodState {
                 break;
             }
             match item {
-                Decoded::Greeting | Decoded::Skipped { .. } => {}
-                Decoded::Frame(frame) => self.frame(peer, frame),
+                DecodedRef::Text(text) => self.text(peer, text),
+                DecodedRef::Owned(Decoded::Frame(frame)) => self.frame(peer, frame),
+                DecodedRef::Owned(Decoded::Greeting | Decoded::Skipped { .. }) => {}
             }
         }
         self.pumps_deferred = false;
@@ -707,6 +708,12 @@ impl FloodState {
         Ok(())
     }
 
+    /// Handles the text of one Text frame from `peer`.
+    fn text(&mut self, peer: PeerId, text: &str) {
+        self.stats.frames_received += 1;
+        self.learn(text, Some(peer));
+    }
+
     /// Handles one whole frame from `peer`.
     fn frame(&mut self, peer: PeerId, frame: Frame) {
         match frame {
@@ -719,10 +726,7 @@ impl FloodState {
                     alone: hello.alone,
                 });
             }
-            Frame::Text(text) => {
-                self.stats.frames_received += 1;
-                self.learn(&text, Some(peer));
-            }
+            Frame::Text(text) => self.text(peer, &text),
             Frame::Addrs(addrs) => self.mesh_input(MeshInput::Addrs {
                 peer,
                 addrs: &addrs,

@@ -319,6 +319,25 @@ pub enum Decoded {
     },
 }
 
+/// One complete item from [`FrameDecoder::decode_borrowed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodedRef<'a> {
+    /// A Text frame's text, borrowed from the input.
+    Text(&'a str),
+    /// Any other item, or a Text frame that arrived in pieces.
+    Owned(Decoded),
+}
+
+impl DecodedRef<'_> {
+    /// The item as [`FrameDecoder::decode`] returns it.
+    pub fn into_owned(self) -> Decoded {
+        match self {
+            DecodedRef::Text(text) => Decoded::Frame(Frame::Text(text.to_owned())),
+            DecodedRef::Owned(item) => item,
+        }
+    }
+}
+
 /// Why a peer's bytes are not floodchat version 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
@@ -470,6 +489,37 @@ impl FrameDecoder {
             self.buf = Vec::new();
         }
         result
+    }
+
+    /// Like [`decode`](Self::decode), but a Text frame that lies whole in `input` comes back
+    /// borrowed from it: no copy and no allocation for the common case of a relayed string.
+    pub fn decode_borrowed<'a>(
+        &mut self,
+        input: &mut &'a [u8],
+    ) -> Result<Option<DecodedRef<'a>>, DecodeError> {
+        if self.stage == Stage::Head
+            && self.buf.is_empty()
+            && self.hello_seen
+            && let Some((head, rest)) = input.split_first_chunk::<HEAD_LEN>()
+            && head[4] == kind::TEXT
+            && let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize
+            && (1..=MAX_MESSAGE_LEN + 1).contains(&len)
+            && let Some((body, after)) = rest.split_at_checked(len - 1)
+        {
+            // What `decode` would do with these bytes, without buffering them first.
+            return match check_text(body) {
+                Ok(text) => {
+                    *input = after;
+                    Ok(Some(DecodedRef::Text(text)))
+                }
+                Err(e) => {
+                    self.stage = Stage::Failed;
+                    self.buf = Vec::new();
+                    Err(DecodeError::BadText(e))
+                }
+            };
+        }
+        Ok(self.decode(input)?.map(DecodedRef::Owned))
     }
 
     fn decode_item(&mut self, input: &mut &[u8]) -> Result<Option<Decoded>, DecodeError> {
@@ -714,6 +764,49 @@ mod tests {
             assert_eq!(got, expected(&frames), "split at {split}");
             assert!(!d.is_mid_item());
         }
+    }
+
+    #[test]
+    fn a_whole_text_frame_is_borrowed_and_a_split_one_is_not() {
+        let frames = [Frame::Hello(HELLO), Frame::Text("borrowed".into())];
+        let bytes = stream(&frames);
+        let text_at = bytes.len() - HEAD_LEN - "borrowed".len();
+        for split in 0..=bytes.len() {
+            let mut d = FrameDecoder::new();
+            let mut items = Vec::new();
+            for mut input in [&bytes[..split], &bytes[split..]] {
+                while let Some(item) = d.decode_borrowed(&mut input).unwrap() {
+                    items.push(item);
+                }
+            }
+            let last = items.pop().expect("the Text frame");
+            if split <= text_at || split == bytes.len() {
+                assert_eq!(last, DecodedRef::Text("borrowed"), "split at {split}");
+            } else {
+                assert!(matches!(last, DecodedRef::Owned(_)), "split at {split}");
+            }
+            let owned: Vec<Decoded> = items
+                .into_iter()
+                .chain([last])
+                .map(DecodedRef::into_owned)
+                .collect();
+            assert_eq!(owned, expected(&frames), "split at {split}");
+        }
+        // A bad text fails the stream as `decode` would.
+        let mut bytes = stream(&[Frame::Hello(HELLO)]);
+        encode_text("bell\u{7}", &mut bytes);
+        Frame::Ping.encode(&mut bytes);
+        let mut d = FrameDecoder::new();
+        let mut input = &bytes[..];
+        let error = loop {
+            match d.decode_borrowed(&mut input) {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("a bell in a text was accepted"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(error, DecodeError::BadText(TextError::Control('\u{7}')));
+        assert_eq!(d.decode(&mut input), Ok(None), "nothing after the error");
     }
 
     #[test]

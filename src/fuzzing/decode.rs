@@ -25,7 +25,9 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use arbitrary::{Arbitrary, Result, Unstructured};
 
 use super::reference::{self, ADDRS_MAX, RECON_MAX, Reader, TEXT_MAX, WANT_MAX};
-use crate::wire::{ByeReason, ClientId, DecodeError, Decoded, Frame, FrameDecoder, Hello};
+use crate::wire::{
+    ByeReason, ClientId, DecodeError, Decoded, DecodedRef, Frame, FrameDecoder, Hello,
+};
 
 /// Streams longer than this are not also fed one byte at a time, to keep runs fast.
 const BYTEWISE_MAX: usize = 8192;
@@ -113,6 +115,7 @@ fn feed(stream: &[u8], sizes: &[usize]) -> (Vec<Decoded>, Option<DecodeError>) {
     let mut reader = Reader::new();
     let mut all = Vec::new();
     let mut offset = 0;
+    let mut borrowed = false;
     for &size in sizes.iter().cycle() {
         let end = offset + size.min(stream.len() - offset);
         let chunk = &stream[offset..end];
@@ -126,7 +129,14 @@ fn feed(stream: &[u8], sizes: &[usize]) -> (Vec<Decoded>, Option<DecodeError>) {
         let mut items = Vec::new();
         let error = loop {
             let before = input.len();
-            let result = decoder.decode(&mut input);
+            // Both doors in turn: the borrowing one must decode exactly what the other does.
+            borrowed = !borrowed;
+            let result = if borrowed {
+                let result = decoder.decode_borrowed(&mut input);
+                result.map(|item| item.map(DecodedRef::into_owned))
+            } else {
+                decoder.decode(&mut input)
+            };
             let capacity = decoder.capacity();
             assert!(
                 capacity <= SMALL_BUFFER.max(2 * item_bytes),
