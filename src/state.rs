@@ -387,6 +387,9 @@ struct Conn {
     last_sent: Instant,
     /// Why a closing connection is closed.
     closing: Option<DisconnectReason>,
+    /// Strings first heard from this peer before it became a link, in learning order:
+    /// reconciliation must not send them back (a Hello the mesh did not link yet).
+    early: Vec<usize>,
 }
 
 /// The state of one client: the grow-only set of strings, its links and its mesh, with no IO.
@@ -408,8 +411,11 @@ pub struct FloodState {
     config: Config,
     now: Instant,
     store: Store,
-    /// [`origin_tag`] of each string, by index.
-    origins: Vec<u32>,
+    /// [`origin_tag`] of each string from [`Self::origins_from`] on: as far back as the
+    /// slowest link's live cursor, so the room's history costs no memory here.
+    origins: VecDeque<u32>,
+    /// The index of the string whose tag is `origins[0]`.
+    origins_from: usize,
     room_full_said: bool,
     conns: HashMap<PeerId, Conn>,
     /// The connected peers in increasing order, so outputs never depend on hashing.
@@ -432,7 +438,8 @@ impl FloodState {
             config,
             now,
             store: Store::new(),
-            origins: Vec::new(),
+            origins: VecDeque::new(),
+            origins_from: 0,
             room_full_said: false,
             conns: HashMap::new(),
             order: Vec::new(),
@@ -627,6 +634,7 @@ impl FloodState {
                 last_received: self.now,
                 last_sent: self.now,
                 closing: None,
+                early: Vec::new(),
             },
         );
         let due = self.now.checked_add(self.config.greeting_timeout);
@@ -824,6 +832,8 @@ impl FloodState {
         self.timers
             .set((peer, TimerKind::Stall), due.filter(|_| in_flight > 0));
         self.pump(peer);
+        // The slowest link may be this one.
+        self.trim_origins();
         Ok(())
     }
 
@@ -996,7 +1006,12 @@ impl FloodState {
         let Some(index) = self.store.insert(text) else {
             return Learned::Known;
         };
-        self.origins.push(origin_tag(origin));
+        self.origins.push_back(origin_tag(origin));
+        if let Some(c) = origin.and_then(|peer| self.conns.get_mut(&peer))
+            && c.phase != Phase::Linked
+        {
+            c.early.push(index);
+        }
         self.outputs.push_back(Output::Print(index));
         if self.pumps_deferred {
             self.learned_deferred = true;
@@ -1010,6 +1025,21 @@ impl FloodState {
     fn pump_all(&mut self) {
         for i in 0..self.order.len() {
             self.pump(self.order[i]);
+        }
+        self.trim_origins();
+    }
+
+    /// Forgets the origins of strings every link's live cursor has passed.
+    fn trim_origins(&mut self) {
+        let links = self.conns.values().filter(|c| c.phase == Phase::Linked);
+        let keep_from = links.map(|c| c.cursor).min().unwrap_or(self.store.len());
+        let passed = keep_from
+            .saturating_sub(self.origins_from)
+            .min(self.origins.len());
+        self.origins.drain(..passed);
+        self.origins_from += passed;
+        if self.origins.capacity() > 4 * self.origins.len() + 4096 {
+            self.origins.shrink_to(2 * self.origins.len());
         }
     }
 
@@ -1032,7 +1062,7 @@ impl FloodState {
             while linked && c.cursor < len && bytes.len() < batch {
                 let index = c.cursor;
                 c.cursor += 1;
-                if self.origins[index] != tag {
+                if self.origins[index - self.origins_from] != tag {
                     wire::encode_text(self.store.get(index), &mut bytes);
                     self.stats.frames_sent += 1;
                 }
@@ -1054,7 +1084,7 @@ impl FloodState {
                 }
                 for index in walked.drain(..) {
                     // Sent live, or first heard from this very peer: it has it.
-                    if index >= c.live_from || self.origins[index] == tag {
+                    if index >= c.live_from || c.early.binary_search(&index).is_ok() {
                         continue;
                     }
                     wire::encode_text(self.store.get(index), &mut bytes);
@@ -1260,6 +1290,42 @@ mod tests {
         assert!(h.state.contains("hello"));
         assert_eq!(h.state.message(0), "hello");
         assert_eq!(h.state.link_count(), 2);
+    }
+
+    #[test]
+    fn origins_are_kept_only_as_far_back_as_the_slowest_link() {
+        let mut h = Harness::new();
+        let out = h.linked(A);
+        h.ack(&out);
+        let out = h.linked(B);
+        h.ack(&out);
+        let from_a: Vec<String> = (0..20_000).map(|i| format!("from a {i:05}")).collect();
+        let from_a: Vec<&str> = from_a.iter().map(String::as_str).collect();
+        let mut out = h.input(Input::Received(A, &texts(&from_a)));
+        // B's budget ran out before its live cursor reached the end: only what it has yet to
+        // be sent keeps an origin.
+        let kept = h.state.origins.len();
+        assert!(h.state.origins_from > 0 && kept < 20_000, "{kept} kept");
+        assert_eq!(h.state.origins_from + kept, 20_000);
+        // B types while it is behind: its strings go to A, never back to B.
+        out.extend(h.input(Input::Received(B, &texts(&["from b 1", "from b 2"]))));
+        let mut to_a = Vec::new();
+        let mut to_b = Vec::new();
+        while !out.is_empty() {
+            to_a.extend(sent_frames(&out, A));
+            to_b.extend(sent_frames(&out, B));
+            out = h.ack(&out);
+        }
+        let text = |f: &Frame| match f {
+            Frame::Text(t) => t.clone(),
+            other => panic!("{other:?}"),
+        };
+        let to_b: Vec<String> = to_b.iter().map(text).collect();
+        assert_eq!(to_b, from_a, "B gets A's strings once each, in order");
+        let to_a: Vec<String> = to_a.iter().map(text).collect();
+        assert_eq!(to_a, ["from b 1", "from b 2"]);
+        assert!(h.state.origins.is_empty(), "every link caught up");
+        assert_eq!(h.state.origins_from, 20_002);
     }
 
     #[test]
