@@ -1,7 +1,7 @@
 //! The room's strings: a compact, append-only set that remembers learning order and keeps
 //! the strings' ids sorted for set reconciliation.
 //!
-//! Memory per string is its text plus about 27 bytes: a 4-byte end offset into one text
+//! Memory per string is its text plus about 28 bytes: a 4-byte end offset into one text
 //! arena, a 20-byte entry (id and index) in the sorted view, which also serves dedup, and 1
 //! to 2 bytes of a Bloom filter (`filter`) that turns most new ids away before any search.
 //! Ids are uniformly distributed, so an interpolation search finds one in a few probes per

@@ -17,7 +17,7 @@ const FIRST_BLOCKS: usize = 8;
 #[derive(Default)]
 pub(super) struct Filter {
     blocks: Vec<[u32; 8]>,
-    /// Ids added since the last rebuild.
+    /// Ids it holds.
     ids: usize,
 }
 
