@@ -503,7 +503,7 @@ impl FrameDecoder {
             && let Some((head, rest)) = input.split_first_chunk::<HEAD_LEN>()
             && head[4] == kind::TEXT
             && let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize
-            && (1..=MAX_MESSAGE_LEN + 1).contains(&len)
+            && (1..=max_body(kind::TEXT) + 1).contains(&len)
             && let Some((body, after)) = rest.split_at_checked(len - 1)
         {
             // What `decode` would do with these bytes, without buffering them first.
