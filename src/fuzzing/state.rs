@@ -1015,8 +1015,17 @@ impl Harness {
         while let Some(output) = self.state.poll_output() {
             outputs.push(output);
         }
-        // A Hello that closes its own connection cuts what the rest of its bytes would do.
         let mut expect = expect;
+        // A Recon that arrives while the link's last answer is still on its way waits for it,
+        // and is read when the link drains, at any later input: a dishonest one may cost its
+        // peer the link then.
+        for (&peer, model) in &self.peers {
+            if !model.honest && model.recon_in > 0 && !expect.drops.contains_key(&peer) {
+                let reasons = expect.may_drop.entry(peer).or_default();
+                reasons.push(DisconnectReason::Reconcile(ReconcileError::Truncated));
+            }
+        }
+        // A Hello that closes its own connection cuts what the rest of its bytes would do.
         if let Some((peer, _)) = expect.hello {
             let closed_here = self.state.is_connected(peer) && !self.state.is_ready(peer)
                 || outputs
