@@ -1,18 +1,20 @@
-//! Whole clients (the flood part and the mesh, not the mesh alone) join one at a time, each
-//! through one random client; the degree distribution and the diameter are printed once the
-//! joins settle; then a share of the clients crash at once, and the virtual time until the
-//! survivors form one component again is printed, with whether every string typed afterwards
-//! reached every survivor.
+//! Whole clients (the flood part and the mesh; with `--mesh-only`, the mesh alone) join one
+//! at a time, each through one random client; the degree distribution and the diameter are
+//! printed once the joins settle; then a share of the clients crash at once, and the virtual
+//! time until the survivors form one component again is printed, with whether every string
+//! typed afterwards reached every survivor.
 //!
 //! ```text
 //! cargo run --release --features sim --example sim_join_crash
 //! cargo run --release --features sim --example sim_join_crash -- --clients 200 --seeds 1,2,3
+//! cargo run --release --features sim --example sim_join_crash -- --mesh-only --seeds 1,2,3
 //! ```
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use floodchat::sim::{SimConfig, join_then_crash};
+use floodchat::mesh::MeshConfig;
+use floodchat::sim::{JoinCrash, MeshNode, Node, Sim, SimConfig, join_then_crash};
 
 mod common;
 use common::peak_rss;
@@ -23,9 +25,12 @@ struct Args {
     /// Clients.
     #[arg(long, default_value_t = 1000)]
     clients: usize,
-    /// Target links per client (MeshConfig::links).
-    #[arg(long, default_value_t = 5)]
-    links: usize,
+    /// Target links per client (default: the client's, from `MeshConfig`).
+    #[arg(long)]
+    links: Option<usize>,
+    /// Run the mesh alone (no room, no strings typed), as `MeshNode`s.
+    #[arg(long)]
+    mesh_only: bool,
     /// Milliseconds between two joins.
     #[arg(long, default_value_t = 100)]
     gap_ms: u64,
@@ -46,10 +51,23 @@ struct Args {
     seeds: Vec<u64>,
 }
 
+/// One join-then-crash run on `sim`, with strings typed afterwards unless it runs meshes alone.
+fn run<N: Node>(sim: Sim<N>, args: &Args) -> JoinCrash {
+    join_then_crash(
+        sim,
+        args.clients,
+        Duration::from_millis(args.gap_ms),
+        Duration::from_secs(args.settle_s),
+        args.crash_percent,
+        if args.mesh_only { 0 } else { args.strings },
+        Duration::from_secs(600),
+    )
+}
+
 fn main() {
     let args = Args::parse();
     let mut failed = false;
-    for seed in args.seeds {
+    for &seed in &args.seeds {
         let wall = Instant::now();
         let mut config = SimConfig {
             seed,
@@ -57,24 +75,23 @@ fn main() {
             latency_max: Duration::from_millis(args.latency_ms),
             ..SimConfig::default()
         };
-        config.flood.mesh = floodchat::mesh::MeshConfig::with_links(args.links);
-        let max_inbound = config.flood.mesh.max_inbound;
-        let r = join_then_crash(
-            config,
-            args.clients,
-            Duration::from_millis(args.gap_ms),
-            Duration::from_secs(args.settle_s),
-            args.crash_percent,
-            args.strings,
-            Duration::from_secs(600),
-        );
+        if let Some(links) = args.links {
+            config.flood.mesh = MeshConfig::with_links(links);
+        }
+        let (links, max_inbound) = (config.flood.mesh.links, config.flood.mesh.max_inbound);
+        let r = if args.mesh_only {
+            run(Sim::<MeshNode>::start(0, config), &args)
+        } else {
+            run(Sim::new(0, config), &args)
+        };
         println!(
             "seed {seed}: {} clients joined, {} links, links per client min/median/max {:?} \
-             (target {}, max inbound {max_inbound}), {} component(s), diameter {}",
+             (target {links}, max inbound {max_inbound}, most accepted by one {}), {} \
+             component(s), diameter {}",
             r.joined.clients,
             r.joined.links,
             r.joined.degree,
-            args.links,
+            r.joined.max_inbound,
             r.joined.components,
             r.joined.diameter
         );
@@ -88,11 +105,10 @@ fn main() {
         }
         match r.refill_time {
             Some(t) => println!(
-                "  every survivor back at {} links after {} s virtual",
-                args.links,
+                "  every survivor back at {links} links after {} s virtual",
                 t.as_secs()
             ),
-            None => println!("  some survivor below {} links after 600 s", args.links),
+            None => println!("  some survivor below {links} links after 600 s"),
         }
         println!(
             "  then: links per survivor {:?}, {} component(s), diameter {}; {} of {} strings \
@@ -109,7 +125,8 @@ fn main() {
             println!("    {v}");
         }
         println!(
-            "  wall {:.1} s, peak RSS {}",
+            "  {} dials; wall {:.1} s, peak RSS {}",
+            r.dials,
             wall.elapsed().as_secs_f64(),
             peak_rss()
         );

@@ -70,6 +70,7 @@
 pub mod fuzzing;
 pub mod mesh;
 pub mod reconcile;
+mod rng;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod state;

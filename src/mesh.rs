@@ -78,9 +78,6 @@
 //! Outputs never depend on hash-map order: the same inputs and seed give the same outputs.
 
 mod book;
-pub(crate) mod rng;
-#[cfg(any(test, feature = "sim"))]
-pub mod sim;
 #[cfg(test)]
 mod tests;
 
@@ -92,10 +89,10 @@ use std::time::{Duration, Instant};
 use hashbrown::{HashMap, HashSet};
 
 use crate::PeerId;
+use crate::rng::SplitMix64;
 use crate::timers::Timers;
 pub use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
 use book::Book;
-use rng::Rng;
 
 /// How many addresses of our own the mesh remembers (they are never dialed).
 const MAX_SELF_ADDRS: usize = 16;
@@ -402,7 +399,7 @@ enum Timer {
 pub struct Mesh {
     config: MeshConfig,
     me: ClientId,
-    rng: Rng,
+    rng: SplitMix64,
     book: Book,
     conns: BTreeMap<PeerId, Conn>,
     by_client: HashMap<ClientId, PeerId>,
@@ -437,7 +434,7 @@ impl Mesh {
             tokens: config.dial_burst,
             config,
             me,
-            rng: Rng::new(seed),
+            rng: SplitMix64::new(seed),
             book,
             conns: BTreeMap::new(),
             by_client: HashMap::new(),

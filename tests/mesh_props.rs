@@ -8,13 +8,15 @@
 //! it in, and it stays a room of its own, as it would on a real network. Each join or restart
 //! is given one second to complete before the next step.
 //!
-//! More cases: `PROPTEST_CASES=2000 cargo test --release --test mesh_props`.
+//! The clients are [`MeshNode`]s (the mesh alone) on the one simulator, so that each one's
+//! address book can be read; a partition ends without reconnecting anything.
+//!
+//! More cases: `PROPTEST_CASES=2000 cargo test --release --features sim --test mesh_props`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use floodchat::mesh::MeshConfig;
-use floodchat::mesh::sim::{MeshSim, client_addr};
+use floodchat::sim::{Components, MeshNode, Shape, Sim, SimConfig, SplitMix64, client_addr};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -44,30 +46,51 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The running clients.
+fn alive(sim: &Sim<MeshNode>) -> Vec<usize> {
+    (0..sim.clients()).filter(|&c| sim.is_alive(c)).collect()
+}
+
 /// How many components the running clients form if every known address were a link.
-fn knowledge_components(sim: &MeshSim) -> usize {
-    let alive = sim.alive();
-    let mut root: Vec<usize> = (0..sim.len()).collect();
-    fn find(root: &mut [usize], mut x: usize) -> usize {
-        while root[x] != x {
-            root[x] = root[root[x]];
-            x = root[x];
-        }
-        x
-    }
+fn knowledge_components(sim: &Sim<MeshNode>) -> usize {
+    let alive = alive(sim);
+    let mut known = Vec::new();
     for &a in &alive {
-        let mesh = sim.mesh(a).expect("running");
+        let mesh = sim.state(a).expect("running").mesh();
         for &b in &alive {
             if mesh.knows(client_addr(b)) {
-                let (ra, rb) = (find(&mut root, a), find(&mut root, b));
-                root[ra] = rb;
+                known.push([a, b]);
             }
         }
     }
-    let mut roots: Vec<usize> = alive.iter().map(|&a| find(&mut root, a)).collect();
+    let mut forest = Components::new(sim.clients(), known);
+    let mut roots: Vec<usize> = alive.iter().map(|&a| forest.of(a)).collect();
     roots.sort();
     roots.dedup();
     roots.len()
+}
+
+/// A random running client, if any.
+fn random_alive(sim: &Sim<MeshNode>, rng: &mut SplitMix64) -> Option<usize> {
+    let alive = alive(sim);
+    (!alive.is_empty()).then(|| alive[rng.index(alive.len())])
+}
+
+/// Runs in steps of `step` until the running clients form one component, at most for
+/// `limit`; the virtual time it took, or `None`.
+fn time_to_one_component(
+    sim: &mut Sim<MeshNode>,
+    step: Duration,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = sim.now();
+    while Shape::of(sim).components > 1 {
+        if sim.now() - start >= limit {
+            return None;
+        }
+        sim.advance(step);
+    }
+    Some(sim.now() - start)
 }
 
 static CASES: AtomicUsize = AtomicUsize::new(0);
@@ -81,40 +104,54 @@ proptest! {
         seed in any::<u64>(),
         ops in prop::collection::vec(op(), 1..40),
     ) {
-        let mut sim = MeshSim::new(MeshConfig::default(), seed);
-        sim.latency = Duration::from_millis(20);
+        let latency = Duration::from_millis(20);
+        let config = SimConfig {
+            seed,
+            latency_min: latency,
+            latency_max: latency,
+            jitter: Duration::ZERO,
+            ..SimConfig::default()
+        };
+        let mut sim = Sim::<MeshNode>::start(0, config);
+        let mut rng = SplitMix64::new(seed);
         sim.join(None);
         for op in &ops {
             match *op {
                 Op::Join => {
-                    let c = sim.random_alive();
+                    let c = random_alive(&sim, &mut rng);
                     sim.join(c);
-                    sim.run_for(Duration::from_secs(1));
+                    sim.advance(Duration::from_secs(1));
                 }
                 Op::Crash(k) => {
-                    let alive = sim.alive();
+                    let alive = alive(&sim);
                     if alive.len() > 1 {
                         sim.crash(alive[k % alive.len()]);
                     }
                 }
                 Op::Restart(k) => {
-                    let dead: Vec<usize> = (0..sim.len()).filter(|&i| !sim.is_alive(i)).collect();
+                    let dead: Vec<usize> = (0..sim.clients()).filter(|&i| !sim.is_alive(i)).collect();
                     if !dead.is_empty() {
-                        let c = sim.random_alive();
-                        sim.restart(dead[k % dead.len()], c);
-                        sim.run_for(Duration::from_secs(1));
+                        let c = dead[k % dead.len()];
+                        match random_alive(&sim, &mut rng) {
+                            Some(via) => sim.rejoin(c, via),
+                            None => sim.restart(c),
+                        };
+                        sim.advance(Duration::from_secs(1));
                     }
                 }
-                Op::Partition(mask) => sim.partition(move |i| (mask >> (i % 8)) & 1),
-                Op::Heal => sim.heal(),
-                Op::Advance(ms) => sim.run_for(Duration::from_millis(ms)),
+                Op::Partition(mask) => {
+                    let side = (0..sim.clients()).map(|i| (mask >> (i % 8)) & 1 == 1).collect();
+                    sim.partition(side);
+                }
+                Op::Heal => sim.end_partition(),
+                Op::Advance(ms) => sim.advance(Duration::from_millis(ms)),
             }
         }
-        sim.heal();
+        sim.end_partition();
         // Dials in flight across the partition fail and are forgotten: let them resolve.
-        sim.run_for(Duration::from_secs(10));
+        sim.advance(Duration::from_secs(10));
         let want = knowledge_components(&sim);
-        let healed = sim.time_to_one_component(Duration::from_secs(1), Duration::from_secs(1200));
+        let healed = time_to_one_component(&mut sim, Duration::from_secs(1), Duration::from_secs(1200));
         let n = CASES.fetch_add(1, Ordering::Relaxed) + 1;
         if want > 1 {
             SPLIT_BY_KNOWLEDGE.fetch_add(1, Ordering::Relaxed);
@@ -125,7 +162,8 @@ proptest! {
             let split = SPLIT_BY_KNOWLEDGE.load(Ordering::Relaxed);
             eprintln!("mesh_props: {n} cases so far, {split} with clients that know nobody running");
         }
-        let got = sim.components().len();
+        prop_assert!(sim.violations().is_empty(), "{}", sim.violations());
+        let got = Shape::of(&sim).components;
         prop_assert_eq!(got, want, "components by links vs by knowledge");
     }
 }

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use floodchat::sim::{Components, Shape, Sim, SimConfig, join_then_crash};
+use floodchat::sim::{Components, MeshNode, Shape, Sim, SimConfig, SplitMix64, join_then_crash};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
@@ -17,7 +17,7 @@ fn joined_clients_stay_within_the_limits_and_heal_after_a_crash() {
     };
     let mesh = config.flood.mesh.clone();
     let r = join_then_crash(
-        config,
+        Sim::new(0, config),
         120,
         Duration::from_millis(100),
         Duration::from_secs(30),
@@ -30,11 +30,81 @@ fn joined_clients_stay_within_the_limits_and_heal_after_a_crash() {
     // Each client dials up to its target and accepts at most max_inbound more.
     assert!(r.joined.degree[0] >= mesh.links, "{r:?}");
     assert!(r.joined.degree[2] <= mesh.links + mesh.max_inbound, "{r:?}");
+    assert!(r.joined.max_inbound <= mesh.max_inbound, "{r:?}");
     assert!(r.joined.diameter >= 2, "{r:?}");
     assert_eq!(r.crashed, 36);
     assert!(r.heal_time.is_some() && r.refill_time.is_some(), "{r:?}");
     assert_eq!(r.healed.components, 1, "{r:?}");
     assert_eq!(r.reached_every_survivor, r.typed_after, "{r:?}");
+}
+
+/// The mesh alone, at a larger size than whole clients allow in `cargo test`: the same
+/// limits, and one component again after 30% crash at once.
+#[test]
+fn joined_meshes_stay_within_the_limits_and_heal_after_a_crash() {
+    let latency = Duration::from_millis(10);
+    let config = SimConfig {
+        seed: 1,
+        latency_min: latency,
+        latency_max: latency,
+        ..SimConfig::default()
+    };
+    let mesh = config.flood.mesh.clone();
+    let r = join_then_crash(
+        Sim::<MeshNode>::start(0, config),
+        150,
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+        30,
+        0,
+        Duration::from_secs(600),
+    );
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.joined.components, 1, "{r:?}");
+    assert!(r.joined.degree[0] >= mesh.links, "{r:?}");
+    assert!(r.joined.degree[2] <= mesh.links + mesh.max_inbound, "{r:?}");
+    assert!(r.joined.max_inbound <= mesh.max_inbound, "{r:?}");
+    assert_eq!(r.crashed, 45);
+    assert!(r.heal_time.is_some() && r.refill_time.is_some(), "{r:?}");
+    assert_eq!(r.healed.components, 1, "{r:?}");
+    assert_eq!(r.healed.clients, 150 - 45, "{r:?}");
+}
+
+/// A partition that ends without any reconnection by the simulator: the meshes find each
+/// other again from their address books.
+#[test]
+fn meshes_cut_apart_become_one_component_again_on_their_own() {
+    let mut sim = Sim::<MeshNode>::start(
+        0,
+        SimConfig {
+            seed: 3,
+            ..SimConfig::default()
+        },
+    );
+    let mut rng = SplitMix64::new(3);
+    for c in 0..40 {
+        sim.join((c > 0).then(|| rng.index(c)));
+        sim.advance(Duration::from_millis(100));
+    }
+    sim.advance(Duration::from_secs(10));
+    sim.partition((0..40).map(|c| c % 2 == 0).collect());
+    sim.advance(Duration::from_secs(60));
+    assert!(
+        Shape::of(&sim).components >= 2,
+        "the partition splits the room"
+    );
+    sim.end_partition();
+    let mut waited = 0;
+    while Shape::of(&sim).components > 1 && waited < 600 {
+        sim.advance(Duration::from_secs(1));
+        waited += 1;
+    }
+    assert_eq!(
+        Shape::of(&sim).components,
+        1,
+        "still split after {waited} s"
+    );
+    assert!(sim.violations().is_empty(), "{}", sim.violations());
 }
 
 #[derive(Debug, Clone, Copy)]

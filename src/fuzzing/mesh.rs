@@ -292,7 +292,7 @@ mod tests {
         let mut dials = 0;
         let mut links = 0;
         for seed in 0..300u64 {
-            let mut rng = crate::mesh::rng::Rng::new(seed);
+            let mut rng = crate::rng::SplitMix64::new(seed);
             let data: Vec<u8> = (0..400).map(|_| rng.next_u64() as u8).collect();
             let actions = parse(&data);
             let mut h = Harness::new();

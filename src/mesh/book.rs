@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
-use super::rng::Rng;
+use crate::rng::SplitMix64;
 
 /// One known address.
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ impl Book {
         addr: SocketAddr,
         source: IpAddr,
         now: Instant,
-        rng: &mut Rng,
+        rng: &mut SplitMix64,
     ) -> Result<(), Skip> {
         if !Self::is_dialable(addr) {
             return Err(Skip::Invalid);
@@ -150,7 +150,7 @@ impl Book {
 
     /// Stores `addr` as verified (a link worked, or the user gave it); `false` if the book is
     /// full of busy verified entries.
-    pub(crate) fn verify(&mut self, addr: SocketAddr, now: Instant, rng: &mut Rng) -> bool {
+    pub(crate) fn verify(&mut self, addr: SocketAddr, now: Instant, rng: &mut SplitMix64) -> bool {
         self.failed.remove(&addr);
         if let Some(&i) = self.index.get(&addr) {
             let e = &mut self.entries[i];
@@ -279,7 +279,7 @@ impl Book {
 
     /// Frees one slot: a random idle unverified entry, or (only for a verified newcomer) the
     /// idle verified entry that failed most. `false` if nothing may go.
-    fn evict(&mut self, rng: &mut Rng, for_verified: bool) -> bool {
+    fn evict(&mut self, rng: &mut SplitMix64, for_verified: bool) -> bool {
         let idle_learned: Vec<usize> = (0..self.entries.len())
             .filter(|&i| !self.entries[i].verified && !self.entries[i].busy)
             .collect();
@@ -306,7 +306,7 @@ impl Book {
     pub(crate) fn pick_due(
         &self,
         now: Instant,
-        rng: &mut Rng,
+        rng: &mut SplitMix64,
         exclude: impl Fn(SocketAddr) -> bool,
     ) -> Option<SocketAddr> {
         let due: Vec<SocketAddr> = self
@@ -333,7 +333,7 @@ impl Book {
         &self,
         n: usize,
         exclude: Option<SocketAddr>,
-        rng: &mut Rng,
+        rng: &mut SplitMix64,
     ) -> Vec<SocketAddr> {
         let mut good: Vec<&Entry> = self
             .entries

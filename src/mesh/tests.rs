@@ -2,7 +2,6 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::sim::{MeshSim, client_addr, join_then_crash};
 use super::*;
 
 fn addr(a: u8, b: u8, port: u16) -> SocketAddr {
@@ -569,47 +568,6 @@ fn bye_reason_codes_round_trip() {
         assert_eq!(r.code(), code);
         assert_eq!(matches!(r, ByeReason::Other(_)), code == 0 || code > 5);
     }
-}
-
-#[test]
-fn joins_one_at_a_time_settle_within_limits_and_survive_a_crash_of_30_percent() {
-    let config = MeshConfig::default();
-    let (sim, r) = join_then_crash(
-        config.clone(),
-        150,
-        Duration::from_millis(10),
-        Duration::from_millis(100),
-        Duration::from_secs(30),
-        30,
-        1,
-    );
-    assert_eq!(r.components, 1, "{r:?}");
-    assert!(r.degree[0] >= config.links, "{r:?}");
-    assert!(r.degree[2] <= config.links + config.max_inbound, "{r:?}");
-    assert!(r.max_inbound <= config.max_inbound, "{r:?}");
-    assert!(r.heal_time.is_some(), "{r:?}");
-    assert!(r.refill_time.is_some(), "{r:?}");
-    assert_eq!(sim.components().len(), 1);
-    assert_eq!(sim.alive().len(), 150 - 45);
-}
-
-#[test]
-fn a_partition_that_heals_becomes_one_component_again() {
-    let mut sim = MeshSim::new(MeshConfig::default(), 3);
-    sim.join(None);
-    for _ in 1..40 {
-        sim.run_for(Duration::from_millis(100));
-        let c = sim.random_alive();
-        sim.join(c);
-    }
-    sim.run_for(Duration::from_secs(10));
-    sim.partition(|i| (i % 2) as u8);
-    sim.run_for(Duration::from_secs(60));
-    assert!(sim.components().len() >= 2, "the partition splits the room");
-    sim.heal();
-    let t = sim.time_to_one_component(Duration::from_secs(1), Duration::from_secs(600));
-    assert!(t.is_some(), "{:?}", sim.components().len());
-    assert!(client_addr(0).ip().is_loopback());
 }
 
 #[test]

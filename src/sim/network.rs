@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use hashbrown::{HashMap, HashSet};
 
 use super::Components;
+use super::node::Node;
 use super::report::{Report, Violations};
-use super::rng::SplitMix64;
+use crate::rng::SplitMix64;
 use crate::wire::{ByeReason, ClientId, Decoded, Frame, FrameDecoder};
 use crate::{Config, DisconnectReason, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
 
@@ -140,9 +141,9 @@ impl Ord for Scheduled {
 }
 
 #[derive(Debug)]
-struct Client {
+struct Client<N> {
     /// `None` while crashed.
-    state: Option<FloodState>,
+    state: Option<N>,
     /// Bumped by every restart; events of an older incarnation are ignored.
     incarnation: u32,
     /// The identity of this incarnation.
@@ -244,10 +245,11 @@ struct Counts {
     closed_on_purpose: u64,
 }
 
-/// A deterministic network of [`FloodState`]s: the simulator plays every driver and the
-/// network between them, in virtual time, and checks the core's promises as it goes.
+/// A deterministic network of [`FloodState`]s (or of [`MeshNode`](super::MeshNode)s, the
+/// mesh alone): the simulator plays every driver and the network between them, in virtual
+/// time, and checks the core's promises as it goes.
 ///
-/// Each client is a `FloodState` with no IO, with its own [`ClientId`] and seed (from
+/// Each client is a [`Node`] with no IO, with its own [`ClientId`] and seed (from
 /// [`SimConfig::seed`]; a restart gets new ones), listening at [`client_addr`]. A link is a
 /// pair of FIFO byte streams with a latency; writes are split into pieces and reads are fed
 /// in pieces at random points, but order is kept, as TCP keeps it. Links break (in-flight
@@ -277,7 +279,7 @@ struct Counts {
 /// client on its own for any other reason (a timeout, a protocol error).
 /// [`check`](Self::check) adds convergence.
 #[derive(Debug)]
-pub struct Sim {
+pub struct Sim<N = FloodState> {
     config: SimConfig,
     rng: SplitMix64,
     start: Instant,
@@ -286,7 +288,7 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<Scheduled>>,
     /// Events in `queue` other than timers: bytes, acknowledgements, closes and dials.
     pending_io: usize,
-    clients: Vec<Client>,
+    clients: Vec<Client<N>>,
     links: Vec<Link>,
     /// Every dial asked for.
     dials: Vec<Dial>,
@@ -315,9 +317,17 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// `clients` clients, each started (with no contact) with an empty room and no links, at
-    /// virtual time zero.
+    /// `clients` whole clients ([`FloodState`]s), each started (with no contact) with an
+    /// empty room and no links, at virtual time zero.
     pub fn new(clients: usize, config: SimConfig) -> Self {
+        Self::start(clients, config)
+    }
+}
+
+impl<N: Node> Sim<N> {
+    /// `clients` clients of kind `N`, each started (with no contact) with no links, at
+    /// virtual time zero.
+    pub fn start(clients: usize, config: SimConfig) -> Self {
         let start = Instant::now();
         let mut sim = Self {
             rng: SplitMix64::new(config.seed),
@@ -392,7 +402,8 @@ impl Sim {
         c
     }
 
-    /// The graph of working links between running clients: each link once, as its two ends.
+    /// The graph of working links between running clients: each link once, as its two ends,
+    /// the one that dialed first.
     pub fn graph(&self) -> Vec<[usize; 2]> {
         self.links
             .iter()
@@ -402,7 +413,7 @@ impl Sim {
     }
 
     /// The identity and a fresh state of incarnation `incarnation` of client `c`.
-    fn new_state(&self, c: usize, incarnation: u32) -> (ClientId, FloodState) {
+    fn new_state(&self, c: usize, incarnation: u32) -> (ClientId, N) {
         // A bijection of (incarnation, c), so identities never collide.
         let unique = (u64::from(incarnation) << 32) | c as u64;
         let id = ClientId(scramble(unique.wrapping_add(self.config.seed)));
@@ -412,10 +423,15 @@ impl Sim {
             listen_port: LISTEN_PORT,
             ..self.config.flood.clone()
         };
-        (id, FloodState::new(config, self.start + self.now))
+        (id, N::start(config, self.start + self.now))
     }
 
     // ---- getters ----
+
+    /// How the network behaves.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
 
     /// Virtual time since the start.
     pub fn now(&self) -> Duration {
@@ -433,7 +449,7 @@ impl Sim {
     }
 
     /// The state of client `c`, unless it is crashed.
-    pub fn state(&self, c: usize) -> Option<&FloodState> {
+    pub fn state(&self, c: usize) -> Option<&N> {
         self.clients[c].state.as_ref()
     }
 
@@ -593,12 +609,21 @@ impl Sim {
         self.cut = Some(side);
     }
 
-    /// Ends the partition and reconnects every pair whose link a partition broke.
+    /// Ends the partition and reconnects every pair whose link a partition broke, as their
+    /// drivers would.
     pub fn heal(&mut self) {
-        self.cut = None;
-        for (a, b) in std::mem::take(&mut self.severed) {
+        let severed = std::mem::take(&mut self.severed);
+        self.end_partition();
+        for (a, b) in severed {
             self.connect(a, b);
         }
+    }
+
+    /// Ends the partition and reconnects nothing: the clients' meshes must find each other
+    /// again from what their address books hold.
+    pub fn end_partition(&mut self) {
+        self.cut = None;
+        self.severed.clear();
     }
 
     /// Lets `by` of virtual time pass, handling everything due in it.
@@ -623,7 +648,7 @@ impl Sim {
                 && self
                     .clients
                     .iter()
-                    .all(|c| c.state.as_ref().is_none_or(FloodState::is_flushed))
+                    .all(|c| c.state.as_ref().is_none_or(N::is_flushed))
             {
                 return true;
             }
@@ -688,7 +713,7 @@ impl Sim {
                 let due = c
                     .state
                     .as_ref()
-                    .and_then(FloodState::poll_timeout)
+                    .and_then(N::poll_timeout)
                     .is_some_and(|t| t <= self.start + self.now);
                 if due {
                     self.feed(client, Input::Timeout);
@@ -1088,7 +1113,7 @@ impl Sim {
 
     fn arm_timer(&mut self, c: usize) {
         let client = &mut self.clients[c];
-        let Some(deadline) = client.state.as_ref().and_then(FloodState::poll_timeout) else {
+        let Some(deadline) = client.state.as_ref().and_then(N::poll_timeout) else {
             return;
         };
         let at = deadline.saturating_duration_since(self.start).max(self.now);

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use super::network::{Sim, SimConfig};
-use super::rng::SplitMix64;
+use super::network::Sim;
+use super::node::Node;
 use super::shape::Shape;
+use crate::rng::SplitMix64;
 
 /// What [`join_then_crash`] measured.
 #[derive(Debug, Clone)]
@@ -23,17 +24,21 @@ pub struct JoinCrash {
     pub typed_after: usize,
     /// Of those, how many every survivor printed.
     pub reached_every_survivor: usize,
+    /// Dials the clients asked for, over the whole run.
+    pub dials: u64,
     /// Broken promises of the whole run (empty if none).
     pub violations: Vec<String>,
 }
 
-/// `clients` whole clients join one at a time, `gap` apart, each through one random client
-/// already running (`Input::Start { contact }`); the room idles for `settle`; then
-/// `crash_percent` of them crash at once; the survivors are watched every second (at most
-/// `limit`) until they form one component and each has its target of links again; then `typed_after` strings are typed by random
-/// survivors and the network settles.
-pub fn join_then_crash(
-    config: SimConfig,
+/// On `sim` (empty; whole clients, or [`MeshNode`](super::MeshNode)s for the mesh alone),
+/// `clients` clients join one at a time, `gap` apart, each through one random client already
+/// running (`Input::Start { contact }`); the room idles for `settle`; then `crash_percent` of
+/// them crash at once; the survivors are watched every second (at most `limit`) until they
+/// form one component and each has its target of links again; then `typed_after` strings
+/// are typed by random survivors (none on mesh nodes, which hold no room) and the network
+/// settles.
+pub fn join_then_crash<N: Node>(
+    mut sim: Sim<N>,
     clients: usize,
     gap: Duration,
     settle: Duration,
@@ -41,9 +46,8 @@ pub fn join_then_crash(
     typed_after: usize,
     limit: Duration,
 ) -> JoinCrash {
-    let target = config.flood.mesh.links;
-    let mut rng = SplitMix64::new(config.seed ^ 0x101e_c4a5);
-    let mut sim = Sim::new(0, config);
+    let target = sim.config().flood.mesh.links;
+    let mut rng = SplitMix64::new(sim.config().seed ^ 0x101e_c4a5);
     for c in 0..clients {
         let via = (c > 0).then(|| rng.index(c));
         sim.join(via);
@@ -96,6 +100,7 @@ pub fn join_then_crash(
         healed: Shape::of(&sim),
         typed_after,
         reached_every_survivor,
+        dials: report.dials,
         violations,
     }
 }

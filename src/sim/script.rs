@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::network::{Sim, SimConfig};
 use super::report::{Report, Violations};
-use super::rng::SplitMix64;
+use crate::rng::SplitMix64;
 
 /// One thing that happens to the simulated room. Client numbers are taken modulo the
 /// number of clients, so every value means something.

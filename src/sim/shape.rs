@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 
 use super::Components;
 use super::network::Sim;
+use super::node::Node;
 
 /// The shape of the graph of working links between running clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub struct Shape {
     pub links: usize,
     /// Links per running client: smallest, median and largest.
     pub degree: [usize; 3],
+    /// Most links any running client accepted (rather than dialed).
+    pub max_inbound: usize,
     /// Connected components of running clients.
     pub components: usize,
     /// Most hops between two clients of one component, over every component.
@@ -22,14 +25,16 @@ pub struct Shape {
 
 impl Shape {
     /// The shape of `sim`'s graph now.
-    pub fn of(sim: &Sim) -> Self {
+    pub fn of<N: Node>(sim: &Sim<N>) -> Self {
         let n = sim.clients();
         let alive: Vec<usize> = (0..n).filter(|&c| sim.is_alive(c)).collect();
         let edges = sim.graph();
         let mut adjacent = vec![Vec::new(); n];
+        let mut inbound = vec![0; n];
         for &[a, b] in &edges {
             adjacent[a].push(b);
             adjacent[b].push(a);
+            inbound[b] += 1;
         }
         let mut degrees: Vec<usize> = alive.iter().map(|&c| adjacent[c].len()).collect();
         degrees.sort_unstable();
@@ -67,6 +72,7 @@ impl Shape {
             clients: alive.len(),
             links: edges.len(),
             degree,
+            max_inbound: alive.iter().map(|&c| inbound[c]).max().unwrap_or(0),
             components: roots.len(),
             diameter,
         }

@@ -1,8 +1,11 @@
-//! [`SplitMix64`]: the simulator's only source of chance.
+//! [`SplitMix64`]: the crate's one seeded generator, for the mesh's choices at run time and
+//! for the simulator's (feature `sim`).
+
+use std::time::Duration;
 
 /// A tiny seeded pseudo-random generator (SplitMix64): the same seed gives the same choices.
 ///
-/// Good enough to pick latencies and split points; not for anything secret.
+/// Good enough to pick peers, jitter and split points; not for anything secret.
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
 
@@ -27,6 +30,7 @@ impl SplitMix64 {
     }
 
     /// A number in `lo..=hi` (`lo` if `hi < lo`).
+    #[cfg(feature = "sim")]
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         if hi <= lo {
             return lo;
@@ -37,19 +41,35 @@ impl SplitMix64 {
         }
     }
 
-    /// An index into a slice of length `len` (which must not be 0).
+    /// An index in `0..len`; `0` if `len` is `0`.
     pub fn index(&mut self, len: usize) -> usize {
-        debug_assert!(len > 0);
         self.below(len as u64) as usize
     }
 
     /// True with probability `num / den`.
+    #[cfg(feature = "sim")]
     pub fn chance(&mut self, num: u64, den: u64) -> bool {
         self.below(den) < num
     }
+
+    /// `d` scaled by a random factor in `[1 - 1/4, 1 + 1/4)`: jitter so that clients that
+    /// lost the same neighbour do not all dial at the same instant.
+    pub fn jitter(&mut self, d: Duration) -> Duration {
+        let quarter = d / 4;
+        let nanos = u64::try_from(quarter.as_nanos()).unwrap_or(u64::MAX);
+        d - quarter + Duration::from_nanos(self.below(nanos.saturating_mul(2)))
+    }
+
+    /// Shuffles `items` in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.index(i + 1);
+            items.swap(i, j);
+        }
+    }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod tests {
     use super::*;
 
@@ -67,5 +87,18 @@ mod tests {
         assert_eq!(a.range(0, u64::MAX), b.range(0, u64::MAX));
         // The reference first output of SplitMix64 seeded with 0.
         assert_eq!(SplitMix64::new(0).next_u64(), 0xE220_A839_7B1D_CDAF);
+    }
+
+    #[test]
+    fn jitter_stays_within_a_quarter() {
+        let mut r = SplitMix64::new(3);
+        let d = Duration::from_secs(4);
+        for _ in 0..1000 {
+            let j = r.jitter(d);
+            assert!(
+                j >= Duration::from_secs(3) && j < Duration::from_secs(5),
+                "{j:?}"
+            );
+        }
     }
 }

@@ -1,0 +1,276 @@
+//! [`Node`]: what the simulator runs at each client, a whole [`FloodState`] or the mesh
+//! alone ([`MeshNode`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::mesh::{CloseWhy, Mesh, MeshInput, MeshOutput};
+use crate::wire::{self, ByeReason, Decoded, Frame, FrameDecoder, GREETING, Hello};
+use crate::{
+    Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId, Stats,
+};
+
+/// A sans-IO client the simulator can run: the door of [`FloodState`].
+pub trait Node {
+    /// A client started with `config` at `now`.
+    fn start(config: Config, now: Instant) -> Self;
+    /// Feeds one input, as [`FloodState::handle_input`].
+    fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError>;
+    /// The next output, as [`FloodState::poll_output`].
+    fn poll_output(&mut self) -> Option<Output>;
+    /// When the client next wants [`Input::Timeout`].
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Whether nothing is waiting to be sent or acknowledged.
+    fn is_flushed(&self) -> bool;
+    /// The string [`Output::Print`] names.
+    fn message(&self, index: usize) -> &str;
+    /// Every string the client holds, in the order it printed them.
+    fn messages(&self) -> impl ExactSizeIterator<Item = &str>;
+    /// The client's counters.
+    fn stats(&self) -> Stats;
+}
+
+impl Node for FloodState {
+    fn start(config: Config, now: Instant) -> Self {
+        FloodState::new(config, now)
+    }
+    fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
+        FloodState::handle_input(self, now, input)
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        FloodState::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        FloodState::poll_timeout(self)
+    }
+    fn is_flushed(&self) -> bool {
+        FloodState::is_flushed(self)
+    }
+    fn message(&self, index: usize) -> &str {
+        FloodState::message(self, index)
+    }
+    fn messages(&self) -> impl ExactSizeIterator<Item = &str> {
+        FloodState::messages(self)
+    }
+    fn stats(&self) -> Stats {
+        FloodState::stats(self)
+    }
+}
+
+/// A client that runs only the [`Mesh`]: it greets, says Hello, and carries the mesh's
+/// Addrs and Bye frames, but holds no room (typed lines are ignored).
+///
+/// For properties of membership alone, where the test must see each mesh's address book
+/// ([`MeshNode::mesh`]), and for runs too large for whole clients. It closes a connection
+/// as soon as its Bye is written, without lingering, and sends no keepalives.
+#[derive(Debug)]
+pub struct MeshNode {
+    mesh: Mesh,
+    hello: Hello,
+    /// What each open connection has received so far.
+    decoders: BTreeMap<PeerId, FrameDecoder>,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+}
+
+impl MeshNode {
+    /// The client's mesh.
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    fn send(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        self.stats.bytes_sent += bytes.len() as u64;
+        self.outputs.push_back(Output::Send { peer, bytes });
+    }
+
+    fn open(&mut self, peer: PeerId) -> Result<(), InputError> {
+        if self.decoders.insert(peer, FrameDecoder::new()).is_some() {
+            return Err(InputError::PeerExists(peer));
+        }
+        let mut bytes = GREETING.to_vec();
+        let hello = Hello {
+            alone: self.mesh.links() == 0,
+            ..self.hello
+        };
+        Frame::Hello(hello).encode(&mut bytes);
+        self.send(peer, bytes);
+        Ok(())
+    }
+
+    fn close(&mut self, peer: PeerId, reason: DisconnectReason) {
+        if self.decoders.remove(&peer).is_some() {
+            self.outputs.push_back(Output::Disconnect { peer, reason });
+        }
+    }
+
+    fn received(&mut self, now: Instant, peer: PeerId, mut bytes: &[u8]) {
+        loop {
+            let Some(decoder) = self.decoders.get_mut(&peer) else {
+                return;
+            };
+            let frame = match decoder.decode(&mut bytes) {
+                Ok(Some(Decoded::Frame(frame))) => frame,
+                Ok(Some(_)) => continue,
+                Ok(None) => return,
+                Err(e) => return self.close(peer, DisconnectReason::Protocol(e)),
+            };
+            match frame {
+                Frame::Hello(h) => {
+                    let hello = MeshInput::Hello {
+                        peer,
+                        id: h.client,
+                        listen_port: h.listen_port,
+                        alone: h.alone,
+                    };
+                    self.feed(now, hello);
+                }
+                Frame::Addrs(addrs) => self.feed(
+                    now,
+                    MeshInput::Addrs {
+                        peer,
+                        addrs: &addrs,
+                    },
+                ),
+                Frame::Bye { reason, addrs } => self.feed(
+                    now,
+                    MeshInput::Bye {
+                        peer,
+                        reason,
+                        addrs: &addrs,
+                    },
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    /// Feeds the mesh and carries out what it decides.
+    fn feed(&mut self, now: Instant, input: MeshInput<'_>) {
+        self.mesh.handle(now, input);
+        #[cfg(feature = "fuzzing")]
+        self.mesh.check_invariants();
+        while let Some(output) = self.mesh.poll() {
+            match output {
+                MeshOutput::Dial(addr) => self.outputs.push_back(Output::Dial(addr)),
+                MeshOutput::LinkUp { peer, .. } => self.outputs.push_back(Output::PeerReady(peer)),
+                MeshOutput::SendAddrs { peer, addrs } => {
+                    if self.decoders.contains_key(&peer) {
+                        let mut bytes = Vec::new();
+                        for chunk in addrs.chunks(wire::MAX_ADDRS) {
+                            Frame::Addrs(chunk.to_vec()).encode(&mut bytes);
+                        }
+                        self.send(peer, bytes);
+                    }
+                }
+                MeshOutput::Close { peer, bye, why } => self.mesh_closes(peer, bye, why),
+                MeshOutput::Notice(n) => self.outputs.push_back(Output::Notice(Notice::Mesh(n))),
+            }
+        }
+    }
+
+    fn mesh_closes(
+        &mut self,
+        peer: PeerId,
+        bye: Option<(ByeReason, Vec<SocketAddr>)>,
+        why: CloseWhy,
+    ) {
+        if !self.decoders.contains_key(&peer) {
+            return;
+        }
+        if let Some((reason, addrs)) = bye {
+            let mut bytes = Vec::new();
+            let addrs = addrs.into_iter().take(wire::MAX_ADDRS).collect();
+            Frame::Bye { reason, addrs }.encode(&mut bytes);
+            self.send(peer, bytes);
+        }
+        let reason = match why {
+            CloseWhy::Bye(said) => DisconnectReason::Bye(said),
+            why => DisconnectReason::Local(why),
+        };
+        self.close(peer, reason);
+    }
+}
+
+impl Node for MeshNode {
+    fn start(config: Config, now: Instant) -> Self {
+        let hello = Hello {
+            client: config.client,
+            listen_port: config.listen_port,
+            alone: true,
+        };
+        Self {
+            mesh: Mesh::new(config.mesh, config.client, config.seed, now),
+            hello,
+            decoders: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
+        let known = |node: &Self, peer| match node.decoders.contains_key(&peer) {
+            true => Ok(()),
+            false => Err(InputError::UnknownPeer(peer)),
+        };
+        match input {
+            Input::Start { contact } => self.feed(now, MeshInput::Start { contact }),
+            Input::Accepted { peer, remote } => {
+                self.open(peer)?;
+                self.feed(now, MeshInput::Accepted { peer, remote });
+            }
+            Input::Dialed { peer, addr } => {
+                self.open(peer)?;
+                self.feed(now, MeshInput::Dialed { peer, addr });
+            }
+            Input::DialFailed(addr) => self.feed(now, MeshInput::DialFailed { addr }),
+            Input::Received(peer, bytes) => {
+                known(self, peer)?;
+                self.received(now, peer, bytes);
+            }
+            Input::Sent(peer) => known(self, peer)?,
+            Input::Closed(peer) => {
+                known(self, peer)?;
+                let decoder = &self.decoders[&peer];
+                let reason = if !decoder.hello_seen() {
+                    DisconnectReason::ClosedBeforeGreeting
+                } else if decoder.is_mid_item() {
+                    DisconnectReason::ClosedMidFrame
+                } else {
+                    DisconnectReason::Closed
+                };
+                self.close(peer, reason);
+                self.feed(now, MeshInput::Closed { peer });
+            }
+            Input::Timeout => self.feed(now, MeshInput::Timeout),
+            Input::Leave => self.feed(now, MeshInput::Leave),
+            Input::LineTyped(_) => {}
+        }
+        Ok(())
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.mesh.poll_timeout()
+    }
+
+    fn is_flushed(&self) -> bool {
+        self.outputs.is_empty()
+    }
+
+    fn message(&self, index: usize) -> &str {
+        panic!("a mesh node holds no string, not even #{index}")
+    }
+
+    fn messages(&self) -> impl ExactSizeIterator<Item = &str> {
+        std::iter::empty()
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+}
