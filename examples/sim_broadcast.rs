@@ -11,7 +11,8 @@
 //! cargo run --release --features sim --example sim_broadcast -- --fixed --extra 5
 //! ```
 //!
-//! Options: `--clients N` (25), `--links N` the mesh's target (4), `--rate N` strings per
+//! Options: `--clients N` (25), `--links N` the mesh's target (the client's default,
+//! `MeshConfig::default().links`, unless given), `--rate N` strings per
 //! second (100), `--secs N` of typing (20), `--latency-ms N` (100), `--partition-every-ms N`
 //! (4000) and `--partition-ms N` (1500): every period a random cut splits the clients, and
 //! heals after the given time; `--no-partitions` (one run); `--seed N`.
@@ -34,9 +35,9 @@ struct Args {
     /// Clients.
     #[arg(long, default_value_t = 25)]
     clients: usize,
-    /// The mesh's target of links per client (MeshConfig::links).
-    #[arg(long, default_value_t = 4)]
-    links: usize,
+    /// The mesh's target of links per client (default: the client's, from `MeshConfig`).
+    #[arg(long)]
+    links: Option<usize>,
     /// Wire the joining tree (plus `--extra`) directly instead of joining through contacts.
     #[arg(long)]
     fixed: bool,
@@ -107,7 +108,9 @@ fn run(args: &Args, partitions: bool, failed: &mut bool) -> Report {
         jitter: Duration::ZERO,
         ..SimConfig::default()
     };
-    config.flood.mesh = floodchat::mesh::MeshConfig::with_links(target);
+    if let Some(links) = target {
+        config.flood.mesh = floodchat::mesh::MeshConfig::with_links(links);
+    }
     let mut rng = SplitMix64::new(seed ^ 0xb40a_dca5);
     let mut sim;
     if fixed {
