@@ -5,24 +5,38 @@
 use std::cell::Cell;
 use std::time::Duration;
 
-use floodchat::sim::{Components, MeshNode, Shape, Sim, SimConfig, SplitMix64, join_then_crash};
+use floodchat::FloodState;
+use floodchat::sim::{
+    Components, MeshNode, Node, Shape, Sim, SimConfig, SplitMix64, join_then_crash,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
-#[test]
-fn joined_clients_stay_within_the_limits_and_heal_after_a_crash() {
-    let config = SimConfig {
-        seed: 3,
+/// `clients` clients of kind `N` join one every 100 ms over links of 1 to 50 ms (or
+/// `latency`), settle 30 s, and 30% crash at once: the joined graph is one component within
+/// the limits, and the survivors are one component, back at their target, each with every
+/// string typed afterwards.
+fn join_then_crash_holds<N: Node>(
+    clients: usize,
+    latency: Option<Duration>,
+    seed: u64,
+    typed: usize,
+) {
+    let mut config = SimConfig {
+        seed,
         ..SimConfig::default()
     };
+    if let Some(latency) = latency {
+        (config.latency_min, config.latency_max) = (latency, latency);
+    }
     let mesh = config.flood.mesh.clone();
     let r = join_then_crash(
-        Sim::new(0, config),
-        120,
+        Sim::<N>::start(0, config),
+        clients,
         Duration::from_millis(100),
         Duration::from_secs(30),
         30,
-        10,
+        typed,
         Duration::from_secs(300),
     );
     assert!(r.violations.is_empty(), "{:?}", r.violations);
@@ -32,42 +46,22 @@ fn joined_clients_stay_within_the_limits_and_heal_after_a_crash() {
     assert!(r.joined.degree[2] <= mesh.links + mesh.max_inbound, "{r:?}");
     assert!(r.joined.max_inbound <= mesh.max_inbound, "{r:?}");
     assert!(r.joined.diameter >= 2, "{r:?}");
-    assert_eq!(r.crashed, 36);
+    assert_eq!(r.crashed, clients * 30 / 100);
     assert!(r.heal_time.is_some() && r.refill_time.is_some(), "{r:?}");
     assert_eq!(r.healed.components, 1, "{r:?}");
+    assert_eq!(r.healed.clients, clients - r.crashed, "{r:?}");
     assert_eq!(r.reached_every_survivor, r.typed_after, "{r:?}");
 }
 
-/// The mesh alone, at a larger size than whole clients allow in `cargo test`: the same
-/// limits, and one component again after 30% crash at once.
+#[test]
+fn joined_clients_stay_within_the_limits_and_heal_after_a_crash() {
+    join_then_crash_holds::<FloodState>(120, None, 3, 10);
+}
+
+/// The mesh alone, at a larger size than whole clients allow in `cargo test`.
 #[test]
 fn joined_meshes_stay_within_the_limits_and_heal_after_a_crash() {
-    let latency = Duration::from_millis(10);
-    let config = SimConfig {
-        seed: 1,
-        latency_min: latency,
-        latency_max: latency,
-        ..SimConfig::default()
-    };
-    let mesh = config.flood.mesh.clone();
-    let r = join_then_crash(
-        Sim::<MeshNode>::start(0, config),
-        150,
-        Duration::from_millis(100),
-        Duration::from_secs(30),
-        30,
-        0,
-        Duration::from_secs(600),
-    );
-    assert!(r.violations.is_empty(), "{:?}", r.violations);
-    assert_eq!(r.joined.components, 1, "{r:?}");
-    assert!(r.joined.degree[0] >= mesh.links, "{r:?}");
-    assert!(r.joined.degree[2] <= mesh.links + mesh.max_inbound, "{r:?}");
-    assert!(r.joined.max_inbound <= mesh.max_inbound, "{r:?}");
-    assert_eq!(r.crashed, 45);
-    assert!(r.heal_time.is_some() && r.refill_time.is_some(), "{r:?}");
-    assert_eq!(r.healed.components, 1, "{r:?}");
-    assert_eq!(r.healed.clients, 150 - 45, "{r:?}");
+    join_then_crash_holds::<MeshNode>(150, Some(Duration::from_millis(10)), 1, 0);
 }
 
 /// A partition that ends without any reconnection by the simulator: the meshes find each
