@@ -11,13 +11,14 @@
 //! cargo run --release --features sim --example sim_broadcast -- --fixed --extra 5
 //! ```
 //!
-//! Options: `--clients N` (25), `--links N` the mesh's target (the client's default,
-//! `MeshConfig::default().links`, unless given), `--rate N` strings per
-//! second (100), `--secs N` of typing (20), `--latency-ms N` (100), `--partition-every-ms N`
-//! (4000) and `--partition-ms N` (1500): every period a random cut splits the clients, and
-//! heals after the given time; `--no-partitions` (one run); `--seed N`.
+//! Options (defaults from `floodchat::sim::Broadcast` and the client's `Config`):
+//! `--clients N` (25), `--links N` the mesh's target (`MeshConfig::default().links`),
+//! `--rate N` strings per second (100), `--secs N` of typing (20), `--latency-ms N` (100),
+//! `--partition-every-ms N` (4000) and `--partition-ms N` (1500): every period a random cut
+//! splits the clients, and heals after the given time; `--no-partitions` (one run);
+//! `--seed N`.
 //!
-//! Clients join as the chat is used: one at a time, each through one random client already
+//! The run itself is `floodchat::sim::broadcast`, which `tests/figures.rs` pins. Clients join as the chat is used: one at a time, each through one random client already
 //! in (`Input::Start { contact }`), and the mesh makes the rest of the graph; the room idles
 //! 10 s before the typing starts. `--fixed` instead wires the joining tree plus `--extra N`
 //! random links directly (the mesh still adds links of its own). A heal reconnects the pairs
@@ -27,13 +28,13 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use floodchat::sim::{Report, Shape, Sim, SimConfig, SplitMix64, random_topology};
+use floodchat::sim::{Broadcast, BroadcastRun, Report, SimConfig, broadcast};
 
 /// The broadcast-benchmark setting on the simulator.
 #[derive(Parser)]
 struct Args {
     /// Clients.
-    #[arg(long, default_value_t = 25)]
+    #[arg(long, default_value_t = Broadcast::default().clients)]
     clients: usize,
     /// The mesh's target of links per client (default: the client's, from `MeshConfig`).
     #[arg(long)]
@@ -45,19 +46,19 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     extra: usize,
     /// Strings typed per second.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = Broadcast::default().rate)]
     rate: u64,
     /// Seconds of typing.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = Broadcast::default().secs)]
     secs: u64,
     /// One-way latency of every link.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = Broadcast::default().latency.as_millis() as u64)]
     latency_ms: u64,
     /// How often a random cut splits the clients.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(long, default_value_t = Broadcast::CUTS.0.as_millis() as u64)]
     partition_every_ms: u64,
     /// How long each cut lasts.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = Broadcast::CUTS.1.as_millis() as u64)]
     partition_ms: u64,
     /// Only the run without cuts.
     #[arg(long)]
@@ -86,87 +87,43 @@ fn main() {
 }
 
 fn run(args: &Args, partitions: bool, failed: &mut bool) -> Report {
-    let &Args {
-        clients,
-        links: target,
-        fixed,
-        extra,
-        rate,
-        secs,
-        latency_ms,
-        partition_every_ms: every_ms,
-        partition_ms,
-        seed,
-        ..
-    } = args;
     let started = Instant::now();
-    let latency = Duration::from_millis(latency_ms);
     let mut config = SimConfig {
-        seed,
-        latency_min: latency,
-        latency_max: latency,
-        jitter: Duration::ZERO,
+        seed: args.seed,
         ..SimConfig::default()
     };
-    if let Some(links) = target {
+    if let Some(links) = args.links {
         config.flood.mesh = floodchat::mesh::MeshConfig::with_links(links);
     }
-    let mut rng = SplitMix64::new(seed ^ 0xb40a_dca5);
-    let mut sim;
-    if fixed {
-        sim = Sim::new(clients, config);
-        for (a, b) in random_topology(clients, extra, seed) {
-            sim.connect(a, b);
-        }
-    } else {
-        sim = Sim::new(0, config);
-        for c in 0..clients {
-            sim.join((c > 0).then(|| rng.index(c)));
-            sim.advance(Duration::from_millis(50));
-        }
-    }
-    sim.advance(Duration::from_secs(10));
-    let shape = Shape::of(&sim);
-    let before = sim.report();
-    let tick = Duration::from_millis(1000 / rate.max(1));
-    let ticks = secs * rate;
-    let mut partitioned = false;
-    let mut cuts = 0;
-    for i in 0..ticks {
-        let t = i * 1000 / rate.max(1);
-        if partitions && every_ms > 0 {
-            let phase = t % every_ms;
-            if !partitioned && t >= every_ms && phase < partition_ms {
-                let side = (0..clients).map(|_| rng.chance(1, 2)).collect();
-                sim.partition(side);
-                partitioned = true;
-                cuts += 1;
-            } else if partitioned && phase >= partition_ms {
-                sim.heal();
-                partitioned = false;
-            }
-        }
-        sim.type_line(rng.index(clients), false);
-        sim.advance(tick);
-    }
-    if partitioned {
-        sim.heal();
-    }
-    let quiet = sim.settle();
-    let violations = sim.check().clone();
-    let mut r = sim.report();
-    // Count what the typing cost, not the joins before it.
-    r.frames -= before.frames;
-    r.sends -= before.sends;
-    r.bytes -= before.bytes;
+    let setting = Broadcast {
+        clients: args.clients,
+        latency: Duration::from_millis(args.latency_ms),
+        fixed: args.fixed.then_some(args.extra),
+        rate: args.rate,
+        secs: args.secs,
+        partitions: partitions.then(|| {
+            (
+                Duration::from_millis(args.partition_every_ms),
+                Duration::from_millis(args.partition_ms),
+            )
+        }),
+    };
+    let BroadcastRun {
+        shape,
+        cuts,
+        quiet,
+        violations,
+        report: r,
+    } = broadcast(config, &setting);
     println!(
-        "{}: clients {clients} ({}), before typing {} links, links per client min/median/max {:?}, diameter {}; latency {latency_ms} ms, {} strings at {rate}/s, partitions {cuts} (links broken {})",
+        "{}: clients {} ({}), before typing {} links, links per client min/median/max {:?}, diameter {}; latency {} ms, {} strings at {}/s, partitions {cuts} (links broken {})",
         if partitions {
             "with partitions"
         } else {
             "without partitions"
         },
-        if fixed {
+        args.clients,
+        if args.fixed {
             "fixed joining tree"
         } else {
             "joined through contacts"
@@ -174,7 +131,9 @@ fn run(args: &Args, partitions: bool, failed: &mut bool) -> Report {
         shape.links,
         shape.degree,
         shape.diameter,
+        args.latency_ms,
         r.typed,
+        args.rate,
         r.breaks
     );
     println!(

@@ -8,7 +8,8 @@
 //!   clients that crash and restart, partitions that heal, all in virtual time from one
 //!   seed. It checks the core's promises at every output and convergence at the end
 //!   ([`Sim::check`]), and measures ([`Report`], and the graph's [`Shape`]).
-//! - [`join_then_crash`] is the mesh at scale: joins through contacts, then a crash of many.
+//! - [`join_then_crash`] is the mesh at scale: joins through contacts, then a crash of many;
+//!   [`broadcast`] is the broadcast benchmark's setting, with or without partitions.
 //! - [`Script`] is a run as data ([`Step`]s), for property tests, fuzzing and regressions.
 //! - [`model`] explores every interleaving of a small network, breadth first.
 //!
@@ -46,7 +47,7 @@ pub use network::{Fault, LISTEN_PORT, Sim, SimConfig, client_addr, client_at};
 pub use node::{MeshNode, Node};
 pub use report::{Report, Violations};
 
-pub use scenario::{JoinCrash, join_then_crash};
+pub use scenario::{Broadcast, BroadcastRun, JoinCrash, broadcast, join_then_crash};
 pub use script::{Outcome, Script, Step, apply, random_topology};
 pub use shape::Shape;
 

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use super::network::Sim;
+use super::network::{Sim, SimConfig};
 use super::node::Node;
+use super::report::{Report, Violations};
+use super::script::random_topology;
 use super::shape::Shape;
 use crate::rng::SplitMix64;
 
@@ -102,5 +104,139 @@ pub fn join_then_crash<N: Node>(
         reached_every_survivor,
         dials: report.dials,
         violations,
+    }
+}
+
+/// The setting of the well-known broadcast benchmark (Maelstrom's "efficient broadcast"),
+/// as the parameters of [`broadcast`].
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    /// Clients.
+    pub clients: usize,
+    /// One-way latency of every link (no jitter).
+    pub latency: Duration,
+    /// Wire the joining tree plus this many random links directly, instead of letting the
+    /// clients join through contacts (the mesh still adds links of its own).
+    pub fixed: Option<usize>,
+    /// Strings typed per second, each by a random client.
+    pub rate: u64,
+    /// Seconds of typing.
+    pub secs: u64,
+    /// Every `.0` a random cut splits the clients, healed after `.1`; `None`: no cuts.
+    pub partitions: Option<(Duration, Duration)>,
+}
+
+impl Broadcast {
+    /// The benchmark's cuts: every 4 s, for 1.5 s.
+    pub const CUTS: (Duration, Duration) = (Duration::from_secs(4), Duration::from_millis(1500));
+}
+
+impl Default for Broadcast {
+    /// 25 clients joined through contacts over links of 100 ms, 100 strings a second for
+    /// 20 s, no cuts.
+    fn default() -> Self {
+        Self {
+            clients: 25,
+            latency: Duration::from_millis(100),
+            fixed: None,
+            rate: 100,
+            secs: 20,
+            partitions: None,
+        }
+    }
+}
+
+/// What [`broadcast`] measured.
+#[derive(Debug, Clone)]
+pub struct BroadcastRun {
+    /// The graph once the room idled, before the typing.
+    pub shape: Shape,
+    /// Cuts made.
+    pub cuts: usize,
+    /// Whether the network went quiet at the end.
+    pub quiet: bool,
+    /// Broken promises of the whole run (empty if none).
+    pub violations: Violations,
+    /// The figures of the run, with the frames, writes and bytes of the joins before the
+    /// typing taken out.
+    pub report: Report,
+}
+
+/// Runs `setting` on whole clients of `config` (its seed and client configuration; the
+/// setting fixes the latency): the clients join (one every 50 ms, each
+/// through a random client already in, unless `fixed`), the room idles 10 s, then strings
+/// are typed at `rate` for `secs`, with cuts if asked; a heal reconnects the pairs the cut
+/// separated, as their drivers would. Then the network settles and is checked.
+pub fn broadcast(config: SimConfig, setting: &Broadcast) -> BroadcastRun {
+    let &Broadcast {
+        clients,
+        latency,
+        fixed,
+        rate,
+        secs,
+        partitions,
+    } = setting;
+    let config = SimConfig {
+        latency_min: latency,
+        latency_max: latency,
+        jitter: Duration::ZERO,
+        ..config
+    };
+    let seed = config.seed;
+    let mut rng = SplitMix64::new(seed ^ 0xb40a_dca5);
+    let mut sim;
+    if let Some(extra) = fixed {
+        sim = Sim::new(clients, config);
+        for (a, b) in random_topology(clients, extra, seed) {
+            sim.connect(a, b);
+        }
+    } else {
+        sim = Sim::new(0, config);
+        for c in 0..clients {
+            sim.join((c > 0).then(|| rng.index(c)));
+            sim.advance(Duration::from_millis(50));
+        }
+    }
+    sim.advance(Duration::from_secs(10));
+    let shape = Shape::of(&sim);
+    let before = sim.report();
+    let tick = Duration::from_millis(1000 / rate.max(1));
+    let (every_ms, cut_ms) = partitions.map_or((0, 0), |(every, cut)| {
+        (every.as_millis() as u64, cut.as_millis() as u64)
+    });
+    let mut partitioned = false;
+    let mut cuts = 0;
+    for i in 0..secs * rate {
+        let t = i * 1000 / rate.max(1);
+        if every_ms > 0 {
+            let phase = t % every_ms;
+            if !partitioned && t >= every_ms && phase < cut_ms {
+                let side = (0..clients).map(|_| rng.chance(1, 2)).collect();
+                sim.partition(side);
+                partitioned = true;
+                cuts += 1;
+            } else if partitioned && phase >= cut_ms {
+                sim.heal();
+                partitioned = false;
+            }
+        }
+        sim.type_line(rng.index(clients), false);
+        sim.advance(tick);
+    }
+    if partitioned {
+        sim.heal();
+    }
+    let quiet = sim.settle();
+    let violations = sim.check().clone();
+    let mut report = sim.report();
+    report.frames -= before.frames;
+    report.sends -= before.sends;
+    report.bytes -= before.bytes;
+    BroadcastRun {
+        shape,
+        cuts,
+        quiet,
+        violations,
+        report,
     }
 }
