@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use floodchat::mesh::MeshConfig;
-use floodchat::sim::{JoinCrash, MeshNode, Node, Sim, SimConfig, join_then_crash};
+use floodchat::sim::{JoinCrash, JoinThenCrash, MeshNode, Node, Sim, SimConfig, join_then_crash};
 
 mod common;
 use common::peak_rss;
@@ -23,7 +23,7 @@ use common::peak_rss;
 #[derive(Parser)]
 struct Args {
     /// Clients.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = JoinThenCrash::default().clients)]
     clients: usize,
     /// Target links per client (default: the client's, from `MeshConfig`).
     #[arg(long)]
@@ -32,16 +32,16 @@ struct Args {
     #[arg(long)]
     mesh_only: bool,
     /// Milliseconds between two joins.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = JoinThenCrash::default().gap.as_millis() as u64)]
     gap_ms: u64,
     /// Seconds the joins settle before the crash.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = JoinThenCrash::default().settle.as_secs())]
     settle_s: u64,
     /// Percent of the clients that crash at once.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = JoinThenCrash::default().crash_percent)]
     crash_percent: usize,
     /// Strings typed by survivors once they are one component.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = JoinThenCrash::default().typed_after)]
     strings: usize,
     /// One-way latency of every link, in milliseconds.
     #[arg(long, default_value_t = 10)]
@@ -53,15 +53,15 @@ struct Args {
 
 /// One join-then-crash run on `sim`, with strings typed afterwards unless it runs meshes alone.
 fn run<N: Node>(sim: Sim<N>, args: &Args) -> JoinCrash {
-    join_then_crash(
-        sim,
-        args.clients,
-        Duration::from_millis(args.gap_ms),
-        Duration::from_secs(args.settle_s),
-        args.crash_percent,
-        if args.mesh_only { 0 } else { args.strings },
-        Duration::from_secs(600),
-    )
+    let setting = JoinThenCrash {
+        clients: args.clients,
+        gap: Duration::from_millis(args.gap_ms),
+        settle: Duration::from_secs(args.settle_s),
+        crash_percent: args.crash_percent,
+        typed_after: if args.mesh_only { 0 } else { args.strings },
+        ..JoinThenCrash::default()
+    };
+    join_then_crash(sim, &setting)
 }
 
 fn main() {
@@ -101,14 +101,21 @@ fn main() {
                 r.crashed,
                 t.as_secs()
             ),
-            None => println!("  {} crashed at once: still split after 600 s", r.crashed),
+            None => println!(
+                "  {} crashed at once: still split after {:?}",
+                r.crashed,
+                JoinThenCrash::default().limit
+            ),
         }
         match r.refill_time {
             Some(t) => println!(
                 "  every survivor back at {links} links after {} s virtual",
                 t.as_secs()
             ),
-            None => println!("  some survivor below {links} links after 600 s"),
+            None => println!(
+                "  some survivor below {links} links after {:?}",
+                JoinThenCrash::default().limit
+            ),
         }
         println!(
             "  then: links per survivor {:?}, {} component(s), diameter {}; {} of {} strings \

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use floodchat::sim::model::{ModelConfig, explore};
 use floodchat::sim::{
-    Broadcast, BroadcastRun, JoinCrash, Sim, SimConfig, broadcast, join_then_crash,
+    Broadcast, BroadcastRun, JoinCrash, JoinThenCrash, Sim, SimConfig, broadcast, join_then_crash,
 };
 
 /// The line a broadcast run is pinned as.
@@ -99,8 +99,8 @@ fn join_crash_figures(r: &JoinCrash) -> String {
     )
 }
 
-/// `clients` whole clients join one every 100 ms over 10 ms links (seed `seed`), settle
-/// 60 s, 30% crash, then `strings` are typed: the run `sim_join_crash` makes, pinned.
+/// The run `sim_join_crash` makes (10 ms links, seed `seed`) with `clients` clients and
+/// `strings` typed after the crash, pinned.
 fn join_then_crash_pinned(seed: u64, clients: usize, strings: usize, pinned: &str) {
     let started = Instant::now();
     let latency = Duration::from_millis(10);
@@ -110,15 +110,12 @@ fn join_then_crash_pinned(seed: u64, clients: usize, strings: usize, pinned: &st
         latency_max: latency,
         ..SimConfig::default()
     };
-    let r = join_then_crash(
-        Sim::new(0, config),
+    let setting = JoinThenCrash {
         clients,
-        Duration::from_millis(100),
-        Duration::from_secs(60),
-        30,
-        strings,
-        Duration::from_secs(600),
-    );
+        typed_after: strings,
+        ..JoinThenCrash::default()
+    };
+    let r = join_then_crash(Sim::new(0, config), &setting);
     eprintln!(
         "join then crash, {clients} clients, seed {seed}: {:.1?}",
         started.elapsed()

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use floodchat::FloodState;
 use floodchat::sim::{
-    Components, MeshNode, Node, Shape, Sim, SimConfig, SplitMix64, join_then_crash,
+    Components, JoinThenCrash, MeshNode, Node, Shape, Sim, SimConfig, SplitMix64, join_then_crash,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 
 /// `clients` clients of kind `N` join one every 100 ms over links of 1 to 50 ms (or
-/// `latency`), settle 30 s, and 30% crash at once: the joined graph is one component within
+/// `latency`), settle 30 s, and 30% crash at once, then `typed` strings are typed: the joined graph is one component within
 /// the limits, and the survivors are one component, back at their target, each with every
 /// string typed afterwards.
 fn join_then_crash_holds<N: Node>(
@@ -30,15 +30,14 @@ fn join_then_crash_holds<N: Node>(
         (config.latency_min, config.latency_max) = (latency, latency);
     }
     let mesh = config.flood.mesh.clone();
-    let r = join_then_crash(
-        Sim::<N>::start(0, config),
+    let setting = JoinThenCrash {
         clients,
-        Duration::from_millis(100),
-        Duration::from_secs(30),
-        30,
-        typed,
-        Duration::from_secs(300),
-    );
+        settle: Duration::from_secs(30),
+        typed_after: typed,
+        limit: Duration::from_secs(300),
+        ..JoinThenCrash::default()
+    };
+    let r = join_then_crash(Sim::<N>::start(0, config), &setting);
     assert!(r.violations.is_empty(), "{:?}", r.violations);
     assert_eq!(r.joined.components, 1, "{r:?}");
     // Each client dials up to its target and accepts at most max_inbound more.

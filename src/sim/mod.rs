@@ -47,7 +47,7 @@ pub use network::{Fault, LISTEN_PORT, Sim, SimConfig, client_addr, client_at};
 pub use node::{MeshNode, Node};
 pub use report::{Report, Violations};
 
-pub use scenario::{Broadcast, BroadcastRun, JoinCrash, broadcast, join_then_crash};
+pub use scenario::{Broadcast, BroadcastRun, JoinCrash, JoinThenCrash, broadcast, join_then_crash};
 pub use script::{Outcome, Script, Step, apply, random_topology};
 pub use shape::Shape;
 

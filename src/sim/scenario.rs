@@ -32,22 +32,54 @@ pub struct JoinCrash {
     pub violations: Vec<String>,
 }
 
+/// The setting of [`join_then_crash`].
+#[derive(Debug, Clone)]
+pub struct JoinThenCrash {
+    /// Clients that join.
+    pub clients: usize,
+    /// Virtual time between two joins.
+    pub gap: Duration,
+    /// How long the room idles after the last join.
+    pub settle: Duration,
+    /// Percent of the clients that crash at once.
+    pub crash_percent: usize,
+    /// Strings typed by survivors once they are one component again.
+    pub typed_after: usize,
+    /// How long the survivors are watched before they count as split.
+    pub limit: Duration,
+}
+
+impl Default for JoinThenCrash {
+    /// 1,000 clients, one every 100 ms, 60 s to settle, 30% crash, then 50 strings; 600 s
+    /// of watching at most.
+    fn default() -> Self {
+        Self {
+            clients: 1000,
+            gap: Duration::from_millis(100),
+            settle: Duration::from_secs(60),
+            crash_percent: 30,
+            typed_after: 50,
+            limit: Duration::from_secs(600),
+        }
+    }
+}
+
 /// On `sim` (empty; whole clients, or [`MeshNode`](super::MeshNode)s for the mesh alone),
 /// `clients` clients join one at a time, `gap` apart, each through one random client already
 /// running (`Input::Start { contact }`); the room idles for `settle`; then `crash_percent` of
 /// them crash at once; the survivors are watched every second (at most `limit`) until they
 /// form one component and each has its target of links again; then `typed_after` strings
-/// are typed by random survivors (none on mesh nodes, which hold no room) and the network
-/// settles.
-pub fn join_then_crash<N: Node>(
-    mut sim: Sim<N>,
-    clients: usize,
-    gap: Duration,
-    settle: Duration,
-    crash_percent: usize,
-    typed_after: usize,
-    limit: Duration,
-) -> JoinCrash {
+/// are typed by random survivors (give none to mesh nodes, which hold no room) and the
+/// network settles.
+pub fn join_then_crash<N: Node>(mut sim: Sim<N>, setting: &JoinThenCrash) -> JoinCrash {
+    let &JoinThenCrash {
+        clients,
+        gap,
+        settle,
+        crash_percent,
+        typed_after,
+        limit,
+    } = setting;
     let target = sim.config().flood.mesh.links;
     let mut rng = SplitMix64::new(sim.config().seed ^ 0x101e_c4a5);
     for c in 0..clients {
