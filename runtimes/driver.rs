@@ -52,10 +52,6 @@ const STDOUT_CHUNK: usize = 128 * 1024;
 const DRAIN_MAX: usize = 1024;
 /// How long an interrupted client waits for a print already handed to stdout.
 const STOP_GRACE: Duration = Duration::from_millis(300);
-/// The window over which notices about connections are counted.
-const NOTICE_WINDOW: Duration = Duration::from_secs(10);
-/// Notices about connections shown per window; the rest are summed up at its end.
-const NOTICE_MAX: u32 = 20;
 /// The longest line kept from stdin: one more than a message and its `\r`, so that the core
 /// still sees that an over-long line is too long.
 const LINE_KEPT: usize = MAX_MESSAGE_LEN + 2;
@@ -190,7 +186,6 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         state: FloodState::new(config, now),
         dialing: 0,
         last_failure: None,
-        joining: false,
         conns: HashMap::new(),
         next_id: 0,
         events_tx,
@@ -202,7 +197,6 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
             draining: false,
         },
         early: Vec::new(),
-        notices: Notices::new(now),
         alarm: Alarm::default(),
         unflushed: Vec::new(),
         stop: stop_rx,
@@ -255,8 +249,6 @@ struct Conn<S> {
     /// holding their buffers while they wait for room in the owner's queue.
     _alive: Sender<()>,
     stream: S,
-    addr: SocketAddr,
-    outbound: bool,
     ready: bool,
 }
 
@@ -306,68 +298,6 @@ impl Alarm {
     }
 }
 
-/// Notices about connections, at most [`NOTICE_MAX`] per [`NOTICE_WINDOW`], so that a storm
-/// of connections writes a summary instead of a line each.
-struct Notices {
-    window_start: Instant,
-    shown: u32,
-    held: u64,
-}
-
-impl Notices {
-    fn new(now: Instant) -> Self {
-        Self {
-            window_start: now,
-            shown: 0,
-            held: 0,
-        }
-    }
-
-    /// Shows `message`, or counts it if this window has shown enough.
-    fn say(&mut self, now: Instant, message: impl Display) {
-        self.tick(now);
-        if self.shown < NOTICE_MAX {
-            self.shown += 1;
-            say(message);
-        } else {
-            self.held += 1;
-        }
-    }
-
-    /// Ends the window if it is over, summing up what it held back.
-    fn tick(&mut self, now: Instant) {
-        if now < self.window_start + NOTICE_WINDOW {
-            return;
-        }
-        if self.held > 0 {
-            say(format!(
-                "... {} more connection notices in the last {} s",
-                thousands(self.held),
-                NOTICE_WINDOW.as_secs()
-            ));
-        }
-        *self = Self::new(now);
-    }
-
-    /// When the held-back summary is due, if any.
-    fn deadline(&self) -> Option<Instant> {
-        (self.held > 0).then(|| self.window_start + NOTICE_WINDOW)
-    }
-}
-
-/// `4812` as `4,812`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The task that owns the state and the connections.
 struct Client<R: Runtime> {
     state: FloodState,
@@ -376,8 +306,6 @@ struct Client<R: Runtime> {
     /// Why the last connection that never became a link failed, for the note when joining
     /// fails.
     last_failure: Option<String>,
-    /// Whether the first contact is still being joined.
-    joining: bool,
     conns: HashMap<PeerId, Conn<R::Stream>>,
     next_id: u64,
     events_tx: Sender<Event<R::Stream>>,
@@ -385,7 +313,6 @@ struct Client<R: Runtime> {
     stdout: Stdout,
     /// Lines typed after the answer to the prompt, before the room was joined.
     early: Vec<u8>,
-    notices: Notices,
     alarm: Alarm,
     /// Peers with sends in `pending`, to be written at the end of the step.
     unflushed: Vec<PeerId>,
@@ -490,14 +417,9 @@ impl<R: Runtime> Client<R> {
     async fn join(&mut self, contact: Option<SocketAddr>) -> Option<IpAddr> {
         self.feed(Input::Start { contact });
         let contact = contact?;
-        self.joining = true;
-        while !self.stopped
-            && !self.conns.values().any(|c| c.ready)
-            && (self.dialing > 0 || !self.conns.is_empty())
-        {
+        while !self.stopped && self.state.is_joining() {
             self.step(&mut None, None).await;
         }
-        self.joining = false;
         // Joined through the contact or through a client it pointed us to.
         let linked = self.conns.values().find(|c| c.ready);
         match linked {
@@ -570,7 +492,7 @@ impl<R: Runtime> Client<R> {
     async fn step(&mut self, stdin: &mut Option<Receiver<Vec<u8>>>, until: Option<Instant>) {
         // What was fed since the last step (joining, leaving) goes out before the wait.
         self.flush();
-        let deadline = [self.state.poll_timeout(), self.notices.deadline(), until]
+        let deadline = [self.state.poll_timeout(), until]
             .into_iter()
             .flatten()
             .min();
@@ -655,11 +577,13 @@ impl<R: Runtime> Client<R> {
             // `print`, at the end of the step, hands over more or hears of a failure.
             Wake::Printed => {}
             Wake::Timer => {
-                let now = Instant::now();
-                if self.state.poll_timeout().is_some_and(|t| t <= now) {
+                if self
+                    .state
+                    .poll_timeout()
+                    .is_some_and(|t| t <= Instant::now())
+                {
                     self.feed(Input::Timeout);
                 }
-                self.notices.tick(now);
             }
             Wake::Stop => self.stopped = true,
         }
@@ -723,8 +647,6 @@ impl<R: Runtime> Client<R> {
             pending_sends: 0,
             _alive: alive_tx,
             stream,
-            addr,
-            outbound,
             ready: false,
         };
         self.conns.insert(id, conn);
@@ -833,31 +755,16 @@ impl<R: Runtime> Client<R> {
                 if let Some(conn) = self.conns.get_mut(&peer) {
                     conn.ready = true;
                     terminal::peer_ready();
-                    if conn.outbound {
-                        say(format!("connected to {}", conn.addr));
-                    } else {
-                        let message = format!("{} joined", conn.addr);
-                        self.notices.say(Instant::now(), message);
-                    }
                 }
             }
             Output::Disconnect { peer, reason } => {
                 if let Some(conn) = self.conns.remove(&peer) {
                     R::shutdown(&conn.stream, Shutdown::Both);
+                    // What the user hears of it, the state said in a notice.
                     if conn.ready {
                         terminal::peer_gone();
                     } else {
                         self.last_failure = Some(reason.to_string());
-                    }
-                    if reason.is_routine() || (self.joining && conn.outbound && !conn.ready) {
-                        // The mesh's upkeep is not news; while joining, the note on how
-                        // joining went says it once.
-                    } else if conn.outbound && conn.ready {
-                        say(format!("{}: {reason}", conn.addr));
-                    } else {
-                        // Failed dials and strangers: summarised when they come often.
-                        let message = format!("{}: {reason}", conn.addr);
-                        self.notices.say(Instant::now(), message);
                     }
                 }
             }

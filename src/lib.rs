@@ -68,6 +68,7 @@
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod herald;
 pub mod mesh;
 pub mod reconcile;
 #[cfg(feature = "sim")]
@@ -77,6 +78,7 @@ pub mod store;
 mod timers;
 pub mod wire;
 
+pub use herald::LinkNotice;
 pub use reconcile::{MAX_RECON_LEN, Progress, ReconcileError, Reconciler};
 pub use state::{
     Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId, Stats,

@@ -65,7 +65,8 @@
 //!   address known (a client never gives up its last hope). `Bye Full`/`Shed`
 //!   delays the next dial to that address by [`MeshConfig::backoff_max`] / 2.
 //! - **Healing**: a lost link is replaced by the same rule. A client that had a link (or was
-//!   given a contact) and has none, with no dial pending, says [`MeshNotice::Alone`] once,
+//!   given a contact) and has none, with no dial pending and no inbound connection still to
+//!   say Hello (it may be the other half of a duplicate), says [`MeshNotice::Alone`] once,
 //!   keeps dialing with backoff, and says [`MeshNotice::Rejoined`] when a link comes up.
 //! - **Shuffle and rotation**: every [`MeshConfig::shuffle_interval`] (jittered) one random
 //!   link is sent [`MeshConfig::shuffle_len`] addresses, so addresses spread through the room;
@@ -1174,6 +1175,7 @@ impl Mesh {
             && !self.left
             && (self.had_link || self.has_contact)
             && self.pending_dials() == 0
+            && self.unproven() == 0
         {
             self.alone_said = true;
             self.out.push_back(MeshOutput::Notice(MeshNotice::Alone));

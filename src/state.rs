@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
+use crate::herald::{Herald, LinkNotice};
 use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshNotice, MeshOutput};
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::store::{Id, IdRange, Store};
@@ -171,8 +172,10 @@ pub enum Notice {
         /// Bytes of text held.
         bytes: usize,
     },
-    /// From the mesh.
+    /// From the mesh: alone, back in the room, connections refused.
     Mesh(MeshNotice),
+    /// About one link or connection.
+    Link(LinkNotice),
 }
 
 impl fmt::Display for Notice {
@@ -184,6 +187,7 @@ impl fmt::Display for Notice {
                  newer lines are no longer shown or relayed by this client"
             ),
             Self::Mesh(n) => n.fmt(f),
+            Self::Link(n) => n.fmt(f),
         }
     }
 }
@@ -213,7 +217,7 @@ pub enum DisconnectReason {
     Local(CloseWhy),
     /// The peer's set reconciliation broke the protocol.
     Reconcile(ReconcileError),
-    /// The peer asked for more strings at once than [`OWED_MAX`], or in all for more than
+    /// The peer asked for more strings at once than 16,384, or in all for more than
     /// the room holds.
     AskedTooMuch,
     /// The peer sent reconciliation messages without reading our answers.
@@ -426,6 +430,8 @@ pub struct FloodState {
     learned_deferred: bool,
     timers: Timers<(PeerId, TimerKind)>,
     mesh: Mesh,
+    /// What the user is told about links.
+    herald: Herald,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -447,6 +453,7 @@ impl FloodState {
             learned_deferred: false,
             timers: Timers::default(),
             mesh,
+            herald: Herald::new(now),
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -457,15 +464,26 @@ impl FloodState {
     /// A misbehaving remote peer is never an `Err`: it becomes an [`Output::Disconnect`].
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
         self.now = self.now.max(now);
+        let result = self.handle(input);
+        self.end_joining();
+        result
+    }
+
+    fn handle(&mut self, input: Input<'_>) -> Result<(), InputError> {
         match input {
-            Input::Start { contact } => self.mesh_input(MeshInput::Start { contact }),
+            Input::Start { contact } => {
+                self.herald.start(contact);
+                self.mesh_input(MeshInput::Start { contact });
+            }
             Input::LineTyped(line) => return self.line_typed(line),
             Input::Accepted { peer, remote } => {
                 self.open(peer, false)?;
+                self.herald.opened(peer, remote, false);
                 self.mesh_input(MeshInput::Accepted { peer, remote });
             }
             Input::Dialed { peer, addr } => {
                 self.open(peer, true)?;
+                self.herald.opened(peer, addr, true);
                 self.mesh_input(MeshInput::Dialed { peer, addr });
             }
             Input::DialFailed(addr) => self.mesh_input(MeshInput::DialFailed { addr }),
@@ -498,10 +516,14 @@ impl FloodState {
 
     /// When to feed [`Input::Timeout`], or `None` if no timer is needed.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.timers.next(), self.mesh.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.timers.next(),
+            self.mesh.poll_timeout(),
+            self.herald.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The strings of the room, in the order this client learned them.
@@ -525,6 +547,12 @@ impl FloodState {
     /// The strings of the room from the `start`th on, in the order this client learned them.
     pub fn messages_from(&self, start: usize) -> impl ExactSizeIterator<Item = &str> {
         (start.min(self.store.len())..self.store.len()).map(|i| self.store.get(i))
+    }
+
+    /// Whether the client still waits for its first link through the contact it was started
+    /// with: false once linked, or once every attempt failed (then it is a room of its own).
+    pub fn is_joining(&self) -> bool {
+        self.herald.is_joining()
     }
 
     /// Whether `text` is in the room.
@@ -875,6 +903,25 @@ impl FloodState {
             self.disconnect(peer, reason);
         }
         self.mesh_input(MeshInput::Timeout);
+        let mut said = Vec::new();
+        self.herald.timeout(now, &mut said);
+        self.outputs.extend(said.into_iter().map(Output::Notice));
+    }
+
+    /// Ends joining the first contact once linked, or when nothing is left that could link.
+    fn end_joining(&mut self) {
+        let linked = self.link_count() > 0;
+        let hopeless = self.conns.is_empty() && self.mesh.pending_dials() == 0;
+        if self.herald.is_joining() && (linked || hopeless) {
+            self.herald.joined();
+        }
+    }
+
+    /// Tells the herald that `peer` ended, and queues what it says.
+    fn herald_ended(&mut self, peer: PeerId, reason: &DisconnectReason) {
+        let mut said = Vec::new();
+        self.herald.ended(self.now, peer, reason, &mut said);
+        self.outputs.extend(said.into_iter().map(Output::Notice));
     }
 
     fn arm_idle(&mut self, peer: PeerId) {
@@ -902,6 +949,7 @@ impl FloodState {
                 self.order.remove(at);
             }
             self.timers.cancel_where(|&(p, _)| p == peer);
+            self.herald_ended(peer, &reason);
             self.outputs.push_back(Output::Disconnect { peer, reason });
             self.mesh_input(MeshInput::Closed { peer });
         }
@@ -925,7 +973,10 @@ impl FloodState {
             return;
         }
         c.phase = Phase::Closing;
-        c.closing = Some(reason);
+        c.closing = Some(reason.clone());
+        // The link ends now for the user; the connection, once its Bye is out.
+        self.herald_ended(peer, &reason);
+        let c = self.conns.get_mut(&peer).expect("checked above");
         Frame::Bye {
             reason: bye,
             addrs: addrs.into_iter().take(wire::MAX_ADDRS).collect(),
@@ -938,7 +989,7 @@ impl FloodState {
     }
 
     /// `peer` said a Hello the mesh accepted: it is a link of the room now.
-    fn link_up(&mut self, peer: PeerId) {
+    fn link_up(&mut self, peer: PeerId, client: ClientId) {
         let Some(c) = self.conns.get_mut(&peer) else {
             return;
         };
@@ -954,6 +1005,9 @@ impl FloodState {
             Self::queue_recon(&mut self.stats, c, first);
         }
         self.outputs.push_back(Output::PeerReady(peer));
+        let mut said = Vec::new();
+        self.herald.linked(self.now, peer, client, &mut said);
+        self.outputs.extend(said.into_iter().map(Output::Notice));
         self.arm_idle(peer);
         self.arm_keepalive(peer);
         self.pump(peer);
@@ -965,7 +1019,7 @@ impl FloodState {
         while let Some(output) = self.mesh.poll() {
             match output {
                 MeshOutput::Dial(addr) => self.outputs.push_back(Output::Dial(addr)),
-                MeshOutput::LinkUp { peer, .. } => self.link_up(peer),
+                MeshOutput::LinkUp { peer, id } => self.link_up(peer, id),
                 MeshOutput::SendAddrs { peer, addrs } => {
                     if let Some(c) = self.conns.get_mut(&peer)
                         && c.phase != Phase::Closing
@@ -979,7 +1033,9 @@ impl FloodState {
                 }
                 MeshOutput::Close { peer, bye, why } => self.close(peer, bye, why),
                 MeshOutput::Notice(notice) => {
-                    self.outputs.push_back(Output::Notice(Notice::Mesh(notice)))
+                    let mut said = Vec::new();
+                    self.herald.mesh(notice, &mut said);
+                    self.outputs.extend(said.into_iter().map(Output::Notice));
                 }
             }
         }
@@ -1170,10 +1226,11 @@ mod tests {
             self.drain()
         }
 
-        /// The outputs so far, but the mesh's notices (its own tests cover them).
+        /// The outputs so far, but the notices about links (the mesh and herald tests cover
+        /// them).
         fn drain(&mut self) -> Vec<Output> {
             std::iter::from_fn(|| self.state.poll_output())
-                .filter(|o| !matches!(o, Output::Notice(Notice::Mesh(_))))
+                .filter(|o| !matches!(o, Output::Notice(Notice::Mesh(_) | Notice::Link(_))))
                 .collect()
         }
 

@@ -152,7 +152,7 @@ pub enum WireFrame {
 /// values pick among all peers ever connected, departed ones included.
 #[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// The client starts, through `address(c)` if `c` is odd... see [`Harness::apply`].
+    /// The client starts, through `address(c)` if `c` is odd... see `Harness::apply`.
     Start(u8),
     /// A new inbound connection from `address(i)`.
     Accept(u8),
@@ -1132,7 +1132,7 @@ impl Harness {
                     self.dialing.insert(addr);
                 }
                 Output::Notice(notice @ Notice::RoomFull { .. }) => notices.push(notice),
-                Output::Notice(Notice::Mesh(_)) => {}
+                Output::Notice(Notice::Mesh(_) | Notice::Link(_)) => {}
             }
         }
         // A drop the model could not rule out: the outputs are what came before it. (A Recon
