@@ -29,6 +29,7 @@
 
 pub mod model;
 mod network;
+pub mod notices;
 mod report;
 mod rng;
 mod scenario;
@@ -36,6 +37,7 @@ mod script;
 mod shape;
 
 pub use network::{Fault, LISTEN_PORT, Sim, SimConfig, client_addr, client_at};
+pub use notices::{NoticeCheck, Said};
 pub use report::{Report, Violations};
 pub use rng::SplitMix64;
 

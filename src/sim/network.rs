@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hashbrown::{HashMap, HashSet};
 
 use super::Components;
+use super::notices::{NoticeCheck, Said};
 use super::report::{Report, Violations};
 use super::rng::SplitMix64;
 use crate::wire::{ByeReason, ClientId, Decoded, Frame, FrameDecoder};
@@ -157,6 +158,11 @@ struct Client {
     links: Vec<usize>,
     frames_sent: u64,
     bytes_sent: u64,
+    /// The story this incarnation's notices told so far.
+    notices: NoticeCheck,
+    /// Connections that were under way when this incarnation last said it had no links: one
+    /// of them becoming a link shows that the notice was said too soon.
+    under_way_when_alone: Vec<PeerId>,
 }
 
 /// One direction of a link: a FIFO byte stream.
@@ -375,6 +381,8 @@ impl Sim {
             links: Vec::new(),
             frames_sent: 0,
             bytes_sent: 0,
+            notices: NoticeCheck::default(),
+            under_way_when_alone: Vec::new(),
         });
         c
     }
@@ -574,6 +582,8 @@ impl Sim {
         client.links.clear();
         client.frames_sent = 0;
         client.bytes_sent = 0;
+        client.notices = NoticeCheck::default();
+        client.under_way_when_alone.clear();
         self.feed(c, Input::Start { contact });
         true
     }
@@ -851,6 +861,12 @@ impl Sim {
                             ));
                         }
                         self.links[l].ready[e] = true;
+                        if self.clients[c].under_way_when_alone.contains(&peer) {
+                            self.violation(format!(
+                                "client {c}: said \"no links\" while {peer}, linked now, was \
+                                 under way"
+                            ));
+                        }
                     }
                     None => self.violation(format!(
                         "client {c}: PeerReady({peer}), which is not connected"
@@ -859,7 +875,18 @@ impl Sim {
                 Output::Disconnect { peer, reason } => {
                     self.on_disconnect(c, peer, reason, origin == Some(peer));
                 }
-                Output::Notice(_) => self.counts.notices += 1,
+                Output::Notice(notice) => {
+                    self.counts.notices += 1;
+                    let links = self.clients[c].state.as_ref().map(FloodState::link_count);
+                    let at = self.now();
+                    let said = Said::from_notice(&notice);
+                    if said == Said::Alone {
+                        self.clients[c].under_way_when_alone = self.under_way(c);
+                    }
+                    if let Err(e) = self.clients[c].notices.said(at, said, links) {
+                        self.violation(format!("client {c}: notice \"{notice}\": {e}"));
+                    }
+                }
             }
         }
         self.outputs = outputs;
@@ -1078,6 +1105,25 @@ impl Sim {
     }
 
     /// Which link and end `peer` is at client `c`, if that end is open.
+    /// Client `c`'s connections that are open and not yet links.
+    fn under_way(&self, c: usize) -> Vec<PeerId> {
+        let incarnation = self.clients[c].incarnation;
+        let mut peers = Vec::new();
+        for &l in &self.clients[c].links {
+            let link = &self.links[l];
+            for e in 0..2 {
+                if link.ends[e] == c
+                    && link.incarnations[e] == incarnation
+                    && link.open[e]
+                    && !link.ready[e]
+                {
+                    peers.push(peer_id(l, e));
+                }
+            }
+        }
+        peers
+    }
+
     fn end_of(&self, c: usize, peer: PeerId) -> Option<(usize, usize)> {
         let l = usize::try_from(peer.0 / 2).ok()?;
         let e = (peer.0 % 2) as usize;
