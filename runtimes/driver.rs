@@ -154,6 +154,7 @@ pub fn say(message: impl Display) {
 /// Runs a client until stdin ends (or forever with `--stay`) or a signal; `Err` holds why it
 /// could not run.
 pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
+    let (client, seed) = (os_random()?, os_random()?);
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     handle_signals(stop_tx.clone());
     let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
@@ -170,8 +171,8 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         }
     };
     let config = Config {
-        client: ClientId(os_random()),
-        seed: os_random(),
+        client: ClientId(client),
+        seed,
         greeting_timeout: cli.greeting_timeout,
         stall_timeout: cli.stall_timeout,
         max_room_bytes: cli.max_room_mb as usize * 1024 * 1024,
@@ -974,17 +975,8 @@ async fn dial<R: Runtime>(addr: SocketAddr, timeout: Duration, events: Sender<Ev
 }
 
 /// 64 random bits from the operating system, for the client's identity and the core's seed.
-fn os_random() -> u64 {
-    let mut bytes = [0; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_ok()
-    {
-        return u64::from_ne_bytes(bytes);
-    }
-    // No /dev/urandom: the standard library's hasher keys are seeded from the OS.
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
+fn os_random() -> Result<u64, String> {
+    getrandom::u64().map_err(|e| format!("cannot get random bits from the system: {e}"))
 }
 
 /// Hands accepted connections to the owner.
