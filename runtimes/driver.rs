@@ -157,17 +157,17 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let (client, seed) = (os_random()?, os_random()?);
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     handle_signals(stop_tx.clone());
-    let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
     let (handoff, heard) = Handoff::new();
     let handoff = Arc::new(handoff);
-    let stdout = match Terminal::open() {
+    let (stdin_rx, stdout) = match Terminal::open() {
         Some(terminal) => {
             let question = cli.peer.is_none().then_some(PEER_QUESTION);
-            terminal.spawn(question, stdin_tx, handoff.clone(), stop_tx)
+            terminal.spawn(question, handoff.clone(), stop_tx)
         }
         None => {
+            let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
             thread::spawn(move || read_stdin(stdin_tx));
-            spawn_stdout(handoff.clone())?
+            (stdin_rx, spawn_stdout(handoff.clone())?)
         }
     };
     let config = Config {
