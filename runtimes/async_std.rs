@@ -1,7 +1,6 @@
 //! The [`Runtime`] on async-std, which is deprecated upstream but still supported here.
 
 use std::future::Future;
-use std::time::Instant;
 
 use ::async_std::net;
 use ::async_std::task;
@@ -20,9 +19,5 @@ impl Runtime for AsyncStd {
 
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
         drop(task::spawn_local(fut));
-    }
-
-    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send {
-        task::sleep(deadline.saturating_duration_since(Instant::now()))
     }
 }

@@ -26,6 +26,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
+use async_io::Timer;
 use floodchat::mesh::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
 use futures_lite::future::{or, pending, race, yield_now};
@@ -68,7 +69,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The start-up question when no `--peer` is given.
 const PEER_QUESTION: &str = "Address of a peer (IP:PORT), or empty to start a new network: ";
 
-/// What differs between async runtimes: spawning, sockets and timers.
+/// What differs between async runtimes: spawning and sockets. Timers are async-io's, the
+/// reactor both smol and async-std run on.
 pub trait Runtime: 'static {
     /// A TCP stream; clones share the socket.
     type Stream: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static;
@@ -95,8 +97,6 @@ pub trait Runtime: 'static {
     fn shutdown(stream: &Self::Stream, how: Shutdown);
     /// Sends small writes at once (`TCP_NODELAY`), ignoring errors: writes are batched here.
     fn set_nodelay(stream: &Self::Stream);
-    /// Waits until `deadline`.
-    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
 }
 
 /// Writes the socket half of a [`Runtime`] impl for a runtime whose `net` module has the
@@ -272,19 +272,29 @@ struct Stdout {
     draining: bool,
 }
 
-/// The owner's timer, kept across steps: arming a runtime's timer costs system calls and a
-/// wake-up of its reactor, and the core's deadlines move later with almost every frame. So
-/// the alarm moves only when a deadline comes before it; ringing early is harmless (the
-/// owner looks at the core's deadline again).
-#[derive(Default)]
+/// The owner's timer, kept across steps and reset in place: arming the reactor's timer costs
+/// system calls and a wake-up of the reactor, and the core's deadlines move later with almost
+/// every frame. So the alarm moves only when a deadline comes before it; ringing early is
+/// harmless (the owner looks at the core's deadline again).
 struct Alarm {
+    /// When the alarm rings; `None` when it is not armed.
     at: Option<Instant>,
-    sleep: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Set exactly when `at` is: a timer that rang, or was never set, waits forever.
+    timer: Timer,
+}
+
+impl Default for Alarm {
+    fn default() -> Self {
+        Self {
+            at: None,
+            timer: Timer::never(),
+        }
+    }
 }
 
 impl Alarm {
     /// Makes sure the alarm rings by `deadline`, if any.
-    fn arm<R: Runtime>(&mut self, deadline: Option<Instant>, now: Instant) {
+    fn arm(&mut self, deadline: Option<Instant>, now: Instant) {
         let Some(deadline) = deadline else {
             return;
         };
@@ -293,17 +303,13 @@ impl Alarm {
             return;
         }
         self.at = Some(deadline);
-        self.sleep = Some(Box::pin(R::sleep_until(deadline)));
+        self.timer.set_at(deadline);
     }
 
     /// Waits until the alarm rings, then disarms it; forever if it is not armed.
     async fn ring(&mut self) {
-        match &mut self.sleep {
-            Some(sleep) => sleep.await,
-            None => pending().await,
-        }
+        (&mut self.timer).await;
         self.at = None;
-        self.sleep = None;
     }
 }
 
@@ -412,7 +418,7 @@ impl<R: Runtime> Client<R> {
             let _ = self.stdout.handoff.offer(|_| false, true);
             let heard = async { self.stdout.heard.recv().await.is_ok() };
             let late = async {
-                R::sleep_until(grace).await;
+                Timer::at(grace).await;
                 false
             };
             if !or(heard, late).await {
@@ -575,7 +581,7 @@ impl<R: Runtime> Client<R> {
             .into_iter()
             .flatten()
             .min();
-        self.alarm.arm::<R>(deadline, Instant::now());
+        self.alarm.arm(deadline, Instant::now());
         let alarm = &mut self.alarm;
         let timer = async {
             alarm.ring().await;
@@ -964,7 +970,7 @@ async fn write_loop<R: Runtime>(
 /// Connects to `addr` within `timeout` and tells the owner how it went.
 async fn dial<R: Runtime>(addr: SocketAddr, timeout: Duration, events: Sender<Event<R::Stream>>) {
     let give_up = async move {
-        R::sleep_until(Instant::now() + timeout).await;
+        Timer::after(timeout).await;
         Err(io::ErrorKind::TimedOut.into())
     };
     let event = match or(R::connect(addr), give_up).await {
@@ -995,7 +1001,7 @@ async fn accept_loop<R: Runtime>(listener: R::Listener, events: Sender<Event<R::
                     say(format!("cannot accept a connection: {e}"));
                     failing = true;
                 }
-                R::sleep_until(Instant::now() + ACCEPT_BACKOFF).await;
+                Timer::after(ACCEPT_BACKOFF).await;
             }
         }
     }

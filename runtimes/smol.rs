@@ -1,7 +1,6 @@
 //! The [`Runtime`] on smol.
 
 use std::future::Future;
-use std::time::Instant;
 
 use ::smol::net;
 
@@ -23,12 +22,5 @@ impl Runtime for Smol {
 
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
         EXECUTOR.spawn(fut).detach();
-    }
-
-    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send {
-        let timer = ::smol::Timer::at(deadline);
-        async move {
-            timer.await;
-        }
     }
 }
