@@ -2,17 +2,14 @@
 
 use std::future::Future;
 
-use ::async_std::net;
 use ::async_std::task;
 
-use crate::driver::{Runtime, tcp_sockets};
+use crate::driver::Runtime;
 
 /// async-std: every task on the owner's thread, in the executor its `block_on` drives.
 pub struct AsyncStd;
 
 impl Runtime for AsyncStd {
-    tcp_sockets!(net);
-
     fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
         task::block_on(async { task::spawn_local(fut).await })
     }

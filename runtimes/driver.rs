@@ -16,7 +16,8 @@ use std::fmt::Display;
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::marker::PhantomData;
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,11 +27,11 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
-use async_io::Timer;
+use async_io::{Async, Timer};
 use floodchat::mesh::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
+use futures_lite::AsyncWrite;
 use futures_lite::future::{or, pending, race, yield_now};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hashbrown::HashMap;
 
 use crate::cli::Cli;
@@ -69,80 +70,31 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The start-up question when no `--peer` is given.
 const PEER_QUESTION: &str = "Address of a peer (IP:PORT), or empty to start a new network: ";
 
-/// What differs between async runtimes: spawning and sockets. Timers are async-io's, the
-/// reactor both smol and async-std run on.
+/// A TCP stream on async-io's reactor, which smol and async-std both run on; clones share
+/// the socket.
+type Stream = Arc<Async<TcpStream>>;
+
+/// What differs between smol and async-std: the executor that runs the tasks. Sockets and
+/// timers are async-io's, written once in this module for both.
 pub trait Runtime: 'static {
-    /// A TCP stream; clones share the socket.
-    type Stream: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static;
-    /// A TCP listener.
-    type Listener: Send + Sync + 'static;
     /// Runs `fut` to completion on this thread, as a task beside the ones [`Runtime::spawn`]
     /// starts: a task waking it then wakes no thread, only the executor's queue.
     fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T;
-    /// Runs `fut` in the background.
+    /// Runs `fut` in the background, on the thread that runs [`Runtime::block_on`].
     fn spawn(fut: impl Future<Output = ()> + Send + 'static);
-    /// Connects to `addr`.
-    fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
-    /// Listens on `addr`.
-    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
-    /// Accepts one connection.
-    fn accept(
-        listener: &Self::Listener,
-    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
-    /// The address `listener` is bound to.
-    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
-    /// The local address of `stream`.
-    fn stream_local_addr(stream: &Self::Stream) -> io::Result<SocketAddr>;
-    /// Shuts down one or both directions of `stream`, ignoring errors.
-    fn shutdown(stream: &Self::Stream, how: Shutdown);
-    /// Sends small writes at once (`TCP_NODELAY`), ignoring errors: writes are batched here.
-    fn set_nodelay(stream: &Self::Stream);
+
+    /// Shuts down one or both directions of `stream`, ignoring errors. The same for every
+    /// runtime: a provided method only so that its callers read as before.
+    fn shutdown(stream: &Stream, how: Shutdown) {
+        let _ = stream.get_ref().shutdown(how);
+    }
+
+    /// The local address of `stream`. The same for every runtime: a provided method only so
+    /// that its callers read as before.
+    fn stream_local_addr(stream: &Stream) -> io::Result<SocketAddr> {
+        stream.get_ref().local_addr()
+    }
 }
-
-/// Writes the socket half of a [`Runtime`] impl for a runtime whose `net` module has the
-/// usual `TcpStream` and `TcpListener`, as smol's and async-std's both do.
-macro_rules! tcp_sockets {
-    ($net:ident) => {
-        type Stream = $net::TcpStream;
-        type Listener = $net::TcpListener;
-
-        fn connect(
-            addr: std::net::SocketAddr,
-        ) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send {
-            $net::TcpStream::connect(addr)
-        }
-
-        fn bind(
-            addr: std::net::SocketAddr,
-        ) -> impl std::future::Future<Output = std::io::Result<Self::Listener>> + Send {
-            $net::TcpListener::bind(addr)
-        }
-
-        fn accept(
-            listener: &Self::Listener,
-        ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, std::net::SocketAddr)>>
-        + Send {
-            listener.accept()
-        }
-
-        fn local_addr(listener: &Self::Listener) -> std::io::Result<std::net::SocketAddr> {
-            listener.local_addr()
-        }
-
-        fn stream_local_addr(stream: &Self::Stream) -> std::io::Result<std::net::SocketAddr> {
-            stream.local_addr()
-        }
-
-        fn shutdown(stream: &Self::Stream, how: std::net::Shutdown) {
-            let _ = stream.shutdown(how);
-        }
-
-        fn set_nodelay(stream: &Self::Stream) {
-            let _ = stream.set_nodelay(true);
-        }
-    };
-}
-pub(crate) use tcp_sockets;
 
 /// Prints `floodchat: <message>` on stderr, ignoring a closed stderr.
 pub fn say(message: impl Display) {
@@ -210,6 +162,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         stopped: false,
         failed: None,
         accepting: true,
+        runtime: PhantomData,
     };
     let result = R::block_on(client.run(cli.clone(), stdin_rx));
     handoff.close();
@@ -221,19 +174,19 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
 }
 
 /// Something a task tells the owner.
-enum Event<S> {
+enum Event {
     Bytes(PeerId, Vec<u8>),
     /// This many sends to the peer were written.
     Sent(PeerId, usize),
     Closed(PeerId),
-    Accepted(S, SocketAddr),
-    Dialed(S, SocketAddr),
+    Accepted(Async<TcpStream>, SocketAddr),
+    Dialed(Async<TcpStream>, SocketAddr),
     DialFailed(SocketAddr, io::Error),
 }
 
 /// What woke the owner up.
-enum Wake<S> {
-    Event(Event<S>),
+enum Wake {
+    Event(Event),
     Lines(Vec<u8>),
     StdinEnded,
     /// Stdout took or printed lines, or failed.
@@ -243,7 +196,7 @@ enum Wake<S> {
 }
 
 /// The owner's handle on one connection.
-struct Conn<S> {
+struct Conn {
     /// Bytes for the writer task, with how many sends they hold.
     writer: Sender<(Vec<u8>, usize)>,
     /// Sends handed to the writer task and not yet reported written.
@@ -255,7 +208,7 @@ struct Conn<S> {
     /// Closed when the owner drops the connection, so that its tasks stop at once instead of
     /// holding their buffers while they wait for room in the owner's queue.
     _alive: Sender<()>,
-    stream: S,
+    stream: Stream,
     addr: SocketAddr,
     outbound: bool,
     ready: bool,
@@ -385,10 +338,10 @@ struct Client<R: Runtime> {
     last_failure: Option<String>,
     /// Whether the first contact is still being joined.
     joining: bool,
-    conns: HashMap<PeerId, Conn<R::Stream>>,
+    conns: HashMap<PeerId, Conn>,
     next_id: u64,
-    events_tx: Sender<Event<R::Stream>>,
-    events_rx: Receiver<Event<R::Stream>>,
+    events_tx: Sender<Event>,
+    events_rx: Receiver<Event>,
     stdout: Stdout,
     /// Lines typed after the answer to the prompt, before the room was joined.
     early: Vec<u8>,
@@ -401,6 +354,8 @@ struct Client<R: Runtime> {
     /// Why the client must end with an error.
     failed: Option<String>,
     accepting: bool,
+    /// The runtime that spawns the tasks.
+    runtime: PhantomData<fn() -> R>,
 }
 
 impl<R: Runtime> Client<R> {
@@ -429,10 +384,11 @@ impl<R: Runtime> Client<R> {
     }
 
     async fn chat(&mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
-        let listener = R::bind(cli.listen)
-            .await
+        let listener = Async::<TcpListener>::bind(cli.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
-        let port = R::local_addr(&listener)
+        let port = listener
+            .get_ref()
+            .local_addr()
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?
             .port();
         self.state.set_listen_port(port);
@@ -448,7 +404,7 @@ impl<R: Runtime> Client<R> {
         if !terminal::notice(format_args!("Listening on {shown}")) {
             let _ = writeln!(io::stderr(), "Listening on {shown}");
         }
-        R::spawn(accept_loop::<R>(listener, self.events_tx.clone()));
+        R::spawn(accept_loop(listener, self.events_tx.clone()));
 
         let early = std::mem::take(&mut self.early);
         self.typed(&early);
@@ -627,7 +583,7 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Handles one wake-up.
-    fn handle(&mut self, wake: Wake<R::Stream>, stdin: &mut Option<Receiver<Vec<u8>>>) {
+    fn handle(&mut self, wake: Wake, stdin: &mut Option<Receiver<Vec<u8>>>) {
         match wake {
             Wake::Event(Event::Bytes(id, bytes)) if self.conns.contains_key(&id) => {
                 self.feed(Input::Received(id, &bytes))
@@ -711,10 +667,12 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Starts the tasks of a new connection and tells the state.
-    fn add_conn(&mut self, stream: R::Stream, addr: SocketAddr, outbound: bool) -> PeerId {
+    fn add_conn(&mut self, stream: Async<TcpStream>, addr: SocketAddr, outbound: bool) -> PeerId {
         let id = PeerId(self.next_id);
         self.next_id += 1;
-        R::set_nodelay(&stream);
+        // Small writes go out at once: writes are batched here.
+        let _ = stream.get_ref().set_nodelay(true);
+        let stream = Arc::new(stream);
         let (writer, queue) = async_channel::bounded(self.state.config().max_in_flight + 1);
         let (alive_tx, alive) = async_channel::bounded(1);
         let owner = Owner {
@@ -722,7 +680,7 @@ impl<R: Runtime> Client<R> {
             alive,
         };
         R::spawn(read_loop(id, stream.clone(), owner.clone()));
-        R::spawn(write_loop::<R>(id, stream.clone(), queue, owner));
+        R::spawn(write_loop(id, stream.clone(), queue, owner));
         let conn = Conn {
             writer,
             queued: 0,
@@ -757,7 +715,7 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Hands `bytes`, holding `sends` sends, to the connection's writer task.
-    fn to_writer(conn: &mut Conn<R::Stream>, bytes: Vec<u8>, sends: usize) {
+    fn to_writer(conn: &mut Conn, bytes: Vec<u8>, sends: usize) {
         // Full cannot happen (see Config::max_in_flight); closed means the writer failed.
         // Either way the reader's Closed will follow the shutdown.
         if conn.writer.try_send((bytes, sends)).is_err() {
@@ -787,7 +745,7 @@ impl<R: Runtime> Client<R> {
             };
             let sends = std::mem::take(&mut conn.pending_sends);
             let mut bytes = std::mem::take(&mut conn.pending);
-            match write_now(&mut conn.stream, &bytes) {
+            match write_now(&mut &*conn.stream, &bytes) {
                 Ok(n) if n == bytes.len() => {
                     // Kept for the next step's sends, unless a burst made it large: an idle
                     // link should not hold a burst's worth of memory.
@@ -829,7 +787,7 @@ impl<R: Runtime> Client<R> {
             }
             Output::Dial(addr) => {
                 self.dialing += 1;
-                R::spawn(dial::<R>(
+                R::spawn(dial(
                     addr,
                     self.state.config().greeting_timeout,
                     self.events_tx.clone(),
@@ -880,24 +838,16 @@ async fn signalled(stop: &Receiver<()>) {
 }
 
 /// How a connection's tasks reach the owner.
-struct Owner<S> {
-    events: Sender<Event<S>>,
+#[derive(Clone)]
+struct Owner {
+    events: Sender<Event>,
     /// Ends (closed, never sent on) when the owner drops the connection.
     alive: Receiver<()>,
 }
 
-impl<S> Clone for Owner<S> {
-    fn clone(&self) -> Self {
-        Self {
-            events: self.events.clone(),
-            alive: self.alive.clone(),
-        }
-    }
-}
-
-impl<S> Owner<S> {
+impl Owner {
     /// Sends `event` unless the owner dropped the connection first; whether it was sent.
-    async fn tell(&self, event: Event<S>) -> bool {
+    async fn tell(&self, event: Event) -> bool {
         let dropped = async {
             let _ = self.alive.recv().await;
             false
@@ -907,10 +857,14 @@ impl<S> Owner<S> {
 }
 
 /// Forwards what `stream` says to the owner until it ends.
-async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, owner: Owner<S>) {
+///
+/// It reads with `read_with`, which waits on a new readiness future each time, as smol's
+/// TcpStream does: a poll of `&Async` would keep the tick of the event that woke it, and
+/// after each wake-up read once more for nothing.
+async fn read_loop(id: PeerId, stream: Stream, owner: Owner) {
     let mut buf = vec![0; READ_BUF];
     loop {
-        let event = match stream.read(&mut buf).await {
+        let event = match stream.read_with(|mut s| s.read(&mut buf)).await {
             Ok(0) => break,
             Ok(n) => Event::Bytes(id, buf[..n].to_vec()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -945,20 +899,15 @@ fn write_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<
 
 /// Writes the batches of bytes queued for `stream`, all that are waiting in one write, and
 /// acknowledges them, until the owner drops the queue.
-async fn write_loop<R: Runtime>(
-    id: PeerId,
-    mut stream: R::Stream,
-    queue: Receiver<(Vec<u8>, usize)>,
-    owner: Owner<R::Stream>,
-) {
+async fn write_loop(id: PeerId, stream: Stream, queue: Receiver<(Vec<u8>, usize)>, owner: Owner) {
     while let Ok((mut bytes, mut count)) = queue.recv().await {
         while let Ok((more, sends)) = queue.try_recv() {
             bytes.extend_from_slice(&more);
             count += sends;
         }
-        if stream.write_all(&bytes).await.is_err() {
+        if write_all(&stream, &bytes).await.is_err() {
             // The reader then sees the end and reports it.
-            R::shutdown(&stream, Shutdown::Both);
+            let _ = stream.get_ref().shutdown(Shutdown::Both);
             return;
         }
         if !owner.tell(Event::Sent(id, count)).await {
@@ -967,13 +916,24 @@ async fn write_loop<R: Runtime>(
     }
 }
 
+/// Writes all of `bytes` to `stream`, waiting for room with `write_with` (see [`read_loop`]).
+async fn write_all(stream: &Async<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.write_with(|mut s| s.write(bytes)).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => bytes = &bytes[n..],
+        }
+    }
+    Ok(())
+}
+
 /// Connects to `addr` within `timeout` and tells the owner how it went.
-async fn dial<R: Runtime>(addr: SocketAddr, timeout: Duration, events: Sender<Event<R::Stream>>) {
+async fn dial(addr: SocketAddr, timeout: Duration, events: Sender<Event>) {
     let give_up = async move {
         Timer::after(timeout).await;
         Err(io::ErrorKind::TimedOut.into())
     };
-    let event = match or(R::connect(addr), give_up).await {
+    let event = match or(Async::<TcpStream>::connect(addr), give_up).await {
         Ok(stream) => Event::Dialed(stream, addr),
         Err(e) => Event::DialFailed(addr, e),
     };
@@ -986,10 +946,10 @@ fn os_random() -> Result<u64, String> {
 }
 
 /// Hands accepted connections to the owner.
-async fn accept_loop<R: Runtime>(listener: R::Listener, events: Sender<Event<R::Stream>>) {
+async fn accept_loop(listener: Async<TcpListener>, events: Sender<Event>) {
     let mut failing = false;
     loop {
-        match R::accept(&listener).await {
+        match listener.accept().await {
             Ok((stream, addr)) => {
                 failing = false;
                 if events.send(Event::Accepted(stream, addr)).await.is_err() {

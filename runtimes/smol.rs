@@ -2,9 +2,7 @@
 
 use std::future::Future;
 
-use ::smol::net;
-
-use crate::driver::{Runtime, tcp_sockets};
+use crate::driver::Runtime;
 
 /// The executor of every task, run by [`Smol::block_on`] on the owner's thread, so that a
 /// socket's task and the owner hand events over without waking another thread.
@@ -14,8 +12,6 @@ static EXECUTOR: ::smol::Executor<'static> = ::smol::Executor::new();
 pub struct Smol;
 
 impl Runtime for Smol {
-    tcp_sockets!(net);
-
     fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
         ::smol::block_on(EXECUTOR.run(EXECUTOR.spawn(fut)))
     }
