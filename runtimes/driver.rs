@@ -19,10 +19,8 @@ use std::io::{self, Read, Write};
 use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -30,7 +28,6 @@ use async_channel::{Receiver, Sender, TryRecvError};
 use async_io::{Async, Timer};
 use floodchat::mesh::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
-use futures_lite::AsyncWrite;
 use futures_lite::future::{or, pending, race, yield_now};
 use hashbrown::HashMap;
 
@@ -745,7 +742,7 @@ impl<R: Runtime> Client<R> {
             };
             let sends = std::mem::take(&mut conn.pending_sends);
             let mut bytes = std::mem::take(&mut conn.pending);
-            match write_now(&mut &*conn.stream, &bytes) {
+            match write_now(conn.stream.get_ref(), &bytes) {
                 Ok(n) if n == bytes.len() => {
                     // Kept for the next step's sends, unless a burst made it large: an idle
                     // link should not hold a burst's worth of memory.
@@ -881,17 +878,20 @@ async fn read_loop(id: PeerId, stream: Stream, owner: Owner) {
     owner.tell(Event::Closed(id)).await;
 }
 
-/// Writes what `stream` takes of `bytes` without waiting; returns how many bytes it took.
-fn write_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<usize> {
-    let mut cx = Context::from_waker(Waker::noop());
+/// Writes what `socket` takes of `bytes` without waiting; returns how many bytes it took.
+///
+/// A plain write on the socket, which async-io keeps non-blocking, rather than a poll of an
+/// async write: this runs outside any task, so a poll would register with the reactor for a
+/// wake-up that nobody waits for. The writer task waits for the socket instead.
+fn write_now(mut socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < bytes.len() {
-        match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[done..]) {
-            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => done += n,
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => break,
+        match socket.write(&bytes[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(done)
