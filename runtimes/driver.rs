@@ -16,20 +16,19 @@ use std::fmt::Display;
 use std::fs::File;
 use std::future::Future;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
+use std::marker::PhantomData;
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
+use async_io::{Async, Timer};
 use floodchat::mesh::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
 use futures_lite::future::{or, pending, race, yield_now};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use hashbrown::HashMap;
 
 use crate::cli::Cli;
@@ -64,81 +63,24 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The start-up question when no `--peer` is given.
 const PEER_QUESTION: &str = "Address of a peer (IP:PORT), or empty to start a new network: ";
 
-/// What differs between async runtimes: spawning, sockets and timers.
+/// A TCP stream on async-io's reactor, which smol and async-std both run on; clones share
+/// the socket.
+type Stream = Arc<Async<TcpStream>>;
+
+/// What differs between smol and async-std: the executor that runs the tasks. Sockets and
+/// timers are async-io's, written once in this module for both.
 pub trait Runtime: 'static {
-    /// A TCP stream; clones share the socket.
-    type Stream: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static;
-    /// A TCP listener.
-    type Listener: Send + Sync + 'static;
     /// Runs `fut` to completion on this thread, as a task beside the ones [`Runtime::spawn`]
     /// starts: a task waking it then wakes no thread, only the executor's queue.
     fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T;
-    /// Runs `fut` in the background.
+    /// Runs `fut` in the background, on the thread that runs [`Runtime::block_on`].
     fn spawn(fut: impl Future<Output = ()> + Send + 'static);
-    /// Connects to `addr`.
-    fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
-    /// Listens on `addr`.
-    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
-    /// Accepts one connection.
-    fn accept(
-        listener: &Self::Listener,
-    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
-    /// The address `listener` is bound to.
-    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
-    /// The local address of `stream`.
-    fn stream_local_addr(stream: &Self::Stream) -> io::Result<SocketAddr>;
-    /// Shuts down one or both directions of `stream`, ignoring errors.
-    fn shutdown(stream: &Self::Stream, how: Shutdown);
-    /// Sends small writes at once (`TCP_NODELAY`), ignoring errors: writes are batched here.
-    fn set_nodelay(stream: &Self::Stream);
-    /// Waits until `deadline`.
-    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
 }
 
-/// Writes the socket half of a [`Runtime`] impl for a runtime whose `net` module has the
-/// usual `TcpStream` and `TcpListener`, as smol's and async-std's both do.
-macro_rules! tcp_sockets {
-    ($net:ident) => {
-        type Stream = $net::TcpStream;
-        type Listener = $net::TcpListener;
-
-        fn connect(
-            addr: std::net::SocketAddr,
-        ) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send {
-            $net::TcpStream::connect(addr)
-        }
-
-        fn bind(
-            addr: std::net::SocketAddr,
-        ) -> impl std::future::Future<Output = std::io::Result<Self::Listener>> + Send {
-            $net::TcpListener::bind(addr)
-        }
-
-        fn accept(
-            listener: &Self::Listener,
-        ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, std::net::SocketAddr)>>
-        + Send {
-            listener.accept()
-        }
-
-        fn local_addr(listener: &Self::Listener) -> std::io::Result<std::net::SocketAddr> {
-            listener.local_addr()
-        }
-
-        fn stream_local_addr(stream: &Self::Stream) -> std::io::Result<std::net::SocketAddr> {
-            stream.local_addr()
-        }
-
-        fn shutdown(stream: &Self::Stream, how: std::net::Shutdown) {
-            let _ = stream.shutdown(how);
-        }
-
-        fn set_nodelay(stream: &Self::Stream) {
-            let _ = stream.set_nodelay(true);
-        }
-    };
+/// Shuts down both directions of `stream`, ignoring errors: its reader then sees the end.
+fn shutdown(stream: &Stream) {
+    let _ = stream.get_ref().shutdown(Shutdown::Both);
 }
-pub(crate) use tcp_sockets;
 
 /// Prints `floodchat: <message>` on stderr, ignoring a closed stderr.
 pub fn say(message: impl Display) {
@@ -150,24 +92,25 @@ pub fn say(message: impl Display) {
 /// Runs a client until stdin ends (or forever with `--stay`) or a signal; `Err` holds why it
 /// could not run.
 pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
+    let (client, seed) = (os_random()?, os_random()?);
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     handle_signals(stop_tx.clone());
-    let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
     let (handoff, heard) = Handoff::new();
     let handoff = Arc::new(handoff);
-    let stdout = match Terminal::open() {
+    let (stdin_rx, stdout) = match Terminal::open() {
         Some(terminal) => {
             let question = cli.peer.is_none().then_some(PEER_QUESTION);
-            terminal.spawn(question, stdin_tx, handoff.clone(), stop_tx)
+            terminal.spawn(question, handoff.clone(), stop_tx)
         }
         None => {
+            let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
             thread::spawn(move || read_stdin(stdin_tx));
-            spawn_stdout(handoff.clone())?
+            (stdin_rx, spawn_stdout(handoff.clone())?)
         }
     };
     let config = Config {
-        client: ClientId(os_random()),
-        seed: os_random(),
+        client: ClientId(client),
+        seed,
         greeting_timeout: cli.greeting_timeout,
         stall_timeout: cli.stall_timeout,
         max_room_bytes: cli.max_room_mb as usize * 1024 * 1024,
@@ -203,6 +146,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         stopped: false,
         failed: None,
         accepting: true,
+        runtime: PhantomData,
     };
     let result = R::block_on(client.run(cli.clone(), stdin_rx));
     handoff.close();
@@ -214,19 +158,19 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
 }
 
 /// Something a task tells the owner.
-enum Event<S> {
+enum Event {
     Bytes(PeerId, Vec<u8>),
     /// This many sends to the peer were written.
     Sent(PeerId, usize),
     Closed(PeerId),
-    Accepted(S, SocketAddr),
-    Dialed(S, SocketAddr),
+    Accepted(Async<TcpStream>, SocketAddr),
+    Dialed(Async<TcpStream>, SocketAddr),
     DialFailed(SocketAddr, io::Error),
 }
 
 /// What woke the owner up.
-enum Wake<S> {
-    Event(Event<S>),
+enum Wake {
+    Event(Event),
     Lines(Vec<u8>),
     StdinEnded,
     /// Stdout took or printed lines, or failed.
@@ -236,7 +180,7 @@ enum Wake<S> {
 }
 
 /// The owner's handle on one connection.
-struct Conn<S> {
+struct Conn {
     /// Bytes for the writer task, with how many sends they hold.
     writer: Sender<(Vec<u8>, usize)>,
     /// Sends handed to the writer task and not yet reported written.
@@ -248,7 +192,7 @@ struct Conn<S> {
     /// Closed when the owner drops the connection, so that its tasks stop at once instead of
     /// holding their buffers while they wait for room in the owner's queue.
     _alive: Sender<()>,
-    stream: S,
+    stream: Stream,
     ready: bool,
 }
 
@@ -263,19 +207,29 @@ struct Stdout {
     draining: bool,
 }
 
-/// The owner's timer, kept across steps: arming a runtime's timer costs system calls and a
-/// wake-up of its reactor, and the core's deadlines move later with almost every frame. So
-/// the alarm moves only when a deadline comes before it; ringing early is harmless (the
-/// owner looks at the core's deadline again).
-#[derive(Default)]
+/// The owner's timer, kept across steps and reset in place: arming the reactor's timer costs
+/// system calls and a wake-up of the reactor, and the core's deadlines move later with almost
+/// every frame. So the alarm moves only when a deadline comes before it; ringing early is
+/// harmless (the owner looks at the core's deadline again).
 struct Alarm {
+    /// When the alarm rings; `None` when it is not armed.
     at: Option<Instant>,
-    sleep: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Set exactly when `at` is: a timer that rang, or was never set, waits forever.
+    timer: Timer,
+}
+
+impl Default for Alarm {
+    fn default() -> Self {
+        Self {
+            at: None,
+            timer: Timer::never(),
+        }
+    }
 }
 
 impl Alarm {
     /// Makes sure the alarm rings by `deadline`, if any.
-    fn arm<R: Runtime>(&mut self, deadline: Option<Instant>, now: Instant) {
+    fn arm(&mut self, deadline: Option<Instant>, now: Instant) {
         let Some(deadline) = deadline else {
             return;
         };
@@ -284,17 +238,13 @@ impl Alarm {
             return;
         }
         self.at = Some(deadline);
-        self.sleep = Some(Box::pin(R::sleep_until(deadline)));
+        self.timer.set_at(deadline);
     }
 
     /// Waits until the alarm rings, then disarms it; forever if it is not armed.
     async fn ring(&mut self) {
-        match &mut self.sleep {
-            Some(sleep) => sleep.await,
-            None => pending().await,
-        }
+        (&mut self.timer).await;
         self.at = None;
-        self.sleep = None;
     }
 }
 
@@ -306,10 +256,10 @@ struct Client<R: Runtime> {
     /// Why the last connection that never became a link failed, for the note when joining
     /// fails.
     last_failure: Option<String>,
-    conns: HashMap<PeerId, Conn<R::Stream>>,
+    conns: HashMap<PeerId, Conn>,
     next_id: u64,
-    events_tx: Sender<Event<R::Stream>>,
-    events_rx: Receiver<Event<R::Stream>>,
+    events_tx: Sender<Event>,
+    events_rx: Receiver<Event>,
     stdout: Stdout,
     /// Lines typed after the answer to the prompt, before the room was joined.
     early: Vec<u8>,
@@ -321,6 +271,8 @@ struct Client<R: Runtime> {
     /// Why the client must end with an error.
     failed: Option<String>,
     accepting: bool,
+    /// The runtime that spawns the tasks.
+    runtime: PhantomData<fn() -> R>,
 }
 
 impl<R: Runtime> Client<R> {
@@ -338,7 +290,7 @@ impl<R: Runtime> Client<R> {
             let _ = self.stdout.handoff.offer(|_| false, true);
             let heard = async { self.stdout.heard.recv().await.is_ok() };
             let late = async {
-                R::sleep_until(grace).await;
+                Timer::at(grace).await;
                 false
             };
             if !or(heard, late).await {
@@ -349,10 +301,11 @@ impl<R: Runtime> Client<R> {
     }
 
     async fn chat(&mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
-        let listener = R::bind(cli.listen)
-            .await
+        let listener = Async::<TcpListener>::bind(cli.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
-        let port = R::local_addr(&listener)
+        let port = listener
+            .get_ref()
+            .local_addr()
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?
             .port();
         self.state.set_listen_port(port);
@@ -368,7 +321,7 @@ impl<R: Runtime> Client<R> {
         if !terminal::notice(format_args!("Listening on {shown}")) {
             let _ = writeln!(io::stderr(), "Listening on {shown}");
         }
-        R::spawn(accept_loop::<R>(listener, self.events_tx.clone()));
+        R::spawn(accept_loop(listener, self.events_tx.clone()));
 
         let early = std::mem::take(&mut self.early);
         self.typed(&early);
@@ -423,7 +376,7 @@ impl<R: Runtime> Client<R> {
         // Joined through the contact or through a client it pointed us to.
         let linked = self.conns.values().find(|c| c.ready);
         match linked {
-            Some(conn) => R::stream_local_addr(&conn.stream).ok().map(|a| a.ip()),
+            Some(conn) => conn.stream.get_ref().local_addr().ok().map(|a| a.ip()),
             None => {
                 if !self.stopped {
                     let why = self.last_failure.take().unwrap_or_default();
@@ -496,7 +449,7 @@ impl<R: Runtime> Client<R> {
             .into_iter()
             .flatten()
             .min();
-        self.alarm.arm::<R>(deadline, Instant::now());
+        self.alarm.arm(deadline, Instant::now());
         let alarm = &mut self.alarm;
         let timer = async {
             alarm.ring().await;
@@ -542,7 +495,7 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Handles one wake-up.
-    fn handle(&mut self, wake: Wake<R::Stream>, stdin: &mut Option<Receiver<Vec<u8>>>) {
+    fn handle(&mut self, wake: Wake, stdin: &mut Option<Receiver<Vec<u8>>>) {
         match wake {
             Wake::Event(Event::Bytes(id, bytes)) if self.conns.contains_key(&id) => {
                 self.feed(Input::Received(id, &bytes))
@@ -628,10 +581,12 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Starts the tasks of a new connection and tells the state.
-    fn add_conn(&mut self, stream: R::Stream, addr: SocketAddr, outbound: bool) -> PeerId {
+    fn add_conn(&mut self, stream: Async<TcpStream>, addr: SocketAddr, outbound: bool) -> PeerId {
         let id = PeerId(self.next_id);
         self.next_id += 1;
-        R::set_nodelay(&stream);
+        // Small writes go out at once: writes are batched here.
+        let _ = stream.get_ref().set_nodelay(true);
+        let stream = Arc::new(stream);
         let (writer, queue) = async_channel::bounded(self.state.config().max_in_flight + 1);
         let (alive_tx, alive) = async_channel::bounded(1);
         let owner = Owner {
@@ -639,7 +594,7 @@ impl<R: Runtime> Client<R> {
             alive,
         };
         R::spawn(read_loop(id, stream.clone(), owner.clone()));
-        R::spawn(write_loop::<R>(id, stream.clone(), queue, owner));
+        R::spawn(write_loop(id, stream.clone(), queue, owner));
         let conn = Conn {
             writer,
             queued: 0,
@@ -672,11 +627,11 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Hands `bytes`, holding `sends` sends, to the connection's writer task.
-    fn to_writer(conn: &mut Conn<R::Stream>, bytes: Vec<u8>, sends: usize) {
+    fn to_writer(conn: &mut Conn, bytes: Vec<u8>, sends: usize) {
         // Full cannot happen (see Config::max_in_flight); closed means the writer failed.
         // Either way the reader's Closed will follow the shutdown.
         if conn.writer.try_send((bytes, sends)).is_err() {
-            R::shutdown(&conn.stream, Shutdown::Both);
+            shutdown(&conn.stream);
         } else {
             conn.queued += sends;
         }
@@ -702,7 +657,7 @@ impl<R: Runtime> Client<R> {
             };
             let sends = std::mem::take(&mut conn.pending_sends);
             let mut bytes = std::mem::take(&mut conn.pending);
-            match write_now(&mut conn.stream, &bytes) {
+            match write_now(conn.stream.get_ref(), &bytes) {
                 Ok(n) if n == bytes.len() => {
                     // Kept for the next step's sends, unless a burst made it large: an idle
                     // link should not hold a burst's worth of memory.
@@ -717,7 +672,7 @@ impl<R: Runtime> Client<R> {
                     Self::to_writer(conn, bytes, sends);
                 }
                 // The reader then sees the end and reports it.
-                Err(_) => R::shutdown(&conn.stream, Shutdown::Both),
+                Err(_) => shutdown(&conn.stream),
             }
         }
     }
@@ -744,7 +699,7 @@ impl<R: Runtime> Client<R> {
             }
             Output::Dial(addr) => {
                 self.dialing += 1;
-                R::spawn(dial::<R>(
+                R::spawn(dial(
                     addr,
                     self.state.config().greeting_timeout,
                     self.events_tx.clone(),
@@ -759,7 +714,7 @@ impl<R: Runtime> Client<R> {
             }
             Output::Disconnect { peer, reason } => {
                 if let Some(conn) = self.conns.remove(&peer) {
-                    R::shutdown(&conn.stream, Shutdown::Both);
+                    shutdown(&conn.stream);
                     // What the user hears of it, the state said in a notice.
                     if conn.ready {
                         terminal::peer_gone();
@@ -780,24 +735,16 @@ async fn signalled(stop: &Receiver<()>) {
 }
 
 /// How a connection's tasks reach the owner.
-struct Owner<S> {
-    events: Sender<Event<S>>,
+#[derive(Clone)]
+struct Owner {
+    events: Sender<Event>,
     /// Ends (closed, never sent on) when the owner drops the connection.
     alive: Receiver<()>,
 }
 
-impl<S> Clone for Owner<S> {
-    fn clone(&self) -> Self {
-        Self {
-            events: self.events.clone(),
-            alive: self.alive.clone(),
-        }
-    }
-}
-
-impl<S> Owner<S> {
+impl Owner {
     /// Sends `event` unless the owner dropped the connection first; whether it was sent.
-    async fn tell(&self, event: Event<S>) -> bool {
+    async fn tell(&self, event: Event) -> bool {
         let dropped = async {
             let _ = self.alive.recv().await;
             false
@@ -807,10 +754,14 @@ impl<S> Owner<S> {
 }
 
 /// Forwards what `stream` says to the owner until it ends.
-async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, owner: Owner<S>) {
+///
+/// It reads with `read_with`, which waits on a new readiness future each time, as smol's
+/// TcpStream does: a poll of `&Async` would keep the tick of the event that woke it, and
+/// after each wake-up read once more for nothing.
+async fn read_loop(id: PeerId, stream: Stream, owner: Owner) {
     let mut buf = vec![0; READ_BUF];
     loop {
-        let event = match stream.read(&mut buf).await {
+        let event = match stream.read_with(|mut s| s.read(&mut buf)).await {
             Ok(0) => break,
             Ok(n) => Event::Bytes(id, buf[..n].to_vec()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -827,17 +778,20 @@ async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, owner: Owner
     owner.tell(Event::Closed(id)).await;
 }
 
-/// Writes what `stream` takes of `bytes` without waiting; returns how many bytes it took.
-fn write_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<usize> {
-    let mut cx = Context::from_waker(Waker::noop());
+/// Writes what `socket` takes of `bytes` without waiting; returns how many bytes it took.
+///
+/// A plain write on the socket, which async-io keeps non-blocking, rather than a poll of an
+/// async write: this runs outside any task, so a poll would register with the reactor for a
+/// wake-up that nobody waits for. The writer task waits for the socket instead.
+fn write_now(mut socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < bytes.len() {
-        match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[done..]) {
-            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => done += n,
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => break,
+        match socket.write(&bytes[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
         }
     }
     Ok(done)
@@ -845,20 +799,15 @@ fn write_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<
 
 /// Writes the batches of bytes queued for `stream`, all that are waiting in one write, and
 /// acknowledges them, until the owner drops the queue.
-async fn write_loop<R: Runtime>(
-    id: PeerId,
-    mut stream: R::Stream,
-    queue: Receiver<(Vec<u8>, usize)>,
-    owner: Owner<R::Stream>,
-) {
+async fn write_loop(id: PeerId, stream: Stream, queue: Receiver<(Vec<u8>, usize)>, owner: Owner) {
     while let Ok((mut bytes, mut count)) = queue.recv().await {
         while let Ok((more, sends)) = queue.try_recv() {
             bytes.extend_from_slice(&more);
             count += sends;
         }
-        if stream.write_all(&bytes).await.is_err() {
+        if write_all(&stream, &bytes).await.is_err() {
             // The reader then sees the end and reports it.
-            R::shutdown(&stream, Shutdown::Both);
+            shutdown(&stream);
             return;
         }
         if !owner.tell(Event::Sent(id, count)).await {
@@ -867,13 +816,24 @@ async fn write_loop<R: Runtime>(
     }
 }
 
+/// Writes all of `bytes` to `stream`, waiting for room with `write_with` (see [`read_loop`]).
+async fn write_all(stream: &Async<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.write_with(|mut s| s.write(bytes)).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => bytes = &bytes[n..],
+        }
+    }
+    Ok(())
+}
+
 /// Connects to `addr` within `timeout` and tells the owner how it went.
-async fn dial<R: Runtime>(addr: SocketAddr, timeout: Duration, events: Sender<Event<R::Stream>>) {
+async fn dial(addr: SocketAddr, timeout: Duration, events: Sender<Event>) {
     let give_up = async move {
-        R::sleep_until(Instant::now() + timeout).await;
+        Timer::after(timeout).await;
         Err(io::ErrorKind::TimedOut.into())
     };
-    let event = match or(R::connect(addr), give_up).await {
+    let event = match or(Async::<TcpStream>::connect(addr), give_up).await {
         Ok(stream) => Event::Dialed(stream, addr),
         Err(e) => Event::DialFailed(addr, e),
     };
@@ -881,24 +841,15 @@ async fn dial<R: Runtime>(addr: SocketAddr, timeout: Duration, events: Sender<Ev
 }
 
 /// 64 random bits from the operating system, for the client's identity and the core's seed.
-fn os_random() -> u64 {
-    let mut bytes = [0; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_ok()
-    {
-        return u64::from_ne_bytes(bytes);
-    }
-    // No /dev/urandom: the standard library's hasher keys are seeded from the OS.
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
+fn os_random() -> Result<u64, String> {
+    getrandom::u64().map_err(|e| format!("cannot get random bits from the system: {e}"))
 }
 
 /// Hands accepted connections to the owner.
-async fn accept_loop<R: Runtime>(listener: R::Listener, events: Sender<Event<R::Stream>>) {
+async fn accept_loop(listener: Async<TcpListener>, events: Sender<Event>) {
     let mut failing = false;
     loop {
-        match R::accept(&listener).await {
+        match listener.accept().await {
             Ok((stream, addr)) => {
                 failing = false;
                 if events.send(Event::Accepted(stream, addr)).await.is_err() {
@@ -910,7 +861,7 @@ async fn accept_loop<R: Runtime>(listener: R::Listener, events: Sender<Event<R::
                     say(format!("cannot accept a connection: {e}"));
                     failing = true;
                 }
-                R::sleep_until(Instant::now() + ACCEPT_BACKOFF).await;
+                Timer::after(ACCEPT_BACKOFF).await;
             }
         }
     }

@@ -10,10 +10,10 @@ use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 
-use async_channel::Sender;
+use async_channel::{Receiver, Sender};
 use rustyline::completion::Completer;
 
 use crate::handoff::Handoff;
@@ -99,29 +99,22 @@ impl Terminal {
         Some(Self { editor, shared })
     }
 
-    /// Starts the editor and the printer: typed lines go to `lines` (first the answer to
-    /// `question`, if any); the room's lines come from `handoff`, each ending in `\n`;
-    /// Ctrl-C asks `stop`. The handle ends once `handoff` is closed and the terminal is back
-    /// as it was.
+    /// Starts the editor and the printer: returns the typed lines (first the answer to
+    /// `question`, if any), and a handle that ends once `handoff` is closed and the terminal
+    /// is back as it was. The room's lines come from `handoff`, each ending in `\n`; Ctrl-C
+    /// asks `stop`.
     pub fn spawn(
         self,
         question: Option<&'static str>,
-        lines: Sender<Vec<u8>>,
         handoff: Arc<Handoff>,
         stop: Sender<()>,
-    ) -> JoinHandle<()> {
-        let (typed, forward) = mpsc::channel();
+    ) -> (Receiver<Vec<u8>>, JoinHandle<()>) {
+        // Unbounded, so that the editor never waits for the room: a busy room must not freeze
+        // the keyboard. It holds only what a person typed or pasted.
+        let (typed, lines) = async_channel::unbounded();
         *lock(&self.shared.typed) = Some(typed.clone());
-        // The editor never waits for the room: a busy room must not freeze the keyboard.
-        thread::spawn(move || {
-            for line in forward {
-                if lines.send_blocking(line).is_err() {
-                    return;
-                }
-            }
-        });
         thread::spawn(move || edit(self, question, typed, stop));
-        thread::spawn(move || {
+        let printer = thread::spawn(move || {
             let screen = screen().expect("opened");
             handoff.serve(|chunk| {
                 String::from_utf8_lossy(chunk)
@@ -129,21 +122,17 @@ impl Terminal {
                     .try_for_each(|text| screen.show(&visible(text), Stream::Out))
             });
             screen.close();
-        })
+        });
+        (lines, printer)
     }
 }
 
 /// The editor thread: asks `question`, then edits chat lines until Ctrl-D or Ctrl-C.
-fn edit(
-    mut terminal: Terminal,
-    question: Option<&str>,
-    typed: mpsc::Sender<Vec<u8>>,
-    stop: Sender<()>,
-) {
+fn edit(mut terminal: Terminal, question: Option<&str>, typed: Sender<Vec<u8>>, stop: Sender<()>) {
     let mut ended = None;
     if let Some(question) = question {
         match terminal.editor.readline(question) {
-            Ok(answer) => drop(typed.send(answer.into_bytes())),
+            Ok(answer) => drop(typed.try_send(answer.into_bytes())),
             Err(e) => ended = Some(e),
         }
     }
@@ -174,7 +163,7 @@ struct Shared {
     /// Set once the chat line is on screen.
     drawn: AtomicBool,
     /// Where Enter sends lines; `None` once the editor has ended.
-    typed: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    typed: Mutex<Option<Sender<Vec<u8>>>>,
     /// Lines sent, for Up/Down.
     recall: Mutex<History>,
 }
@@ -238,7 +227,7 @@ impl ConditionalEventHandler for SendLine {
         for line in ctx.line().split(['\n', '\r']).filter(|l| !l.is_empty()) {
             recall.push(line);
             if let Some(typed) = &*typed {
-                let _ = typed.send(line.as_bytes().to_vec());
+                let _ = typed.try_send(line.as_bytes().to_vec());
             }
         }
         recall.push("");
