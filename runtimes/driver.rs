@@ -54,8 +54,6 @@ const STOP_GRACE: Duration = Duration::from_millis(300);
 /// The longest line kept from stdin: one more than a message and its `\r`, so that the core
 /// still sees that an over-long line is too long.
 const LINE_KEPT: usize = MAX_MESSAGE_LEN + 2;
-/// How long to wait for peers to close after our last bytes, when leaving.
-const LINGER: Duration = Duration::from_secs(2);
 /// The most characters of a bad answer to the prompt that are shown back.
 const ECHO_MAX: usize = 80;
 /// How long the listener rests after a failed accept (for example, out of file descriptors).
@@ -127,8 +125,6 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let now = Instant::now();
     let client = Client::<R> {
         state: FloodState::new(config, now),
-        dialing: 0,
-        last_failure: None,
         conns: HashMap::new(),
         next_id: 0,
         events_tx,
@@ -165,7 +161,7 @@ enum Event {
     Closed(PeerId),
     Accepted(Async<TcpStream>, SocketAddr),
     Dialed(Async<TcpStream>, SocketAddr),
-    DialFailed(SocketAddr, io::Error),
+    DialFailed(SocketAddr),
 }
 
 /// What woke the owner up.
@@ -193,7 +189,6 @@ struct Conn {
     /// holding their buffers while they wait for room in the owner's queue.
     _alive: Sender<()>,
     stream: Stream,
-    ready: bool,
 }
 
 /// The owner's side of the stdout thread: a cursor into the room's log.
@@ -251,11 +246,6 @@ impl Alarm {
 /// The task that owns the state and the connections.
 struct Client<R: Runtime> {
     state: FloodState,
-    /// Dials started and not yet answered.
-    dialing: usize,
-    /// Why the last connection that never became a link failed, for the note when joining
-    /// fails.
-    last_failure: Option<String>,
     conns: HashMap<PeerId, Conn>,
     next_id: u64,
     events_tx: Sender<Event>,
@@ -328,7 +318,7 @@ impl<R: Runtime> Client<R> {
         self.print();
         let mut stdin = Some(stdin);
         while !self.stopped && (stdin.is_some() || cli.stay) {
-            self.step(&mut stdin, None).await;
+            self.step(&mut stdin).await;
         }
         self.leave().await;
         Ok(())
@@ -365,62 +355,31 @@ impl<R: Runtime> Client<R> {
         addr
     }
 
-    /// Starts the state, and with a first contact waits until it is linked or has failed;
-    /// returns our IP on the socket to the contact.
+    /// Starts the state, and with a first contact waits until it is linked or has failed (the
+    /// state tells the user which); returns our IP on the socket to the contact.
     async fn join(&mut self, contact: Option<SocketAddr>) -> Option<IpAddr> {
         self.feed(Input::Start { contact });
-        let contact = contact?;
+        contact?;
         while !self.stopped && self.state.is_joining() {
-            self.step(&mut None, None).await;
+            self.step(&mut None).await;
         }
         // Joined through the contact or through a client it pointed us to.
-        let linked = self.conns.values().find(|c| c.ready);
-        match linked {
-            Some(conn) => conn.stream.get_ref().local_addr().ok().map(|a| a.ip()),
-            None => {
-                if !self.stopped {
-                    let why = self.last_failure.take().unwrap_or_default();
-                    say(format!(
-                        "no floodchat peer at {contact} ({why}); starting a new network"
-                    ));
-                }
-                None
-            }
-        }
+        let linked = self.conns.iter().find(|(p, _)| self.state.is_ready(**p))?.1;
+        linked.stream.get_ref().local_addr().ok().map(|a| a.ip())
     }
 
-    /// Sends what is owed, closes our side of every connection, waits a little for peers to
-    /// close theirs, and prints what is left to print.
+    /// Leaves as the state decides (once the links have everything, or have stopped making
+    /// progress), waits for every connection to close, and prints what is left to print.
     async fn leave(&mut self) {
         self.accepting = false;
-        // Wait for every link to have what it lacks, as long as that makes progress: a peer
-        // that stops answering reconciliation (but keeps the link alive) cannot hold us here.
-        let patience = self.state.config().stall_timeout;
-        let progress =
-            |s: floodchat::Stats| (s.frames_sent, s.recon_frames_sent, s.frames_received);
-        let mut seen = (progress(self.state.stats()), Instant::now());
-        while !self.stopped && !self.state.is_flushed() {
-            let give_up = seen.1 + patience;
-            if Instant::now() >= give_up {
-                say("leaving although some links never finished comparing what they hold");
-                break;
-            }
-            self.step(&mut None, Some(give_up)).await;
-            let now = progress(self.state.stats());
-            if now != seen.0 {
-                seen = (now, Instant::now());
-            }
-        }
-        // Each link is told Bye, and closes once it has read everything.
-        self.feed(Input::Leave);
-        let deadline = Instant::now() + LINGER;
-        while !self.stopped && !self.conns.is_empty() && Instant::now() < deadline {
-            self.step(&mut None, Some(deadline)).await;
+        self.feed(Input::EndOfInput);
+        while !self.stopped && !self.state.has_left() {
+            self.step(&mut None).await;
         }
         self.stdout.draining = true;
         self.print();
         while !self.stopped && !self.all_printed() {
-            self.step(&mut None, None).await;
+            self.step(&mut None).await;
         }
     }
 
@@ -442,14 +401,10 @@ impl<R: Runtime> Client<R> {
 
     /// Waits for something to happen, handles it and everything else already waiting, and
     /// hands stdout its next chunk; sets `stdin` to `None` when it ends.
-    async fn step(&mut self, stdin: &mut Option<Receiver<Vec<u8>>>, until: Option<Instant>) {
+    async fn step(&mut self, stdin: &mut Option<Receiver<Vec<u8>>>) {
         // What was fed since the last step (joining, leaving) goes out before the wait.
         self.flush();
-        let deadline = [self.state.poll_timeout(), until]
-            .into_iter()
-            .flatten()
-            .min();
-        self.alarm.arm(deadline, Instant::now());
+        self.alarm.arm(self.state.poll_timeout(), Instant::now());
         let alarm = &mut self.alarm;
         let timer = async {
             alarm.ring().await;
@@ -492,6 +447,8 @@ impl<R: Runtime> Client<R> {
         }
         self.flush();
         self.print();
+        // The prompt counts the links; a change of links is rare, this store is cheap.
+        terminal::set_peers(self.state.link_count());
     }
 
     /// Handles one wake-up.
@@ -513,14 +470,11 @@ impl<R: Runtime> Client<R> {
                 self.add_conn(stream, addr, false);
             }
             Wake::Event(Event::Dialed(stream, addr)) => {
-                self.dialing -= 1;
                 if self.accepting {
                     self.add_conn(stream, addr, true);
                 }
             }
-            Wake::Event(Event::DialFailed(addr, e)) => {
-                self.dialing -= 1;
-                self.last_failure = Some(e.to_string());
+            Wake::Event(Event::DialFailed(addr)) => {
                 self.feed(Input::DialFailed(addr));
             }
             // Stale: about a connection already closed, or one accepted while leaving.
@@ -587,7 +541,9 @@ impl<R: Runtime> Client<R> {
         // Small writes go out at once: writes are batched here.
         let _ = stream.get_ref().set_nodelay(true);
         let stream = Arc::new(stream);
-        let (writer, queue) = async_channel::bounded(self.state.config().max_in_flight + 1);
+        // Unbounded here, bounded by the state: it has at most `Config::max_in_flight` sends
+        // to a peer unacknowledged, and a send leaves this queue before it is acknowledged.
+        let (writer, queue) = async_channel::unbounded();
         let (alive_tx, alive) = async_channel::bounded(1);
         let owner = Owner {
             events: self.events_tx.clone(),
@@ -602,7 +558,6 @@ impl<R: Runtime> Client<R> {
             pending_sends: 0,
             _alive: alive_tx,
             stream,
-            ready: false,
         };
         self.conns.insert(id, conn);
         let input = if outbound {
@@ -628,8 +583,7 @@ impl<R: Runtime> Client<R> {
 
     /// Hands `bytes`, holding `sends` sends, to the connection's writer task.
     fn to_writer(conn: &mut Conn, bytes: Vec<u8>, sends: usize) {
-        // Full cannot happen (see Config::max_in_flight); closed means the writer failed.
-        // Either way the reader's Closed will follow the shutdown.
+        // Closed means the writer failed; the reader's Closed will follow the shutdown.
         if conn.writer.try_send((bytes, sends)).is_err() {
             shutdown(&conn.stream);
         } else {
@@ -698,29 +652,20 @@ impl<R: Runtime> Client<R> {
                 }
             }
             Output::Dial(addr) => {
-                self.dialing += 1;
                 R::spawn(dial(
                     addr,
-                    self.state.config().greeting_timeout,
+                    // The mesh's own deadline, so that the socket gives up when it does.
+                    self.state.config().mesh.dial_timeout,
                     self.events_tx.clone(),
                 ));
             }
             Output::Notice(notice) => say(notice),
-            Output::PeerReady(peer) => {
-                if let Some(conn) = self.conns.get_mut(&peer) {
-                    conn.ready = true;
-                    terminal::peer_ready();
-                }
-            }
-            Output::Disconnect { peer, reason } => {
+            // The prompt's count of peers follows the state's links: see `feed`.
+            Output::PeerReady(_) => {}
+            // What the user hears of it, the state said in a notice.
+            Output::Disconnect { peer, .. } => {
                 if let Some(conn) = self.conns.remove(&peer) {
                     shutdown(&conn.stream);
-                    // What the user hears of it, the state said in a notice.
-                    if conn.ready {
-                        terminal::peer_gone();
-                    } else {
-                        self.last_failure = Some(reason.to_string());
-                    }
                 }
             }
         }
@@ -835,7 +780,7 @@ async fn dial(addr: SocketAddr, timeout: Duration, events: Sender<Event>) {
     };
     let event = match or(Async::<TcpStream>::connect(addr), give_up).await {
         Ok(stream) => Event::Dialed(stream, addr),
-        Err(e) => Event::DialFailed(addr, e),
+        Err(_) => Event::DialFailed(addr),
     };
     let _ = events.send(event).await;
 }

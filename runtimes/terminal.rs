@@ -430,14 +430,9 @@ pub fn notice(line: impl Display) -> bool {
     true
 }
 
-/// A peer finished its greeting: one more in the prompt's count.
-pub fn peer_ready() {
-    PEERS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// A peer that had finished its greeting left: one fewer in the prompt's count.
-pub fn peer_gone() {
-    let _ = PEERS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+/// How many peers the prompt counts: the room's links.
+pub fn set_peers(links: usize) {
+    PEERS.store(links, Ordering::Relaxed);
 }
 
 /// `text` made safe for a terminal: control characters as `^X` (`^[` for escape, `^?` for

@@ -17,6 +17,7 @@
 //!   the line about it comes before the line that says so.
 //! - [`MeshNotice::Alone`] is said only once every client the user was told about has been
 //!   said to be lost, so "connected to X" is never followed by "no links" with X unexplained.
+//! - Once the client leaves, the ends of its links are its own doing and not news.
 //! - Connections that never became links (a failed dial, a stranger that never greeted) and
 //!   inbound joins are summarised when they come fast: at most [`SHOWN_MAX`] a
 //!   [`WINDOW`], then one line with the count. While the first contact is being joined,
@@ -64,6 +65,13 @@ pub enum LinkNotice {
         /// Why it ended.
         reason: DisconnectReason,
     },
+    /// Joining through the first contact failed: the client is a room of its own.
+    JoinFailed {
+        /// The contact the user gave.
+        contact: SocketAddr,
+        /// Why the last attempt failed; `None` when no connection was made.
+        why: Option<DisconnectReason>,
+    },
     /// This many notices about connections were held back over the last `over`.
     Held {
         /// How many.
@@ -93,6 +101,23 @@ impl fmt::Display for LinkNotice {
             Self::Lost { addr, reason } | Self::Failed { addr, reason } => {
                 write!(f, "{addr}: {reason}")
             }
+            Self::JoinFailed { contact, why } => match why {
+                Some(DisconnectReason::Bye(ByeReason::Full)) => write!(
+                    f,
+                    "{contact} is full, and no client it named could be reached; \
+                     starting a new network"
+                ),
+                Some(why) => {
+                    write!(
+                        f,
+                        "no floodchat peer at {contact} ({why}); starting a new network"
+                    )
+                }
+                None => write!(
+                    f,
+                    "no floodchat peer at {contact} (could not connect); starting a new network"
+                ),
+            },
             Self::Held { count, over } => write!(
                 f,
                 "... {} more connection notices in the last {} s",
@@ -145,6 +170,13 @@ pub(crate) struct Herald {
     alone: bool,
     /// Whether the first contact is still being joined.
     joining: bool,
+    /// Whether this client is leaving: its links' ends are its own doing, not news.
+    leaving: bool,
+    /// The contact the user gave.
+    contact: Option<SocketAddr>,
+    /// Why the last connection made while joining ended (a dial that fails before it
+    /// connects leaves it as it was: a contact that said it is full stays the reason).
+    last_failure: Option<DisconnectReason>,
     window_start: Instant,
     shown_in_window: u32,
     held: u64,
@@ -159,6 +191,9 @@ impl Herald {
             shown: BTreeMap::new(),
             alone: false,
             joining: false,
+            leaving: false,
+            contact: None,
+            last_failure: None,
             window_start: now,
             shown_in_window: 0,
             held: 0,
@@ -168,6 +203,7 @@ impl Herald {
     /// The client starts, joining through `contact` if any.
     pub(crate) fn start(&mut self, contact: Option<SocketAddr>) {
         self.joining = contact.is_some();
+        self.contact = contact;
     }
 
     /// Whether the first contact is still being joined (no link yet).
@@ -175,9 +211,18 @@ impl Herald {
         self.joining
     }
 
-    /// Joining the first contact is over, linked or not.
-    pub(crate) fn joined(&mut self) {
+    /// Joining the first contact is over: `linked`, or not, which is said.
+    pub(crate) fn joined(&mut self, linked: bool, out: &mut Out) {
         self.joining = false;
+        if let (false, Some(contact)) = (linked, self.contact) {
+            let why = self.last_failure.take();
+            out.push(Notice::Link(LinkNotice::JoinFailed { contact, why }));
+        }
+    }
+
+    /// This client leaves: what happens to its links from now on is not news.
+    pub(crate) fn leave(&mut self) {
+        self.leaving = true;
     }
 
     /// A connection was opened.
@@ -235,6 +280,12 @@ impl Herald {
         let Some(info) = self.conns.remove(&peer) else {
             return;
         };
+        if self.joining && info.dialed {
+            self.last_failure = Some(reason.clone());
+        }
+        if self.leaving {
+            return;
+        }
         let Some(client) = info.client else {
             let quiet = reason.is_routine() || (self.joining && info.dialed);
             if !quiet {
@@ -274,6 +325,8 @@ impl Herald {
     /// The mesh says something: the herald decides how it reaches the user.
     pub(crate) fn mesh(&mut self, notice: MeshNotice, out: &mut Out) {
         match notice {
+            // While joining, how joining went is said instead.
+            MeshNotice::Alone if self.joining => {}
             MeshNotice::Alone => {
                 self.say_stale(None, out);
                 self.alone = true;
@@ -451,18 +504,30 @@ mod tests {
             }
         }
 
-        /// Feeds `input`; returns the notices said, as the user reads them.
+        /// Feeds `input`, and reports every send written at once; returns the notices said,
+        /// as the user reads them.
         fn input(&mut self, input: Input<'_>) -> Vec<String> {
             self.state.handle_input(self.now, input).unwrap();
             let mut said = Vec::new();
-            while let Some(output) = self.state.poll_output() {
-                match output {
-                    Output::Notice(n) => said.push(n.to_string()),
-                    Output::Dial(addr) => self.dials.push(addr),
-                    _ => {}
+            let mut written = Vec::new();
+            loop {
+                while let Some(output) = self.state.poll_output() {
+                    match output {
+                        Output::Notice(n) => said.push(n.to_string()),
+                        Output::Dial(addr) => self.dials.push(addr),
+                        Output::Send { peer, .. } => written.push(peer),
+                        _ => {}
+                    }
+                }
+                let Some(peer) = written.pop() else {
+                    return said;
+                };
+                if self.state.is_connected(peer) {
+                    self.state
+                        .handle_input(self.now, Input::Sent(peer))
+                        .unwrap();
                 }
             }
-            said
         }
 
         fn advance(&mut self, by: Duration) -> Vec<String> {
@@ -585,5 +650,90 @@ mod tests {
             c.advance(WINDOW),
             ["... 5 more connection notices in the last 10 s"]
         );
+    }
+
+    /// A contact that is not there: one line says so, with why, and joining is over.
+    #[test]
+    fn a_contact_that_does_not_answer_is_said_once() {
+        let x = at(1, 4000);
+        let mut c = Client::new(5);
+        c.input(Input::Start { contact: Some(x) });
+        assert!(c.state.is_joining());
+        assert_eq!(
+            c.input(Input::DialFailed(x)),
+            [format!(
+                "no floodchat peer at {x} (could not connect); starting a new network"
+            )]
+        );
+        assert!(!c.state.is_joining());
+    }
+
+    /// A contact that greets and says it is full, naming a client nobody answers at: the
+    /// user hears that the room was full, not that there was no floodchat peer.
+    #[test]
+    fn a_full_contact_whose_named_clients_fail_is_said_to_be_full() {
+        let x = at(1, 4000);
+        let named = at(2, 4000);
+        let mut c = Client::new(5);
+        c.input(Input::Start { contact: Some(x) });
+        c.input(Input::Dialed { peer: A, addr: x });
+        let mut bytes = hello(X);
+        Frame::Bye {
+            reason: ByeReason::Full,
+            addrs: vec![named],
+        }
+        .encode(&mut bytes);
+        c.input(Input::Received(A, &bytes));
+        assert!(
+            c.state.is_joining(),
+            "the client it named is still to be tried"
+        );
+        assert!(c.dials.contains(&named), "{:?}", c.dials);
+        assert_eq!(
+            c.input(Input::DialFailed(named)),
+            [format!(
+                "{x} is full, and no client it named could be reached; starting a new network"
+            )]
+        );
+    }
+
+    /// Leaving at the end of input waits while the links make progress, and gives up, saying
+    /// so, on a link that stops answering for the stall timeout.
+    #[test]
+    fn leaving_gives_up_on_a_link_that_makes_no_progress() {
+        let mut c = Client::new(5);
+        c.input(Input::Start { contact: None });
+        c.input(Input::Accepted {
+            peer: A,
+            remote: at(1, 50_000),
+        });
+        c.input(Input::Received(A, &hello(X)));
+        // The peer reads what we send but never starts the comparison of what the two hold,
+        // which the side that dialed starts: the link never has everything, and nothing
+        // moves.
+        assert_eq!(c.input(Input::EndOfInput), Vec::<String>::new());
+        assert!(!c.state.has_left());
+        let stall = c.state.config().stall_timeout;
+        let due = c.state.poll_timeout().expect("a deadline to give up");
+        assert!(due <= c.now + stall, "{due:?}");
+        let said = c.advance(stall);
+        assert!(
+            said.contains(
+                &"leaving although some links never finished comparing what they hold".to_string()
+            ),
+            "{said:#?}"
+        );
+        // The link is told Bye; once it closes, the client has left, which needs no notice.
+        assert_eq!(c.input(Input::Closed(A)), Vec::<String>::new());
+        assert!(c.state.has_left());
+    }
+
+    /// With nothing owed, the end of input leaves at once, and nothing is said about it.
+    #[test]
+    fn leaving_with_nothing_owed_is_immediate() {
+        let mut c = Client::new(5);
+        c.input(Input::Start { contact: None });
+        assert_eq!(c.input(Input::EndOfInput), Vec::<String>::new());
+        assert!(c.state.has_left());
     }
 }

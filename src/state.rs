@@ -127,9 +127,13 @@ pub enum Input<'a> {
     Sent(PeerId),
     /// The peer's connection ended (end of stream or an IO error).
     Closed(PeerId),
-    /// The client is leaving: each link is told so, and no new one is made. Feed it once
-    /// [`FloodState::is_flushed`], so that the links get everything first.
+    /// The client is leaving now: each link is told so, and no new one is made. To leave
+    /// once the links have everything, feed [`Input::EndOfInput`] instead.
     Leave,
+    /// The user's input ended: leave once every link has been sent all it needs, or once the
+    /// links made no progress for [`Config::stall_timeout`] (said in a notice), as
+    /// [`Input::Leave`] does; [`FloodState::has_left`] tells when every connection is closed.
+    EndOfInput,
     /// The time is at or past [`FloodState::poll_timeout`].
     Timeout,
 }
@@ -174,6 +178,8 @@ pub enum Notice {
     },
     /// From the mesh: alone, back in the room, connections refused.
     Mesh(MeshNotice),
+    /// Leaving gave up on links that stopped making progress before they had everything.
+    LeftUnfinished,
     /// About one link or connection.
     Link(LinkNotice),
 }
@@ -188,6 +194,9 @@ impl fmt::Display for Notice {
             ),
             Self::Mesh(n) => n.fmt(f),
             Self::Link(n) => n.fmt(f),
+            Self::LeftUnfinished => {
+                f.write_str("leaving although some links never finished comparing what they hold")
+            }
         }
     }
 }
@@ -432,6 +441,10 @@ pub struct FloodState {
     mesh: Mesh,
     /// What the user is told about links.
     herald: Herald,
+    /// Since [`Input::EndOfInput`]: the links' progress last seen, and since when.
+    leaving: Option<((u64, u64, u64), Instant)>,
+    /// Whether the client left: links were told Bye.
+    left: bool,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -454,6 +467,8 @@ impl FloodState {
             timers: Timers::default(),
             mesh,
             herald: Herald::new(now),
+            leaving: None,
+            left: false,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -466,6 +481,7 @@ impl FloodState {
         self.now = self.now.max(now);
         let result = self.handle(input);
         self.end_joining();
+        self.end_leaving();
         result
     }
 
@@ -502,7 +518,12 @@ impl FloodState {
                 };
                 self.disconnect(peer, reason);
             }
-            Input::Leave => self.mesh_input(MeshInput::Leave),
+            Input::Leave => self.leave(),
+            Input::EndOfInput => {
+                if self.leaving.is_none() {
+                    self.leaving = Some((self.progress(), self.now));
+                }
+            }
             Input::Timeout => self.timeout(),
         }
         Ok(())
@@ -516,10 +537,15 @@ impl FloodState {
 
     /// When to feed [`Input::Timeout`], or `None` if no timer is needed.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let give_up = self
+            .leaving
+            .filter(|_| !self.left)
+            .map(|(_, since)| since + self.config.stall_timeout);
         [
             self.timers.next(),
             self.mesh.poll_timeout(),
             self.herald.poll_timeout(),
+            give_up,
         ]
         .into_iter()
         .flatten()
@@ -908,12 +934,63 @@ impl FloodState {
         self.outputs.extend(said.into_iter().map(Output::Notice));
     }
 
+    /// Leaves now: every link is told Bye and closes once it has read everything.
+    fn leave(&mut self) {
+        self.left = true;
+        self.herald.leave();
+        self.mesh_input(MeshInput::Leave);
+    }
+
+    /// What shows that the links still make progress while leaving.
+    fn progress(&self) -> (u64, u64, u64) {
+        let s = &self.stats;
+        (s.frames_sent, s.recon_frames_sent, s.frames_received)
+    }
+
+    /// When leaving was asked for: leaves once the links have everything, or gives up on
+    /// links that made no progress for the stall timeout.
+    fn end_leaving(&mut self) {
+        let Some((seen, since)) = self.leaving else {
+            return;
+        };
+        if self.left {
+            return;
+        }
+        let linked_all = self.conns.values().all(|c| {
+            c.in_flight == 0
+                && c.control.is_empty()
+                && (c.phase != Phase::Linked
+                    || (c.cursor == self.store.len() && c.owed.is_empty() && c.recon.is_done()))
+        });
+        if !linked_all {
+            let now = self.progress();
+            if now != seen {
+                self.leaving = Some((now, self.now));
+                return;
+            }
+            if self.now < since + self.config.stall_timeout {
+                return;
+            }
+            self.outputs
+                .push_back(Output::Notice(Notice::LeftUnfinished));
+        }
+        self.leave();
+    }
+
+    /// Whether the client left ([`Input::Leave`], or [`Input::EndOfInput`] once the links
+    /// had everything) and every connection is closed.
+    pub fn has_left(&self) -> bool {
+        self.left && self.conns.is_empty()
+    }
+
     /// Ends joining the first contact once linked, or when nothing is left that could link.
     fn end_joining(&mut self) {
         let linked = self.link_count() > 0;
         let hopeless = self.conns.is_empty() && self.mesh.pending_dials() == 0;
         if self.herald.is_joining() && (linked || hopeless) {
-            self.herald.joined();
+            let mut said = Vec::new();
+            self.herald.joined(linked, &mut said);
+            self.outputs.extend(said.into_iter().map(Output::Notice));
         }
     }
 

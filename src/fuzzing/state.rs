@@ -1133,6 +1133,9 @@ impl Harness {
                 }
                 Output::Notice(notice @ Notice::RoomFull { .. }) => notices.push(notice),
                 Output::Notice(Notice::Mesh(_) | Notice::Link(_)) => {}
+                Output::Notice(Notice::LeftUnfinished) => {
+                    panic!("LeftUnfinished, but this model never feeds EndOfInput")
+                }
             }
         }
         // A drop the model could not rule out: the outputs are what came before it. (A Recon

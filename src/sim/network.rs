@@ -1657,6 +1657,7 @@ fn input_code(input: &Input<'_>) -> u64 {
         Input::Dialed { peer, addr } => mix(8 ^ (peer.0 << 8), addr_code(addr)),
         Input::DialFailed(addr) => mix(9, addr_code(addr)),
         Input::Leave => 10,
+        Input::EndOfInput => 11,
     }
 }
 
