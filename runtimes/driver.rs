@@ -27,12 +27,13 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender, TryRecvError};
 use async_io::{Async, Timer};
 use floodchat::mesh::MeshConfig;
-use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
+use floodchat::{ClientId, Config, FloodState, Input, Output, PeerId};
 use futures_lite::future::{or, pending, race, yield_now};
 use hashbrown::HashMap;
 
 use crate::cli::Cli;
 use crate::handoff::Handoff;
+use crate::lines::{LineSplitter, Lines};
 use crate::terminal::{self, Terminal};
 
 /// Bytes read from a socket at once.
@@ -51,9 +52,6 @@ const STDOUT_CHUNK: usize = 128 * 1024;
 const DRAIN_MAX: usize = 1024;
 /// How long an interrupted client waits for a print already handed to stdout.
 const STOP_GRACE: Duration = Duration::from_millis(300);
-/// The longest line kept from stdin: one more than a message and its `\r`, so that the core
-/// still sees that an over-long line is too long.
-const LINE_KEPT: usize = MAX_MESSAGE_LEN + 2;
 /// The most characters of a bad answer to the prompt that are shown back.
 const ECHO_MAX: usize = 80;
 /// How long the listener rests after a failed accept (for example, out of file descriptors).
@@ -135,7 +133,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
             cursor: 0,
             draining: false,
         },
-        early: Vec::new(),
+        early: Lines::default(),
         alarm: Alarm::default(),
         unflushed: Vec::new(),
         stop: stop_rx,
@@ -167,7 +165,7 @@ enum Event {
 /// What woke the owner up.
 enum Wake {
     Event(Event),
-    Lines(Vec<u8>),
+    Lines(Lines),
     StdinEnded,
     /// Stdout took or printed lines, or failed.
     Printed,
@@ -252,7 +250,7 @@ struct Client<R: Runtime> {
     events_rx: Receiver<Event>,
     stdout: Stdout,
     /// Lines typed after the answer to the prompt, before the room was joined.
-    early: Vec<u8>,
+    early: Lines,
     alarm: Alarm,
     /// Peers with sends in `pending`, to be written at the end of the step.
     unflushed: Vec<PeerId>,
@@ -267,7 +265,7 @@ struct Client<R: Runtime> {
 
 impl<R: Runtime> Client<R> {
     /// Runs the client; returns the result.
-    async fn run(mut self, cli: Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
+    async fn run(mut self, cli: Cli, stdin: Receiver<Lines>) -> Result<(), String> {
         let result = self.chat(&cli, stdin).await;
         let result = match self.failed.take() {
             Some(e) => Err(e),
@@ -290,7 +288,7 @@ impl<R: Runtime> Client<R> {
         result
     }
 
-    async fn chat(&mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
+    async fn chat(&mut self, cli: &Cli, stdin: Receiver<Lines>) -> Result<(), String> {
         let listener = Async::<TcpListener>::bind(cli.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
         let port = listener
@@ -325,17 +323,14 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Asks for a peer's address on stdin; `None` for a new network.
-    async fn ask_peer(&mut self, stdin: &Receiver<Vec<u8>>) -> Option<SocketAddr> {
+    async fn ask_peer(&mut self, stdin: &Receiver<Lines>) -> Option<SocketAddr> {
         if !terminal::is_open() {
             let _ = write!(io::stderr(), "{PEER_QUESTION}");
         }
-        let mut lines = self.or_stop(stdin.recv()).await?.ok()?;
-        let end = lines
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(lines.len(), |p| p + 1);
-        self.early = lines.split_off(end);
-        let answer = String::from_utf8_lossy(&lines);
+        let lines = self.or_stop(stdin.recv()).await?.ok()?;
+        let (answer, early) = lines.split_first()?;
+        self.early = early;
+        let answer = String::from_utf8_lossy(&answer);
         let answer = answer.trim();
         if answer.is_empty() {
             return None;
@@ -401,7 +396,7 @@ impl<R: Runtime> Client<R> {
 
     /// Waits for something to happen, handles it and everything else already waiting, and
     /// hands stdout its next chunk; sets `stdin` to `None` when it ends.
-    async fn step(&mut self, stdin: &mut Option<Receiver<Vec<u8>>>) {
+    async fn step(&mut self, stdin: &mut Option<Receiver<Lines>>) {
         // What was fed since the last step (joining, leaving) goes out before the wait.
         self.flush();
         self.alarm.arm(self.state.poll_timeout(), Instant::now());
@@ -452,7 +447,7 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Handles one wake-up.
-    fn handle(&mut self, wake: Wake, stdin: &mut Option<Receiver<Vec<u8>>>) {
+    fn handle(&mut self, wake: Wake, stdin: &mut Option<Receiver<Lines>>) {
         match wake {
             Wake::Event(Event::Bytes(id, bytes)) if self.conns.contains_key(&id) => {
                 self.feed(Input::Received(id, &bytes))
@@ -496,10 +491,9 @@ impl<R: Runtime> Client<R> {
         }
     }
 
-    /// Feeds each line of a batch (each ending in `\n`) to the state.
-    fn typed(&mut self, lines: &[u8]) {
-        for line in lines.split_inclusive(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\n").unwrap_or(line);
+    /// Feeds each line of a batch to the state.
+    fn typed(&mut self, lines: &Lines) {
+        for line in lines.iter() {
             self.feed(Input::LineTyped(line));
         }
     }
@@ -812,9 +806,9 @@ async fn accept_loop(listener: Async<TcpListener>, events: Sender<Event>) {
     }
 }
 
-/// The stdin thread: sends batches of whole lines, each ending in `\n`, as they are read,
-/// until the end of input (where a last line without its `\n` gets one).
-fn read_stdin(lines: Sender<Vec<u8>>) {
+/// The stdin thread: sends batches of whole lines as they are read, until the end of input
+/// (where a last line without its `\n` counts too).
+fn read_stdin(lines: Sender<Lines>) {
     let mut input = io::stdin().lock();
     let mut splitter = LineSplitter::default();
     let mut buf = vec![0; STDIN_READ];
@@ -833,54 +827,6 @@ fn read_stdin(lines: Sender<Vec<u8>>) {
     }
     if let Some(batch) = splitter.finish() {
         let _ = lines.send_blocking(batch);
-    }
-}
-
-/// Cuts bytes into lines, keeping at most [`LINE_KEPT`] bytes of each, so that the core still
-/// sees that an over-long line is too long without holding all of it.
-#[derive(Default)]
-struct LineSplitter {
-    /// Whole lines, then the start of the next one.
-    batch: Vec<u8>,
-    /// Where the whole lines in `batch` end.
-    whole: usize,
-}
-
-impl LineSplitter {
-    /// Takes more input; returns the whole lines completed so far, if any.
-    fn push(&mut self, mut bytes: &[u8]) -> Option<Vec<u8>> {
-        while !bytes.is_empty() {
-            let (part, rest, ends) = match bytes.iter().position(|&b| b == b'\n') {
-                Some(p) => (&bytes[..p], &bytes[p + 1..], true),
-                None => (bytes, &[][..], false),
-            };
-            let room = LINE_KEPT - (self.batch.len() - self.whole);
-            self.batch.extend_from_slice(&part[..part.len().min(room)]);
-            if ends {
-                self.batch.push(b'\n');
-                self.whole = self.batch.len();
-            }
-            bytes = rest;
-        }
-        self.take()
-    }
-
-    /// Ends the input; returns what is left, its last line completed.
-    fn finish(mut self) -> Option<Vec<u8>> {
-        if self.batch.len() > self.whole {
-            self.batch.push(b'\n');
-            self.whole = self.batch.len();
-        }
-        self.take()
-    }
-
-    fn take(&mut self) -> Option<Vec<u8>> {
-        if self.whole == 0 {
-            return None;
-        }
-        let rest = self.batch.split_off(self.whole);
-        self.whole = 0;
-        Some(std::mem::replace(&mut self.batch, rest))
     }
 }
 

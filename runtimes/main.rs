@@ -10,6 +10,7 @@ mod async_std;
 mod cli;
 mod driver;
 mod handoff;
+mod lines;
 #[cfg(feature = "smol")]
 mod smol;
 mod terminal;

@@ -17,6 +17,7 @@ use async_channel::{Receiver, Sender};
 use rustyline::completion::Completer;
 
 use crate::handoff::Handoff;
+use crate::lines::Lines;
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -108,7 +109,7 @@ impl Terminal {
         question: Option<&'static str>,
         handoff: Arc<Handoff>,
         stop: Sender<()>,
-    ) -> (Receiver<Vec<u8>>, JoinHandle<()>) {
+    ) -> (Receiver<Lines>, JoinHandle<()>) {
         // Unbounded, so that the editor never waits for the room: a busy room must not freeze
         // the keyboard. It holds only what a person typed or pasted.
         let (typed, lines) = async_channel::unbounded();
@@ -128,11 +129,11 @@ impl Terminal {
 }
 
 /// The editor thread: asks `question`, then edits chat lines until Ctrl-D or Ctrl-C.
-fn edit(mut terminal: Terminal, question: Option<&str>, typed: Sender<Vec<u8>>, stop: Sender<()>) {
+fn edit(mut terminal: Terminal, question: Option<&str>, typed: Sender<Lines>, stop: Sender<()>) {
     let mut ended = None;
     if let Some(question) = question {
         match terminal.editor.readline(question) {
-            Ok(answer) => drop(typed.try_send(answer.into_bytes())),
+            Ok(answer) => drop(typed.try_send(Lines::one(answer.into_bytes()))),
             Err(e) => ended = Some(e),
         }
     }
@@ -163,7 +164,7 @@ struct Shared {
     /// Set once the chat line is on screen.
     drawn: AtomicBool,
     /// Where Enter sends lines; `None` once the editor has ended.
-    typed: Mutex<Option<Sender<Vec<u8>>>>,
+    typed: Mutex<Option<Sender<Lines>>>,
     /// Lines sent, for Up/Down.
     recall: Mutex<History>,
 }
@@ -227,7 +228,7 @@ impl ConditionalEventHandler for SendLine {
         for line in ctx.line().split(['\n', '\r']).filter(|l| !l.is_empty()) {
             recall.push(line);
             if let Some(typed) = &*typed {
-                let _ = typed.try_send(line.as_bytes().to_vec());
+                let _ = typed.try_send(Lines::one(line.as_bytes().to_vec()));
             }
         }
         recall.push("");
