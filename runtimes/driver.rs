@@ -1,9 +1,11 @@
 //! The driver: moves bytes and lines between the world and a [`FloodState`], on any [`Runtime`].
 //!
 //! One task owns the state and every connection's handle. Each connection has a reader task
-//! and a writer task; the listener has its own task; stdin and stdout each have a thread. They
-//! all talk to the owner over bounded channels (stdout over a [`Handoff`]), so memory stays
-//! bounded and a slow party slows its sender down instead of piling up bytes.
+//! and a writer task and the listener has its own task (`net.rs`); stdin and stdout each have
+//! a thread (`stdio.rs`). They all talk to the owner over channels (stdout over a
+//! [`Handoff`]) whose contents are bounded, so memory stays bounded and a slow party slows its
+//! sender down instead of piling up bytes. The owner decides nothing: it feeds the state
+//! what happened, carries out what the state asks, and sleeps until its next deadline.
 //!
 //! Every boundary moves batches: stdin hands over many lines at once, the owner handles every
 //! event that is ready before it waits again and then writes each peer's sends of that step
@@ -13,37 +15,35 @@
 //! stops neither relaying nor Ctrl-C, and costs no memory beyond the room.
 
 use std::fmt::Display;
-use std::fs::File;
 use std::future::Future;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::marker::PhantomData;
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
 use async_io::{Async, Timer};
 use floodchat::mesh::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, Output, PeerId};
-use futures_lite::future::{or, pending, race, yield_now};
+use futures_lite::future::{or, pending, race};
 use hashbrown::HashMap;
 
 use crate::cli::Cli;
 use crate::handoff::Handoff;
-use crate::lines::{LineSplitter, Lines};
+use crate::lines::Lines;
+use crate::net::{
+    Event, Owner, Stream, accept_loop, dial, reachable_ip, read_loop, shutdown, write_loop,
+    write_now,
+};
+use crate::stdio::{handle_signals, read_stdin, spawn_stdout};
 use crate::terminal::{self, Terminal};
 
-/// Bytes read from a socket at once.
-const READ_BUF: usize = 64 * 1024;
 /// The largest buffer of a step's sends kept for a link's next step.
 const PENDING_KEPT: usize = 64 * 1024;
 /// Events from tasks waiting for the owner.
 const EVENT_QUEUE: usize = 256;
-/// Bytes read from stdin at once.
-const STDIN_READ: usize = 64 * 1024;
 /// Batches of lines from stdin waiting for the owner.
 const STDIN_QUEUE: usize = 4;
 /// Bytes of the room's strings handed to stdout at once (at least one string).
@@ -54,14 +54,8 @@ const DRAIN_MAX: usize = 1024;
 const STOP_GRACE: Duration = Duration::from_millis(300);
 /// The most characters of a bad answer to the prompt that are shown back.
 const ECHO_MAX: usize = 80;
-/// How long the listener rests after a failed accept (for example, out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The start-up question when no `--peer` is given.
 const PEER_QUESTION: &str = "Address of a peer (IP:PORT), or empty to start a new network: ";
-
-/// A TCP stream on async-io's reactor, which smol and async-std both run on; clones share
-/// the socket.
-type Stream = Arc<Async<TcpStream>>;
 
 /// What differs between smol and async-std: the executor that runs the tasks. Sockets and
 /// timers are async-io's, written once in this module for both.
@@ -71,11 +65,6 @@ pub trait Runtime: 'static {
     fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T;
     /// Runs `fut` in the background, on the thread that runs [`Runtime::block_on`].
     fn spawn(fut: impl Future<Output = ()> + Send + 'static);
-}
-
-/// Shuts down both directions of `stream`, ignoring errors: its reader then sees the end.
-fn shutdown(stream: &Stream) {
-    let _ = stream.get_ref().shutdown(Shutdown::Both);
 }
 
 /// Prints `floodchat: <message>` on stderr, ignoring a closed stderr.
@@ -149,17 +138,6 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         let _ = stdout.join();
     }
     result
-}
-
-/// Something a task tells the owner.
-enum Event {
-    Bytes(PeerId, Vec<u8>),
-    /// This many sends to the peer were written.
-    Sent(PeerId, usize),
-    Closed(PeerId),
-    Accepted(Async<TcpStream>, SocketAddr),
-    Dialed(Async<TcpStream>, SocketAddr),
-    DialFailed(SocketAddr),
 }
 
 /// What woke the owner up.
@@ -673,213 +651,7 @@ async fn signalled(stop: &Receiver<()>) {
     }
 }
 
-/// How a connection's tasks reach the owner.
-#[derive(Clone)]
-struct Owner {
-    events: Sender<Event>,
-    /// Ends (closed, never sent on) when the owner drops the connection.
-    alive: Receiver<()>,
-}
-
-impl Owner {
-    /// Sends `event` unless the owner dropped the connection first; whether it was sent.
-    async fn tell(&self, event: Event) -> bool {
-        let dropped = async {
-            let _ = self.alive.recv().await;
-            false
-        };
-        or(async { self.events.send(event).await.is_ok() }, dropped).await
-    }
-}
-
-/// Forwards what `stream` says to the owner until it ends.
-///
-/// It reads with `read_with`, which waits on a new readiness future each time, as smol's
-/// TcpStream does: a poll of `&Async` would keep the tick of the event that woke it, and
-/// after each wake-up read once more for nothing.
-async fn read_loop(id: PeerId, stream: Stream, owner: Owner) {
-    let mut buf = vec![0; READ_BUF];
-    loop {
-        let event = match stream.read_with(|mut s| s.read(&mut buf)).await {
-            Ok(0) => break,
-            Ok(n) => Event::Bytes(id, buf[..n].to_vec()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        if !owner.tell(event).await {
-            return;
-        }
-        // Let the owner relay these bytes before this task reads again: the next read is
-        // usually an empty one that only re-arms the socket's interest, two system calls
-        // that would otherwise sit between a frame's arrival and its relay.
-        yield_now().await;
-    }
-    owner.tell(Event::Closed(id)).await;
-}
-
-/// Writes what `socket` takes of `bytes` without waiting; returns how many bytes it took.
-///
-/// A plain write on the socket, which async-io keeps non-blocking, rather than a poll of an
-/// async write: this runs outside any task, so a poll would register with the reactor for a
-/// wake-up that nobody waits for. The writer task waits for the socket instead.
-fn write_now(mut socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while done < bytes.len() {
-        match socket.write(&bytes[done..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-/// Writes the batches of bytes queued for `stream`, all that are waiting in one write, and
-/// acknowledges them, until the owner drops the queue.
-async fn write_loop(id: PeerId, stream: Stream, queue: Receiver<(Vec<u8>, usize)>, owner: Owner) {
-    while let Ok((mut bytes, mut count)) = queue.recv().await {
-        while let Ok((more, sends)) = queue.try_recv() {
-            bytes.extend_from_slice(&more);
-            count += sends;
-        }
-        if write_all(&stream, &bytes).await.is_err() {
-            // The reader then sees the end and reports it.
-            shutdown(&stream);
-            return;
-        }
-        if !owner.tell(Event::Sent(id, count)).await {
-            return;
-        }
-    }
-}
-
-/// Writes all of `bytes` to `stream`, waiting for room with `write_with` (see [`read_loop`]).
-async fn write_all(stream: &Async<TcpStream>, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match stream.write_with(|mut s| s.write(bytes)).await? {
-            0 => return Err(io::ErrorKind::WriteZero.into()),
-            n => bytes = &bytes[n..],
-        }
-    }
-    Ok(())
-}
-
-/// Connects to `addr` within `timeout` and tells the owner how it went.
-async fn dial(addr: SocketAddr, timeout: Duration, events: Sender<Event>) {
-    let give_up = async move {
-        Timer::after(timeout).await;
-        Err(io::ErrorKind::TimedOut.into())
-    };
-    let event = match or(Async::<TcpStream>::connect(addr), give_up).await {
-        Ok(stream) => Event::Dialed(stream, addr),
-        Err(_) => Event::DialFailed(addr),
-    };
-    let _ = events.send(event).await;
-}
-
 /// 64 random bits from the operating system, for the client's identity and the core's seed.
 fn os_random() -> Result<u64, String> {
     getrandom::u64().map_err(|e| format!("cannot get random bits from the system: {e}"))
-}
-
-/// Hands accepted connections to the owner.
-async fn accept_loop(listener: Async<TcpListener>, events: Sender<Event>) {
-    let mut failing = false;
-    loop {
-        match listener.accept().await {
-            Ok((stream, addr)) => {
-                failing = false;
-                if events.send(Event::Accepted(stream, addr)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                if !failing {
-                    say(format!("cannot accept a connection: {e}"));
-                    failing = true;
-                }
-                Timer::after(ACCEPT_BACKOFF).await;
-            }
-        }
-    }
-}
-
-/// The stdin thread: sends batches of whole lines as they are read, until the end of input
-/// (where a last line without its `\n` counts too).
-fn read_stdin(lines: Sender<Lines>) {
-    let mut input = io::stdin().lock();
-    let mut splitter = LineSplitter::default();
-    let mut buf = vec![0; STDIN_READ];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        if let Some(batch) = splitter.push(&buf[..n]) {
-            if lines.send_blocking(batch).is_err() {
-                return;
-            }
-        }
-    }
-    if let Some(batch) = splitter.finish() {
-        let _ = lines.send_blocking(batch);
-    }
-}
-
-/// The stdout thread: prints all the lines handed over at once in one write, until the
-/// handoff closes or a write fails. Writes go straight to the file descriptor, unbuffered, so
-/// every chunk is out as soon as it is written.
-fn spawn_stdout(handoff: Arc<Handoff>) -> Result<JoinHandle<()>, String> {
-    let fd = io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| format!("cannot use stdout: {e}"))?;
-    let mut out = File::from(fd);
-    Ok(thread::spawn(move || {
-        handoff.serve(|chunk| out.write_all(chunk));
-    }))
-}
-
-/// On Ctrl-C or SIGTERM, asks the owner to stop; on a second one, exits at once.
-fn handle_signals(stop: Sender<()>) {
-    let signalled = AtomicBool::new(false);
-    let handler = move || {
-        if signalled.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        let _ = stop.try_send(());
-    };
-    if let Err(e) = ctrlc::set_handler(handler) {
-        say(format!("cannot handle Ctrl-C: {e}"));
-    }
-}
-
-/// The IP to tell others: the listen IP, else our side of the socket to the first peer, else
-/// an interface's, else loopback.
-fn reachable_ip(listen: IpAddr, via: Option<IpAddr>) -> IpAddr {
-    if !listen.is_unspecified() {
-        return listen;
-    }
-    let usable = |ip: &IpAddr| {
-        !ip.is_unspecified() && !ip.is_loopback() && (ip.is_ipv4() || listen.is_ipv6())
-    };
-    if let Some(ip) = via.filter(usable) {
-        return ip;
-    }
-    let mut found: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| {
-            use if_addrs::IfOperStatus::{Unknown, Up};
-            matches!(i.oper_status, Up | Unknown) && !i.is_loopback() && !i.is_link_local()
-        })
-        .map(|i| i.ip())
-        .filter(usable)
-        .collect();
-    found.sort_by_key(IpAddr::is_ipv6);
-    found.first().copied().unwrap_or(Ipv4Addr::LOCALHOST.into())
 }

@@ -11,8 +11,10 @@ mod cli;
 mod driver;
 mod handoff;
 mod lines;
+mod net;
 #[cfg(feature = "smol")]
 mod smol;
+mod stdio;
 mod terminal;
 
 use std::process::ExitCode;
