@@ -60,6 +60,7 @@ run_many() {
     shift
     local fails=0 start=$SECONDS
     for i in $(seq "$runs"); do
+        ((i % 20)) || echo "   $name: $i of $runs runs, $fails failed, $((SECONDS - start)) s"
         if ! "$@" >"$out/$name.last" 2>&1; then
             fails=$((fails + 1))
             cp "$out/$name.last" "$out/$name.fail.$i"
