@@ -112,7 +112,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let now = Instant::now();
     let client = Client::<R> {
         state: FloodState::new(config, now),
-        conns: HashMap::new(),
+        sockets: HashMap::new(),
         next_id: 0,
         events_tx,
         events_rx,
@@ -151,8 +151,8 @@ enum Wake {
     Stop,
 }
 
-/// The owner's handle on one connection.
-struct Conn {
+/// The owner's handle on one connection's socket and its writer task.
+struct Socket {
     /// Bytes for the writer task, with how many sends they hold.
     writer: Sender<(Vec<u8>, usize)>,
     /// Sends handed to the writer task and not yet reported written.
@@ -222,7 +222,7 @@ impl Alarm {
 /// The task that owns the state and the connections.
 struct Client<R: Runtime> {
     state: FloodState,
-    conns: HashMap<PeerId, Conn>,
+    sockets: HashMap<PeerId, Socket>,
     next_id: u64,
     events_tx: Sender<Event>,
     events_rx: Receiver<Event>,
@@ -337,7 +337,11 @@ impl<R: Runtime> Client<R> {
             self.step(&mut None).await;
         }
         // Joined through the contact or through a client it pointed us to.
-        let linked = self.conns.iter().find(|(p, _)| self.state.is_ready(**p))?.1;
+        let linked = self
+            .sockets
+            .iter()
+            .find(|(p, _)| self.state.is_ready(**p))?
+            .1;
         linked.stream.get_ref().local_addr().ok().map(|a| a.ip())
     }
 
@@ -427,16 +431,16 @@ impl<R: Runtime> Client<R> {
     /// Handles one wake-up.
     fn handle(&mut self, wake: Wake, stdin: &mut Option<Receiver<Lines>>) {
         match wake {
-            Wake::Event(Event::Bytes(id, bytes)) if self.conns.contains_key(&id) => {
+            Wake::Event(Event::Bytes(id, bytes)) if self.sockets.contains_key(&id) => {
                 self.feed(Input::Received(id, &bytes))
             }
             Wake::Event(Event::Sent(id, count)) => {
-                if let Some(conn) = self.conns.get_mut(&id) {
-                    conn.queued -= count;
+                if let Some(socket) = self.sockets.get_mut(&id) {
+                    socket.queued -= count;
                 }
                 self.written(id, count);
             }
-            Wake::Event(Event::Closed(id)) if self.conns.contains_key(&id) => {
+            Wake::Event(Event::Closed(id)) if self.sockets.contains_key(&id) => {
                 self.feed(Input::Closed(id))
             }
             Wake::Event(Event::Accepted(stream, addr)) if self.accepting => {
@@ -523,7 +527,7 @@ impl<R: Runtime> Client<R> {
         };
         R::spawn(read_loop(id, stream.clone(), owner.clone()));
         R::spawn(write_loop(id, stream.clone(), queue, owner));
-        let conn = Conn {
+        let socket = Socket {
             writer,
             queued: 0,
             pending: Vec::new(),
@@ -531,7 +535,7 @@ impl<R: Runtime> Client<R> {
             _alive: alive_tx,
             stream,
         };
-        self.conns.insert(id, conn);
+        self.sockets.insert(id, socket);
         let input = if outbound {
             Input::Dialed { peer: id, addr }
         } else {
@@ -547,19 +551,19 @@ impl<R: Runtime> Client<R> {
     /// Tells the state that `count` sends to `peer` were written, while it is connected.
     fn written(&mut self, peer: PeerId, count: usize) {
         for _ in 0..count {
-            if self.conns.contains_key(&peer) {
+            if self.sockets.contains_key(&peer) {
                 self.feed(Input::Sent(peer));
             }
         }
     }
 
     /// Hands `bytes`, holding `sends` sends, to the connection's writer task.
-    fn to_writer(conn: &mut Conn, bytes: Vec<u8>, sends: usize) {
+    fn to_writer(socket: &mut Socket, bytes: Vec<u8>, sends: usize) {
         // Closed means the writer failed; the reader's Closed will follow the shutdown.
-        if conn.writer.try_send((bytes, sends)).is_err() {
-            shutdown(&conn.stream);
+        if socket.writer.try_send((bytes, sends)).is_err() {
+            shutdown(&socket.stream);
         } else {
-            conn.queued += sends;
+            socket.queued += sends;
         }
     }
 
@@ -578,27 +582,27 @@ impl<R: Runtime> Client<R> {
     /// the state of the sends written, and writes what that makes it send, until it is done.
     fn flush(&mut self) {
         while let Some(peer) = self.unflushed.pop() {
-            let Some(conn) = self.conns.get_mut(&peer) else {
+            let Some(socket) = self.sockets.get_mut(&peer) else {
                 continue;
             };
-            let sends = std::mem::take(&mut conn.pending_sends);
-            let mut bytes = std::mem::take(&mut conn.pending);
-            match write_now(conn.stream.get_ref(), &bytes) {
+            let sends = std::mem::take(&mut socket.pending_sends);
+            let mut bytes = std::mem::take(&mut socket.pending);
+            match write_now(socket.stream.get_ref(), &bytes) {
                 Ok(n) if n == bytes.len() => {
                     // Kept for the next step's sends, unless a burst made it large: an idle
                     // link should not hold a burst's worth of memory.
                     if bytes.capacity() <= PENDING_KEPT {
                         bytes.clear();
-                        conn.pending = bytes;
+                        socket.pending = bytes;
                     }
                     self.written(peer, sends);
                 }
                 Ok(n) => {
                     bytes.drain(..n);
-                    Self::to_writer(conn, bytes, sends);
+                    Self::to_writer(socket, bytes, sends);
                 }
                 // The reader then sees the end and reports it.
-                Err(_) => shutdown(&conn.stream),
+                Err(_) => shutdown(&socket.stream),
             }
         }
     }
@@ -609,17 +613,17 @@ impl<R: Runtime> Client<R> {
             // Stdout prints the room's log in order, which holds this string: see `print`.
             Output::Print(_) => {}
             Output::Send { peer, bytes } => {
-                if let Some(conn) = self.conns.get_mut(&peer) {
-                    if conn.queued == 0 {
+                if let Some(socket) = self.sockets.get_mut(&peer) {
+                    if socket.queued == 0 {
                         // Written at the end of the step, with the step's other sends.
-                        if conn.pending_sends == 0 {
+                        if socket.pending_sends == 0 {
                             self.unflushed.push(peer);
                         }
-                        conn.pending.extend_from_slice(&bytes);
-                        conn.pending_sends += 1;
+                        socket.pending.extend_from_slice(&bytes);
+                        socket.pending_sends += 1;
                     } else {
                         // Behind what the writer task has.
-                        Self::to_writer(conn, bytes, 1);
+                        Self::to_writer(socket, bytes, 1);
                     }
                 }
             }
@@ -636,8 +640,8 @@ impl<R: Runtime> Client<R> {
             Output::PeerReady(_) => {}
             // What the user hears of it, the state said in a notice.
             Output::Disconnect { peer, .. } => {
-                if let Some(conn) = self.conns.remove(&peer) {
-                    shutdown(&conn.stream);
+                if let Some(socket) = self.sockets.remove(&peer) {
+                    shutdown(&socket.stream);
                 }
             }
         }
