@@ -78,6 +78,7 @@
 //!
 //! Outputs never depend on hash-map order: the same inputs and seed give the same outputs.
 
+pub(crate) mod addr;
 mod book;
 pub(crate) mod rng;
 #[cfg(any(test, feature = "sim"))]
@@ -95,6 +96,7 @@ use hashbrown::{HashMap, HashSet};
 use crate::PeerId;
 use crate::timers::Timers;
 pub use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
+use addr::{canonical, canonical_ip, dialable};
 use book::Book;
 use rng::Rng;
 
@@ -554,11 +556,14 @@ impl Mesh {
 
     /// Feeds one event in.
     pub fn handle(&mut self, now: Instant, input: MeshInput<'_>) {
+        // Every rule sees one spelling of each address (see `addr`); learned addresses are
+        // made canonical in `learn`.
         match input {
-            MeshInput::Start { contact } => self.on_start(now, contact),
-            MeshInput::Accepted { peer, remote } => self.on_accepted(now, peer, remote),
-            MeshInput::Dialed { peer, addr } => self.on_dialed(now, peer, addr),
+            MeshInput::Start { contact } => self.on_start(now, contact.map(canonical)),
+            MeshInput::Accepted { peer, remote } => self.on_accepted(now, peer, canonical(remote)),
+            MeshInput::Dialed { peer, addr } => self.on_dialed(now, peer, canonical(addr)),
             MeshInput::DialFailed { addr } => {
+                let addr = canonical(addr);
                 if self.dialing.remove(&addr) {
                     self.timers.set(Timer::DialDeadline(addr), None);
                     self.dial_failed(now, addr);
@@ -997,7 +1002,9 @@ impl Mesh {
     }
 
     fn learn(&mut self, now: Instant, source: IpAddr, addrs: &[SocketAddr]) {
+        let source = canonical_ip(source);
         for &addr in addrs.iter().take(MAX_ADDRS) {
+            let addr = canonical(addr);
             if dialable(addr, source)
                 && !self.self_addrs.contains(&addr)
                 && self.book.learn(addr, source, now, &mut self.rng).is_ok()
@@ -1210,20 +1217,4 @@ impl Mesh {
             assert_eq!(e.busy, self.in_use(e.addr), "busy flag of {}", e.addr);
         }
     }
-}
-
-/// Whether an address a peer at `source` told us of may be dialed: not an address nobody
-/// listens at (unspecified, port 0, multicast, broadcast, the 0.0.0.0/8 "this network" range,
-/// which Linux connects to this host), and a loopback address only from a peer on loopback,
-/// so that a stranger cannot make a client dial services of its own machine.
-fn dialable(addr: SocketAddr, source: IpAddr) -> bool {
-    let ip = addr.ip();
-    let this_network = matches!(ip, IpAddr::V4(v4) if v4.octets()[0] == 0);
-    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    addr.port() != 0
-        && !ip.is_unspecified()
-        && !ip.is_multicast()
-        && !this_network
-        && !broadcast
-        && (!ip.is_loopback() || source.is_loopback())
 }

@@ -58,6 +58,7 @@ use arbitrary::{Arbitrary, Unstructured};
 
 use super::reference::{self, Partial, Reader, kind};
 use crate::mesh::CloseWhy;
+use crate::mesh::addr::canonical;
 use crate::reconcile::{ReconcileError, Reconciler};
 use crate::store::{Id, Store};
 use crate::wire::{ByeReason, ClientId, Decoded, Frame, Hello};
@@ -760,9 +761,10 @@ impl Harness {
                         });
                     }
                 }
-                Frame::Addrs(addrs) => self.known.extend(addrs),
+                // The state dials an address in its one spelling (IPv4 for IPv4-mapped).
+                Frame::Addrs(addrs) => self.known.extend(addrs.into_iter().map(canonical)),
                 Frame::Bye { reason, addrs } => {
-                    self.known.extend(addrs);
+                    self.known.extend(addrs.into_iter().map(canonical));
                     expect
                         .drops
                         .insert(peer, vec![DisconnectReason::Bye(reason)]);
