@@ -79,7 +79,7 @@ mod timers;
 pub mod wire;
 
 pub use herald::LinkNotice;
-pub use reconcile::{MAX_RECON_LEN, Progress, ReconcileError, Reconciler};
+pub use reconcile::{Progress, ReconcileError, Reconciler};
 pub use state::{
     Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId, Stats,
 };
