@@ -70,6 +70,7 @@
 pub mod fuzzing;
 mod herald;
 pub mod mesh;
+mod peer;
 pub mod reconcile;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -79,9 +80,8 @@ mod timers;
 pub mod wire;
 
 pub use herald::LinkNotice;
+pub use peer::{DisconnectReason, PeerId};
 pub use reconcile::{Progress, ReconcileError, Reconciler};
-pub use state::{
-    Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId, Stats,
-};
+pub use state::{Config, FloodState, Input, InputError, Notice, Output, Stats};
 pub use store::{Fingerprint, Id, IdRange, Store};
 pub use wire::{ClientId, DecodeError, FrameDecoder, MAX_MESSAGE_LEN};

@@ -15,12 +15,12 @@ use hashbrown::HashMap;
 
 use crate::herald::{Herald, LinkNotice};
 use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshNotice, MeshOutput};
-use crate::reconcile::{ReconcileError, Reconciler};
+use crate::peer::{DisconnectReason, PeerId};
+use crate::reconcile::Reconciler;
 use crate::store::{Id, IdRange, Store};
 use crate::timers::Timers;
 use crate::wire::{
-    self, ByeReason, ClientId, DecodeError, Decoded, DecodedRef, Frame, FrameDecoder, GREETING,
-    Hello, TextError,
+    self, ByeReason, ClientId, Decoded, DecodedRef, Frame, FrameDecoder, GREETING, Hello, TextError,
 };
 
 /// Strings owed to one peer (asked for, or found lacking) above which its reconciliation
@@ -30,16 +30,6 @@ const OWED_PAUSE: usize = 4096;
 const OWED_MAX: usize = 16_384;
 /// Strings taken from an owed range at a time.
 const WALK_STEP: usize = 64;
-
-/// A connection, named by the driver; never reused within one [`FloodState`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub u64);
-
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "peer#{}", self.0)
-    }
-}
 
 /// Tunables and identity of a [`FloodState`].
 #[derive(Debug, Clone)]
@@ -188,82 +178,6 @@ impl fmt::Display for Notice {
             ),
             Self::Mesh(n) => n.fmt(f),
             Self::Link(n) => n.fmt(f),
-        }
-    }
-}
-
-/// Why a peer is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The peer closed the connection between frames.
-    Closed,
-    /// The peer closed the connection before its greeting and Hello.
-    ClosedBeforeGreeting,
-    /// The peer closed the connection in the middle of a frame.
-    ClosedMidFrame,
-    /// The peer sent bytes that are not floodchat.
-    Protocol(DecodeError),
-    /// The peer sent no greeting and Hello in time.
-    GreetingTimeout(Duration),
-    /// The peer began a frame and did not finish it in time.
-    FrameTimeout(Duration),
-    /// The peer sent nothing at all for this long.
-    Idle(Duration),
-    /// The peer left sent bytes unread for too long.
-    Stalled(Duration),
-    /// The peer said Bye.
-    Bye(ByeReason),
-    /// This client closed it on purpose.
-    Local(CloseWhy),
-    /// The peer's set reconciliation broke the protocol.
-    Reconcile(ReconcileError),
-    /// The peer asked for more strings at once than 16,384, or in all for more than
-    /// the room holds.
-    AskedTooMuch,
-    /// The peer sent reconciliation messages without reading our answers.
-    ReconcileOutOfTurn,
-}
-
-impl DisconnectReason {
-    /// Whether this is an ordinary departure rather than a fault of the peer.
-    pub fn is_clean(&self) -> bool {
-        matches!(self, Self::Closed | Self::Bye(_) | Self::Local(_))
-    }
-
-    /// Whether this is the mesh's own upkeep, which a user need not hear of: a duplicate or
-    /// self connection, a link shed or refused to keep the room mixed, a stranger turned away
-    /// by a limit (those the mesh summarises in a [`MeshNotice::Refused`]).
-    pub fn is_routine(&self) -> bool {
-        match self {
-            Self::Bye(reason) => matches!(
-                reason,
-                ByeReason::Duplicate | ByeReason::SelfConnection | ByeReason::Shed
-            ),
-            Self::Local(why) => !matches!(why, CloseWhy::HelloTimeout | CloseWhy::Leaving),
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = |d: &Duration| d.as_secs_f64();
-        match self {
-            Self::Closed => f.write_str("connection closed"),
-            Self::ClosedBeforeGreeting => f.write_str("connection closed before the greeting"),
-            Self::ClosedMidFrame => f.write_str("connection closed in the middle of a frame"),
-            Self::Protocol(e) => write!(f, "protocol error: {e}"),
-            Self::GreetingTimeout(d) => write!(f, "no greeting within {}s", secs(d)),
-            Self::FrameTimeout(d) => write!(f, "a frame took longer than {}s", secs(d)),
-            Self::Idle(d) => write!(f, "silent for {}s", secs(d)),
-            Self::Stalled(d) => write!(f, "stopped reading for {}s", secs(d)),
-            Self::Bye(reason) => write!(f, "it closed the link: {reason}"),
-            Self::Local(why) => why.fmt(f),
-            Self::Reconcile(e) => write!(f, "reconciliation error: {e}"),
-            Self::ReconcileOutOfTurn => {
-                f.write_str("sent reconciliation messages without reading the answers")
-            }
-            Self::AskedTooMuch => f.write_str("asked for more strings than it can lack"),
         }
     }
 }
@@ -1185,7 +1099,7 @@ enum Learned {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{FrameDecoder, encode_text};
+    use crate::wire::{DecodeError, FrameDecoder, encode_text};
 
     const A: PeerId = PeerId(1);
     const B: PeerId = PeerId(2);
