@@ -312,12 +312,20 @@ struct Conn {
 
 /// The state of one client: the grow-only set of strings, its links and its mesh, with no IO.
 ///
-/// Methods come in three kinds, in the spirit of quinn-proto and str0m:
-/// - [`handle_input`](Self::handle_input): something happened (a typed line, bytes, a timer);
-/// - [`poll_output`](Self::poll_output) and [`poll_timeout`](Self::poll_timeout): what to do
-///   now, and when to call again with [`Input::Timeout`]. Drain `poll_output` to `None` after
-///   every input;
-/// - getters that only read.
+/// Methods come in four kinds, as in quinn-proto's `Connection`:
+/// - getters (`&self`): [`messages`](Self::messages), [`is_flushed`](Self::is_flushed),
+///   [`stats`](Self::stats) and the like, which only read;
+/// - [`handle_input`](Self::handle_input): something happened (bytes from a peer, a
+///   connection opened or closed, a send written, the time of [`poll_timeout`](Self::poll_timeout)
+///   reached), including the user's typed lines;
+/// - commands that change the setup without an event: [`set_listen_port`](Self::set_listen_port);
+/// - `poll_*`: what to do now. Drain [`poll_output`](Self::poll_output) to `None` after every
+///   input, then read [`poll_timeout`](Self::poll_timeout) (the outputs may have moved it) and
+///   feed [`Input::Timeout`] once that time is reached.
+///
+/// Time comes in only as the `now` of [`handle_input`](Self::handle_input), and never goes back:
+/// a `now` earlier than one already given is taken as the latest time seen, so a clock that
+/// steps back delays deadlines rather than firing or reordering them.
 ///
 /// Every string is kept in a [`Store`] in the order it was learned. When a link is made the
 /// two sides reconcile their sets, so each sends only what the other lacks, as ranges of ids
@@ -373,7 +381,8 @@ impl FloodState {
         }
     }
 
-    /// Feeds one input at time `now`; drain [`poll_output`](Self::poll_output) afterwards.
+    /// Feeds one input at time `now` (clamped to the latest time seen); drain
+    /// [`poll_output`](Self::poll_output) afterwards.
     ///
     /// A misbehaving remote peer is never an `Err`: it becomes an [`Output::Disconnect`].
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
@@ -429,6 +438,7 @@ impl FloodState {
     }
 
     /// When to feed [`Input::Timeout`], or `None` if no timer is needed.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.timers.next(),
