@@ -72,6 +72,7 @@ mod herald;
 pub mod mesh;
 mod peer;
 pub mod reconcile;
+mod room;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod state;
@@ -82,6 +83,7 @@ pub mod wire;
 pub use herald::LinkNotice;
 pub use peer::{DisconnectReason, PeerId};
 pub use reconcile::{Progress, ReconcileError, Reconciler};
-pub use state::{Config, FloodState, Input, InputError, Notice, Output, Stats};
+pub use room::Stats;
+pub use state::{Config, FloodState, Input, InputError, Notice, Output};
 pub use store::{Fingerprint, Id, IdRange, Store};
 pub use wire::{ClientId, DecodeError, FrameDecoder, MAX_MESSAGE_LEN};

@@ -1,10 +1,13 @@
 //! [`FloodState`]: everything a client decides, with no IO.
 //!
-//! Two sub-machines behind one door: the [`Mesh`] decides which clients to be linked to
-//! (dialing, admission, addresses), and the flood part below keeps the room (the set of
-//! strings, the log, each link's cursor and flow control). The parent owns the connections
-//! (their decoders and timers), routes each frame to the part it concerns, and turns what
-//! the parts decide into [`Output`]s.
+//! Three parts behind one door, and a router between them: the [`Mesh`] decides which
+//! clients to be linked to (dialing, admission, addresses); the [`Room`] keeps the set of
+//! strings and decides what each link is sent (live flooding, reconciliation, owed strings,
+//! batching within the in-flight budget); the [`Herald`] decides what the user hears about
+//! links. `FloodState` owns the connections: it decodes their bytes, keeps every deadline in
+//! one [`Timers`] table, routes each frame to the part it concerns (Hello, Addrs and Bye to
+//! the mesh; Text, Recon and Want to the room), passes `LinkUp`s from the mesh to the room,
+//! closes what either part says to close, and turns what the parts decide into [`Output`]s.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -16,20 +19,12 @@ use hashbrown::HashMap;
 use crate::herald::{Herald, LinkNotice};
 use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshNotice, MeshOutput};
 use crate::peer::{DisconnectReason, PeerId};
-use crate::reconcile::Reconciler;
-use crate::store::{Id, IdRange, Store};
+use crate::room::{Refused, Room, RoomConfig, RoomInput, RoomOutput, Stats};
+use crate::store::Store;
 use crate::timers::Timers;
 use crate::wire::{
     self, ByeReason, ClientId, Decoded, DecodedRef, Frame, FrameDecoder, GREETING, Hello, TextError,
 };
-
-/// Strings owed to one peer (asked for, or found lacking) above which its reconciliation
-/// messages wait: reconciliation goes no faster than the link carries what it finds.
-const OWED_PAUSE: usize = 4096;
-/// Strings a peer may have asked for and not yet been sent; asking for more is an error.
-const OWED_MAX: usize = 16_384;
-/// Strings taken from an owed range at a time.
-const WALK_STEP: usize = 64;
 
 /// Tunables and identity of a [`FloodState`].
 #[derive(Debug, Clone)]
@@ -215,38 +210,6 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// Counters since creation, for tests and measurements.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Reconciliation and Want frames queued for sending, over all peers.
-    pub recon_frames_sent: u64,
-    /// Bytes of those frames.
-    pub recon_bytes_sent: u64,
-    /// Text frames queued for sending, over all peers.
-    pub frames_sent: u64,
-    /// Bytes queued for sending (greetings and frames), over all peers.
-    pub bytes_sent: u64,
-    /// Text frames received, duplicates included.
-    pub frames_received: u64,
-    /// Strings refused because the room was full.
-    pub refused_full: u64,
-}
-
-/// What a link is owed beyond the live strings: found by reconciliation, or asked for.
-#[derive(Debug, Clone, Copy)]
-enum Owed {
-    /// Every string of ours with an id in this range.
-    Range(IdRange),
-    /// The string at this index.
-    Index(usize),
-}
-
-/// The compact name of a string's origin: a peer's low 32 bits plus one, 0 if typed here. A
-/// clash after 2^32 connections only means one echo is not skipped, which the peer ignores.
-fn origin_tag(peer: Option<PeerId>) -> u32 {
-    peer.map_or(0, |p| (p.0 as u32).wrapping_add(1).max(1))
-}
-
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -275,39 +238,17 @@ enum TimerKind {
     Linger,
 }
 
+/// A connection's life: its decoder, phase and clocks. What it is sent is the room's.
 #[derive(Debug)]
 struct Conn {
     decoder: FrameDecoder,
     phase: Phase,
-    /// Index into the room of the next string flooded live to this peer.
-    cursor: usize,
-    /// Where live flooding started: strings from here on reach the peer live, so what it is
-    /// owed is only what came before.
-    live_from: usize,
     /// Whether we dialed it, and so start reconciliation.
     dialed: bool,
-    /// Set reconciliation with this peer.
-    recon: Reconciler,
-    /// A reconciliation message waiting for [`Conn::owed`] to drain.
-    recon_waiting: Option<Vec<u8>>,
-    /// Strings found lacking or asked for, not yet sent.
-    owed: VecDeque<Owed>,
-    /// How many of `owed` are single strings asked for.
-    owed_indices: usize,
-    /// Strings this link has been owed in all, found lacking or asked for; an honest peer
-    /// can lack no more than the room holds.
-    owed_total: usize,
-    /// [`Output::Send`]s not yet acknowledged by [`Input::Sent`].
-    in_flight: usize,
-    /// Control frames waiting for a send slot.
-    control: Vec<u8>,
     last_received: Instant,
     last_sent: Instant,
     /// Why a closing connection is closed.
     closing: Option<DisconnectReason>,
-    /// Strings first heard from this peer before it became a link, in learning order:
-    /// reconciliation must not send them back (a Hello the mesh did not link yet).
-    early: Vec<usize>,
 }
 
 /// The state of one client: the grow-only set of strings, its links and its mesh, with no IO.
@@ -336,48 +277,35 @@ struct Conn {
 pub struct FloodState {
     config: Config,
     now: Instant,
-    store: Store,
-    /// [`origin_tag`] of each string from [`Self::origins_from`] on: as far back as the
-    /// slowest link's live cursor, so the room's history costs no memory here.
-    origins: VecDeque<u32>,
-    /// The index of the string whose tag is `origins[0]`.
-    origins_from: usize,
-    room_full_said: bool,
     conns: HashMap<PeerId, Conn>,
-    /// The connected peers in increasing order, so outputs never depend on hashing.
-    order: Vec<PeerId>,
-    /// Whether new strings wait to be offered to the links until the end of a read.
-    pumps_deferred: bool,
-    /// Whether a string was learned while offers were deferred.
-    learned_deferred: bool,
     timers: Timers<(PeerId, TimerKind)>,
     mesh: Mesh,
+    /// The set of strings and what each link is sent.
+    room: Room,
     /// What the user is told about links.
     herald: Herald,
     outputs: VecDeque<Output>,
-    stats: Stats,
 }
 
 impl FloodState {
     /// An empty room at time `now`.
     pub fn new(config: Config, now: Instant) -> Self {
         let mesh = Mesh::new(config.mesh.clone(), config.client, config.seed, now);
+        let room = Room::new(RoomConfig {
+            send_batch: config.send_batch,
+            max_in_flight: config.max_in_flight,
+            max_strings: config.max_room_strings,
+            max_bytes: config.max_room_bytes,
+        });
         Self {
             config,
             now,
-            store: Store::new(),
-            origins: VecDeque::new(),
-            origins_from: 0,
-            room_full_said: false,
             conns: HashMap::new(),
-            order: Vec::new(),
-            pumps_deferred: false,
-            learned_deferred: false,
             timers: Timers::default(),
             mesh,
+            room,
             herald: Herald::new(now),
             outputs: VecDeque::new(),
-            stats: Stats::default(),
         }
     }
 
@@ -452,7 +380,7 @@ impl FloodState {
 
     /// The strings of the room, in the order this client learned them.
     pub fn messages(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.store.iter()
+        self.room.store().iter()
     }
 
     /// The string at `index` in the order this client learned them.
@@ -460,17 +388,18 @@ impl FloodState {
     /// # Panics
     /// If `index` is not below the number of strings.
     pub fn message(&self, index: usize) -> &str {
-        self.store.get(index)
+        self.room.store().get(index)
     }
 
     /// The room's strings.
     pub fn store(&self) -> &Store {
-        &self.store
+        self.room.store()
     }
 
     /// The strings of the room from the `start`th on, in the order this client learned them.
     pub fn messages_from(&self, start: usize) -> impl ExactSizeIterator<Item = &str> {
-        (start.min(self.store.len())..self.store.len()).map(|i| self.store.get(i))
+        let store = self.room.store();
+        (start.min(store.len())..store.len()).map(|i| store.get(i))
     }
 
     /// Whether the client still waits for its first link through the contact it was started
@@ -481,7 +410,7 @@ impl FloodState {
 
     /// Whether `text` is in the room.
     pub fn contains(&self, text: &str) -> bool {
-        self.store.contains(text)
+        self.room.store().contains(text)
     }
 
     /// Connections, linked or not.
@@ -511,18 +440,12 @@ impl FloodState {
 
     /// Whether every link has been sent, and has acknowledged, all it needs.
     pub fn is_flushed(&self) -> bool {
-        self.outputs.is_empty()
-            && self.conns.values().all(|c| {
-                c.in_flight == 0
-                    && c.control.is_empty()
-                    && (c.phase != Phase::Linked
-                        || (c.cursor == self.store.len() && c.owed.is_empty() && c.recon.is_done()))
-            })
+        self.outputs.is_empty() && self.room.is_flushed()
     }
 
     /// Counters since creation.
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.room.stats()
     }
 
     /// The configuration in force.
@@ -547,11 +470,11 @@ impl FloodState {
             return Ok(());
         }
         let text = wire::check_text(line).map_err(InputError::BadLine)?;
-        match self.learn(text, None) {
-            Learned::New => Ok(()),
-            Learned::Known => Err(InputError::AlreadySaid),
-            Learned::Full => Err(InputError::RoomFull),
-        }
+        self.room_input(RoomInput::Typed(text))
+            .map_err(|refused| match refused {
+                Refused::Known => InputError::AlreadySaid,
+                Refused::Full => InputError::RoomFull,
+            })
     }
 
     /// A new connection: sends the greeting and Hello, and waits for the peer's.
@@ -559,39 +482,27 @@ impl FloodState {
         if self.conns.contains_key(&peer) {
             return Err(InputError::PeerExists(peer));
         }
-        let mut bytes = GREETING.to_vec();
+        let mut hello = GREETING.to_vec();
         Frame::Hello(Hello {
             client: self.config.client,
             listen_port: self.config.listen_port,
             alone: self.link_count() == 0,
         })
-        .encode(&mut bytes);
-        let at = self.order.binary_search(&peer).unwrap_err();
-        self.order.insert(at, peer);
+        .encode(&mut hello);
         self.conns.insert(
             peer,
             Conn {
                 decoder: FrameDecoder::new(),
                 phase: Phase::Greeting,
-                cursor: 0,
-                live_from: 0,
                 dialed,
-                recon: Reconciler::new(),
-                recon_waiting: None,
-                owed: VecDeque::new(),
-                owed_indices: 0,
-                owed_total: 0,
-                in_flight: 0,
-                control: bytes,
                 last_received: self.now,
                 last_sent: self.now,
                 closing: None,
-                early: Vec::new(),
             },
         );
         let due = self.now.checked_add(self.config.greeting_timeout);
         self.timers.set((peer, TimerKind::Greeting), due);
-        self.pump(peer);
+        let _ = self.room_input(RoomInput::Opened { peer, hello });
         Ok(())
     }
 
@@ -622,25 +533,28 @@ impl FloodState {
         let mid_frame = c.decoder.greeted() && c.decoder.is_mid_item();
         // An item ended in this read, so the unfinished one began in it.
         let began_here = !decoded.is_empty();
-        // The strings of one read are offered to the links once, after it: one send to each
-        // link for all of them, not one for each string until the link's budget runs out.
-        self.pumps_deferred = true;
+        // The strings of one read are offered to the links once, after it (the room waits for
+        // `ReadDone`): one send to each link for all of them, not one for each string until
+        // the link's budget runs out.
         let mut cut = false;
         for item in decoded {
-            if !self.is_connected(peer) || self.conns[&peer].phase == Phase::Closing {
+            if self
+                .conns
+                .get(&peer)
+                .is_none_or(|c| c.phase == Phase::Closing)
+            {
                 cut = true;
                 break;
             }
             match item {
-                DecodedRef::Text(text) => self.text(peer, text),
+                DecodedRef::Text(text) => {
+                    let _ = self.room_input(RoomInput::Text { peer, text });
+                }
                 DecodedRef::Owned(Decoded::Frame(frame)) => self.frame(peer, frame),
                 DecodedRef::Owned(Decoded::Greeting | Decoded::Skipped { .. }) => {}
             }
         }
-        self.pumps_deferred = false;
-        if std::mem::take(&mut self.learned_deferred) {
-            self.pump_all();
-        }
+        let _ = self.room_input(RoomInput::ReadDone);
         if cut {
             return Ok(());
         }
@@ -668,15 +582,10 @@ impl FloodState {
         Ok(())
     }
 
-    /// Handles the text of one Text frame from `peer`.
-    fn text(&mut self, peer: PeerId, text: &str) {
-        self.stats.frames_received += 1;
-        self.learn(text, Some(peer));
-    }
-
-    /// Handles one whole frame from `peer`.
+    /// Routes one whole frame from `peer`: the Hello, Addrs and Bye to the mesh, Text, Recon
+    /// and Want to the room.
     fn frame(&mut self, peer: PeerId, frame: Frame) {
-        match frame {
+        let input = match frame {
             Frame::Hello(hello) => {
                 self.timers.set((peer, TimerKind::Greeting), None);
                 self.mesh_input(MeshInput::Hello {
@@ -685,13 +594,16 @@ impl FloodState {
                     listen_port: hello.listen_port,
                     alone: hello.alone,
                 });
+                return;
             }
-            Frame::Text(text) => self.text(peer, &text),
-            Frame::Addrs(addrs) => self.mesh_input(MeshInput::Addrs {
-                peer,
-                addrs: &addrs,
-            }),
-            Frame::Ping => {}
+            Frame::Addrs(addrs) => {
+                self.mesh_input(MeshInput::Addrs {
+                    peer,
+                    addrs: &addrs,
+                });
+                return;
+            }
+            Frame::Ping => return,
             Frame::Bye { reason, addrs } => {
                 self.mesh_input(MeshInput::Bye {
                     peer,
@@ -699,93 +611,36 @@ impl FloodState {
                     addrs: &addrs,
                 });
                 self.disconnect(peer, DisconnectReason::Bye(reason));
+                return;
             }
-            Frame::Recon(message) => {
-                let c = self.conns.get_mut(&peer).expect("connected");
-                if c.recon_waiting.is_some() {
-                    // An honest peer waits for our answer before it sends again.
-                    self.disconnect(peer, DisconnectReason::ReconcileOutOfTurn);
-                } else if c.owed.len() >= OWED_PAUSE || !c.control.is_empty() {
-                    // Our last answer, or what it found, is still waiting for the link.
-                    c.recon_waiting = Some(message);
-                } else {
-                    self.reconcile(peer, &message);
-                }
+            Frame::Text(text) => {
+                let _ = self.room_input(RoomInput::Text { peer, text: &text });
+                return;
             }
-            Frame::Want(ids) => {
-                let c = self.conns.get_mut(&peer).expect("connected");
-                for id in ids {
-                    if let Some(index) = self.store.index_of(&Id(id)) {
-                        c.owed.push_back(Owed::Index(index));
-                        c.owed_indices += 1;
-                        c.owed_total += 1;
-                    }
-                }
-                if c.owed_indices > OWED_MAX || c.owed_total > self.store.len() + OWED_MAX {
-                    self.disconnect(peer, DisconnectReason::AskedTooMuch);
-                } else {
-                    self.pump(peer);
-                }
-            }
-        }
-    }
-
-    /// Handles one reconciliation message from `peer`.
-    fn reconcile(&mut self, peer: PeerId, message: &[u8]) {
-        let c = self.conns.get_mut(&peer).expect("connected");
-        match c.recon.handle(&self.store, message) {
-            Err(e) => self.disconnect(peer, DisconnectReason::Reconcile(e)),
-            Ok(progress) => {
-                if let Some(reply) = progress.reply {
-                    Self::queue_recon(&mut self.stats, c, reply);
-                }
-                for range in progress.peer_lacks {
-                    c.owed_total += self.store.count(range);
-                    c.owed.push_back(Owed::Range(range));
-                }
-                if c.owed_total > self.store.len() + OWED_MAX {
-                    // Claiming to lack the same strings round after round would make us send
-                    // the room again each round.
-                    self.disconnect(peer, DisconnectReason::AskedTooMuch);
-                    return;
-                }
-                for ids in progress.we_lack.chunks(wire::MAX_WANT) {
-                    let start = c.control.len();
-                    Frame::Want(ids.iter().map(|id| id.0).collect()).encode(&mut c.control);
-                    self.stats.recon_frames_sent += 1;
-                    self.stats.recon_bytes_sent += (c.control.len() - start) as u64;
-                }
-                self.pump(peer);
-            }
-        }
-    }
-
-    /// Queues one reconciliation message to `c`.
-    fn queue_recon(stats: &mut Stats, c: &mut Conn, message: Vec<u8>) {
-        let start = c.control.len();
-        Frame::Recon(message).encode(&mut c.control);
-        stats.recon_frames_sent += 1;
-        stats.recon_bytes_sent += (c.control.len() - start) as u64;
+            Frame::Recon(message) => RoomInput::Recon { peer, message },
+            Frame::Want(ids) => RoomInput::Want { peer, ids },
+        };
+        let _ = self.room_input(input);
     }
 
     fn sent(&mut self, peer: PeerId) -> Result<(), InputError> {
-        let c = self.conn(peer)?;
-        if c.in_flight == 0 {
+        self.conn(peer)?;
+        if self.room.in_flight(peer) == 0 {
             return Err(InputError::NothingInFlight(peer));
         }
-        c.in_flight -= 1;
-        let (in_flight, phase) = (c.in_flight, c.phase);
-        if phase == Phase::Closing {
-            // The peer closes once it reads the Bye; until then (or the linger) we read on,
-            // so that closing with unread bytes cannot reset the connection under the Bye.
-            return Ok(());
+        let _ = self.room_input(RoomInput::Sent(peer));
+        // The peer closes once it reads the Bye; until then (or the linger) we read on, so
+        // that closing with unread bytes cannot reset the connection under the Bye.
+        if self
+            .conns
+            .get(&peer)
+            .is_some_and(|c| c.phase != Phase::Closing)
+        {
+            let due = self.now.checked_add(self.config.stall_timeout);
+            let busy = self.room.in_flight(peer) > 0;
+            self.timers
+                .set((peer, TimerKind::Stall), due.filter(|_| busy));
         }
-        let due = self.now.checked_add(self.config.stall_timeout);
-        self.timers
-            .set((peer, TimerKind::Stall), due.filter(|_| in_flight > 0));
-        self.pump(peer);
-        // The slowest link may be this one.
-        self.trim_origins();
         Ok(())
     }
 
@@ -812,13 +667,16 @@ impl FloodState {
                     DisconnectReason::Idle(config.idle_timeout)
                 }
                 TimerKind::Keepalive => {
-                    let quiet = c.in_flight == 0
+                    let quiet = self.room.in_flight(peer) == 0
                         && c.last_sent
                             .checked_add(config.keepalive)
                             .is_some_and(|due| due <= now);
                     if quiet {
-                        Frame::Ping.encode(&mut self.conns.get_mut(&peer).unwrap().control);
-                        self.pump(peer);
+                        let frames = [Frame::Ping];
+                        let _ = self.room_input(RoomInput::Control {
+                            peer,
+                            frames: &frames,
+                        });
                     }
                     self.arm_keepalive(peer);
                     continue;
@@ -866,12 +724,10 @@ impl FloodState {
         self.timers.set((peer, TimerKind::Keepalive), due);
     }
 
-    /// Forgets `peer` and tells the driver and the mesh.
+    /// Forgets `peer` and tells the room, the driver and the mesh.
     fn disconnect(&mut self, peer: PeerId, reason: DisconnectReason) {
         if self.conns.remove(&peer).is_some() {
-            if let Ok(at) = self.order.binary_search(&peer) {
-                self.order.remove(at);
-            }
+            let _ = self.room_input(RoomInput::Gone(peer));
             self.timers.cancel_where(|&(p, _)| p == peer);
             self.herald_ended(peer, &reason);
             self.outputs.push_back(Output::Disconnect { peer, reason });
@@ -900,16 +756,14 @@ impl FloodState {
         c.closing = Some(reason.clone());
         // The link ends now for the user; the connection, once its Bye is out.
         self.herald_ended(peer, &reason);
-        let c = self.conns.get_mut(&peer).expect("checked above");
-        Frame::Bye {
-            reason: bye,
-            addrs: addrs.into_iter().take(wire::MAX_ADDRS).collect(),
-        }
-        .encode(&mut c.control);
         self.timers.cancel_where(|&(p, _)| p == peer);
         let due = self.now.checked_add(self.config.linger);
         self.timers.set((peer, TimerKind::Linger), due);
-        self.pump(peer);
+        let bye = Frame::Bye {
+            reason: bye,
+            addrs: addrs.into_iter().take(wire::MAX_ADDRS).collect(),
+        };
+        let _ = self.room_input(RoomInput::Closing { peer, bye: &bye });
     }
 
     /// `peer` said a Hello the mesh accepted: it is a link of the room now.
@@ -921,20 +775,14 @@ impl FloodState {
             return;
         }
         c.phase = Phase::Linked;
-        // Live flooding starts here; what came before, reconciliation finds.
-        c.cursor = self.store.len();
-        c.live_from = c.cursor;
-        if c.dialed {
-            let first = c.recon.initiate(&self.store);
-            Self::queue_recon(&mut self.stats, c, first);
-        }
+        let dialed = c.dialed;
         self.outputs.push_back(Output::PeerReady(peer));
         let mut said = Vec::new();
         self.herald.linked(self.now, peer, client, &mut said);
         self.outputs.extend(said.into_iter().map(Output::Notice));
         self.arm_idle(peer);
         self.arm_keepalive(peer);
-        self.pump(peer);
+        let _ = self.room_input(RoomInput::LinkUp { peer, dialed });
     }
 
     /// Feeds the mesh and carries out what it decides.
@@ -945,14 +793,20 @@ impl FloodState {
                 MeshOutput::Dial(addr) => self.outputs.push_back(Output::Dial(addr)),
                 MeshOutput::LinkUp { peer, id } => self.link_up(peer, id),
                 MeshOutput::SendAddrs { peer, addrs } => {
-                    if let Some(c) = self.conns.get_mut(&peer)
-                        && c.phase != Phase::Closing
+                    if self
+                        .conns
+                        .get(&peer)
+                        .is_some_and(|c| c.phase != Phase::Closing)
                         && !addrs.is_empty()
                     {
-                        for chunk in addrs.chunks(wire::MAX_ADDRS) {
-                            Frame::Addrs(chunk.to_vec()).encode(&mut c.control);
-                        }
-                        self.pump(peer);
+                        let frames: Vec<Frame> = addrs
+                            .chunks(wire::MAX_ADDRS)
+                            .map(|chunk| Frame::Addrs(chunk.to_vec()))
+                            .collect();
+                        let _ = self.room_input(RoomInput::Control {
+                            peer,
+                            frames: &frames,
+                        });
                     }
                 }
                 MeshOutput::Close { peer, bye, why } => self.close(peer, bye, why),
@@ -965,150 +819,36 @@ impl FloodState {
         }
     }
 
-    /// Adds `text` if it is new to this client, prints it and offers it to every link.
-    fn learn(&mut self, text: &str, origin: Option<PeerId>) -> Learned {
-        let full = self.store.len() >= self.config.max_room_strings
-            || self.store.text_bytes() + text.len() > self.config.max_room_bytes;
-        if full {
-            if self.store.contains(text) {
-                return Learned::Known;
-            }
-            self.stats.refused_full += 1;
-            if !self.room_full_said {
-                self.room_full_said = true;
-                self.outputs.push_back(Output::Notice(Notice::RoomFull {
-                    strings: self.store.len(),
-                    bytes: self.store.text_bytes(),
-                }));
-            }
-            return Learned::Full;
-        }
-        let Some(index) = self.store.insert(text) else {
-            return Learned::Known;
-        };
-        self.origins.push_back(origin_tag(origin));
-        if let Some(c) = origin.and_then(|peer| self.conns.get_mut(&peer))
-            && c.phase != Phase::Linked
-        {
-            c.early.push(index);
-        }
-        self.outputs.push_back(Output::Print(index));
-        if self.pumps_deferred {
-            self.learned_deferred = true;
-        } else {
-            self.pump_all();
-        }
-        Learned::New
-    }
-
-    /// Offers what is waiting to every link.
-    fn pump_all(&mut self) {
-        for i in 0..self.order.len() {
-            self.pump(self.order[i]);
-        }
-        self.trim_origins();
-    }
-
-    /// Forgets the origins of strings every link's live cursor has passed.
-    fn trim_origins(&mut self) {
-        let links = self.conns.values().filter(|c| c.phase == Phase::Linked);
-        let keep_from = links.map(|c| c.cursor).min().unwrap_or(self.store.len());
-        let passed = keep_from
-            .saturating_sub(self.origins_from)
-            .min(self.origins.len());
-        self.origins.drain(..passed);
-        self.origins_from += passed;
-        if self.origins.capacity() > 4 * self.origins.len() + 4096 {
-            self.origins.shrink_to(2 * self.origins.len());
-        }
-    }
-
-    /// Sends `peer` its waiting control frames, the live strings it lacks, then what it is
-    /// owed, as far as its in-flight budget allows.
-    fn pump(&mut self, peer: PeerId) {
-        let Some(c) = self.conns.get_mut(&peer) else {
-            return;
-        };
-        let linked = c.phase == Phase::Linked;
-        let len = self.store.len();
-        let tag = origin_tag(Some(peer));
-        let mut sent_any = false;
-        let mut walked = Vec::new();
-        while c.in_flight < self.config.max_in_flight
-            && (!c.control.is_empty() || (linked && (c.cursor < len || !c.owed.is_empty())))
-        {
-            let mut bytes = std::mem::take(&mut c.control);
-            let batch = self.config.send_batch;
-            while linked && c.cursor < len && bytes.len() < batch {
-                let index = c.cursor;
-                c.cursor += 1;
-                if self.origins[index - self.origins_from] != tag {
-                    wire::encode_text(self.store.get(index), &mut bytes);
-                    self.stats.frames_sent += 1;
-                }
-            }
-            while linked && bytes.len() < batch {
-                let Some(owed) = c.owed.pop_front() else {
-                    break;
-                };
-                match owed {
-                    Owed::Index(index) => {
-                        c.owed_indices -= 1;
-                        walked.push(index);
+    /// Feeds the room and carries out what it decides, before anything else happens.
+    fn room_input(&mut self, input: RoomInput<'_>) -> Result<(), Refused> {
+        let result = self.room.handle(input);
+        while let Some(output) = self.room.poll() {
+            match output {
+                RoomOutput::Print(index) => self.outputs.push_back(Output::Print(index)),
+                RoomOutput::Send { peer, bytes, first } => {
+                    if first {
+                        let due = self.now.checked_add(self.config.stall_timeout);
+                        self.timers.set((peer, TimerKind::Stall), due);
                     }
-                    Owed::Range(range) => {
-                        if let Some(rest) = self.store.walk(range, WALK_STEP, &mut walked) {
-                            c.owed.push_front(Owed::Range(rest));
-                        }
+                    if let Some(c) = self.conns.get_mut(&peer) {
+                        c.last_sent = self.now;
                     }
+                    self.outputs.push_back(Output::Send { peer, bytes });
                 }
-                for index in walked.drain(..) {
-                    // Sent live, or first heard from this very peer: it has it.
-                    if index >= c.live_from || c.early.binary_search(&index).is_ok() {
-                        continue;
-                    }
-                    wire::encode_text(self.store.get(index), &mut bytes);
-                    self.stats.frames_sent += 1;
-                }
+                RoomOutput::Close { peer, why } => self.disconnect(peer, why),
+                RoomOutput::Full { strings, bytes } => self
+                    .outputs
+                    .push_back(Output::Notice(Notice::RoomFull { strings, bytes })),
             }
-            if bytes.is_empty() {
-                continue;
-            }
-            if c.in_flight == 0 {
-                let due = self.now.checked_add(self.config.stall_timeout);
-                self.timers.set((peer, TimerKind::Stall), due);
-            }
-            c.in_flight += 1;
-            sent_any = true;
-            self.stats.bytes_sent += bytes.len() as u64;
-            self.outputs.push_back(Output::Send { peer, bytes });
         }
-        if sent_any {
-            c.last_sent = self.now;
-        }
-        if c.owed.len() < OWED_PAUSE
-            && c.control.is_empty()
-            && let Some(message) = c.recon_waiting.take()
-        {
-            self.reconcile(peer, &message);
-        }
+        result
     }
-}
-
-/// What [`FloodState::learn`] made of a string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Learned {
-    /// Added to the room.
-    New,
-    /// Already in the room.
-    Known,
-    /// Not added: the room is at its limit here.
-    Full,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::room::OWED_MAX;
     use crate::wire::{DecodeError, FrameDecoder, encode_text};
 
     const A: PeerId = PeerId(1);
@@ -1285,9 +1025,9 @@ mod tests {
         let mut out = h.input(Input::Received(A, &texts(&from_a)));
         // B's budget ran out before its live cursor reached the end: only what it has yet to
         // be sent keeps an origin.
-        let kept = h.state.origins.len();
-        assert!(h.state.origins_from > 0 && kept < 20_000, "{kept} kept");
-        assert_eq!(h.state.origins_from + kept, 20_000);
+        let (from, kept) = h.state.room.origins_kept();
+        assert!(from > 0 && kept < 20_000, "{kept} kept");
+        assert_eq!(from + kept, 20_000);
         // B types while it is behind: its strings go to A, never back to B.
         out.extend(h.input(Input::Received(B, &texts(&["from b 1", "from b 2"]))));
         let mut to_a = Vec::new();
@@ -1305,8 +1045,11 @@ mod tests {
         assert_eq!(to_b, from_a, "B gets A's strings once each, in order");
         let to_a: Vec<String> = to_a.iter().map(text).collect();
         assert_eq!(to_a, ["from b 1", "from b 2"]);
-        assert!(h.state.origins.is_empty(), "every link caught up");
-        assert_eq!(h.state.origins_from, 20_002);
+        assert_eq!(
+            h.state.room.origins_kept(),
+            (20_002, 0),
+            "every link caught up"
+        );
     }
 
     #[test]
