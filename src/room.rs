@@ -232,6 +232,10 @@ pub(crate) struct Room {
     order: Vec<PeerId>,
     /// Whether a string was learned during the current read.
     learned_in_read: bool,
+    /// How many strings [`Room::poll`] has said to print. Every string learned is printed,
+    /// before anything else the input that learned it causes, so the [`RoomOutput::Print`]s
+    /// are counted rather than queued: the relay path stays one push per line.
+    printed: usize,
     out: VecDeque<RoomOutput>,
     stats: Stats,
 }
@@ -248,6 +252,7 @@ impl Room {
             links: HashMap::new(),
             order: Vec::new(),
             learned_in_read: false,
+            printed: 0,
             out: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -271,6 +276,7 @@ impl Room {
     /// Whether every connection has been sent, and has acknowledged, all it needs.
     pub(crate) fn is_flushed(&self) -> bool {
         self.out.is_empty()
+            && self.printed == self.store.len()
             && self.links.values().all(|l| {
                 l.in_flight == 0
                     && l.control.is_empty()
@@ -288,6 +294,10 @@ impl Room {
     /// The next output, if any; drain to `None` after every [`Room::handle`].
     #[must_use]
     pub(crate) fn poll(&mut self) -> Option<RoomOutput> {
+        if self.printed < self.store.len() {
+            self.printed += 1;
+            return Some(RoomOutput::Print(self.printed - 1));
+        }
         self.out.pop_front()
     }
 
@@ -470,8 +480,8 @@ impl Room {
         stats.recon_bytes_sent += (l.control.len() - start) as u64;
     }
 
-    /// Adds `text` if it is new to this client and prints it; the caller offers it to the
-    /// links.
+    /// Adds `text` if it is new to this client (to be printed at the next [`Room::poll`]);
+    /// the caller offers it to the links.
     fn learn(&mut self, text: &str, origin: Option<PeerId>) -> Result<(), Refused> {
         let full = self.store.len() >= self.config.max_strings
             || self.store.text_bytes() + text.len() > self.config.max_bytes;
@@ -498,7 +508,6 @@ impl Room {
         {
             l.early.push(index);
         }
-        self.out.push_back(RoomOutput::Print(index));
         Ok(())
     }
 
