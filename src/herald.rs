@@ -29,7 +29,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::mesh::{CloseWhy, MeshNotice};
-use crate::state::{DisconnectReason, Notice, PeerId};
+use crate::peer::{DisconnectReason, PeerId};
+use crate::state::Notice;
 use crate::wire::{ByeReason, ClientId};
 
 /// How long a link ended by the room's upkeep stays shown while its client may come back.

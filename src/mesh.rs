@@ -36,8 +36,9 @@
 //!   when its IP already has [`MeshConfig::max_per_ip`] inbound connections. When the table
 //!   is full ([`MeshConfig::max_connections`] in all, or [`MeshConfig::max_unproven`]
 //!   inbound connections that have not said Hello), the oldest unproven inbound connection is
-//!   evicted so that a newcomer still gets in; if there is none, the newcomer is refused. An
-//!   unproven connection has [`MeshConfig::hello_timeout`] to say Hello. Refusals are
+//!   evicted so that a newcomer still gets in; if there is none, the newcomer is refused. The
+//!   parent times the Hello out (it owns the connection and its deadlines) and reports
+//!   `Closed`; a dialed connection closed before Hello counts as a failed dial. Refusals are
 //!   reported as [`MeshNotice::Refused`], summarised every [`MeshConfig::notice_interval`].
 //! - **Hello**: our own id closes the connection (`Bye SelfConnection`; a dialed address that
 //!   was ourselves is never dialed again). A second connection to a client already linked
@@ -93,7 +94,8 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::PeerId;
+pub use crate::peer::CloseWhy;
+use crate::peer::PeerId;
 use crate::timers::Timers;
 pub use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
 use addr::{canonical, canonical_ip, dialable};
@@ -120,7 +122,8 @@ pub struct MeshConfig {
     pub book_size: usize,
     /// Most learned (unverified) book entries from one source IP.
     pub per_source: usize,
-    /// How long a new connection has to say Hello.
+    /// Unused: the parent times the Hello out (`Config::greeting_timeout`). Kept until the
+    /// driver stops setting it.
     pub hello_timeout: Duration,
     /// How long a dial may take before it counts as failed.
     pub dial_timeout: Duration,
@@ -185,51 +188,6 @@ impl MeshConfig {
         self.backoff_min
             .saturating_mul(factor)
             .min(self.backoff_max)
-    }
-}
-
-/// Why the mesh closes a connection, for a person to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseWhy {
-    /// The table of connections is full.
-    TooManyConnections,
-    /// Too many connections have not said Hello yet.
-    TooManyUnproven,
-    /// Too many connections come from this IP.
-    TooManyFromIp(IpAddr),
-    /// The oldest connection without a Hello, closed to make room for a newcomer.
-    Evicted,
-    /// No Hello within the deadline.
-    HelloTimeout,
-    /// The connection joins this client to itself.
-    SelfConnection,
-    /// Another connection to the same client stays.
-    Duplicate,
-    /// Our inbound links are full; the peer was given addresses to try.
-    Full,
-    /// The peer said Bye.
-    Bye(ByeReason),
-    /// We are leaving.
-    Leaving,
-    /// Shed to make room for a fresh link, so the room stays mixed.
-    Rotated,
-}
-
-impl fmt::Display for CloseWhy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooManyConnections => f.write_str("too many connections"),
-            Self::TooManyUnproven => f.write_str("too many connections without a greeting"),
-            Self::TooManyFromIp(ip) => write!(f, "too many connections from {ip}"),
-            Self::Evicted => f.write_str("no greeting yet, and a newcomer needs the slot"),
-            Self::HelloTimeout => f.write_str("no greeting in time"),
-            Self::SelfConnection => f.write_str("connected to itself"),
-            Self::Duplicate => f.write_str("already linked to that client"),
-            Self::Full => f.write_str("inbound links full; sent addresses to try"),
-            Self::Bye(reason) => write!(f, "the peer said goodbye: {reason}"),
-            Self::Leaving => f.write_str("leaving"),
-            Self::Rotated => f.write_str("rotated out for a fresh link"),
-        }
     }
 }
 
@@ -396,7 +354,6 @@ enum Timer {
     Dial,
     Shuffle,
     Notice,
-    Hello(PeerId),
     DialDeadline(SocketAddr),
 }
 
@@ -666,8 +623,6 @@ impl Mesh {
                 link: None,
             },
         );
-        self.timers
-            .set(Timer::Hello(peer), Some(now + self.config.hello_timeout));
     }
 
     fn refuse(&mut self, now: Instant, peer: PeerId, why: CloseWhy) {
@@ -723,8 +678,6 @@ impl Mesh {
                 link: None,
             },
         );
-        self.timers
-            .set(Timer::Hello(peer), Some(now + self.config.hello_timeout));
     }
 
     fn on_hello(&mut self, now: Instant, peer: PeerId, id: ClientId, listen_port: u16) {
@@ -771,7 +724,6 @@ impl Mesh {
         if dir == Dir::In && self.inbound_links() >= self.config.max_inbound {
             let own = (listen_port != 0).then(|| SocketAddr::new(remote.ip(), listen_port));
             let addrs = self.book.sample(MAX_ADDRS, own, &mut self.rng);
-            self.timers.set(Timer::Hello(peer), None);
             self.drop_conn(peer);
             self.out.push_back(MeshOutput::Close {
                 peer,
@@ -793,7 +745,6 @@ impl Mesh {
             e.busy = true;
             e.failures = 0;
         }
-        self.timers.set(Timer::Hello(peer), None);
         if let Some(c) = self.conns.get_mut(&peer) {
             c.link = Some(Link { id, addr });
         }
@@ -924,18 +875,6 @@ impl Mesh {
                             .set(Timer::Notice, Some(now + self.config.notice_interval));
                     }
                 }
-                Timer::Hello(peer) => {
-                    if let Some(conn) = self.drop_conn(peer) {
-                        self.out.push_back(MeshOutput::Close {
-                            peer,
-                            bye: None,
-                            why: CloseWhy::HelloTimeout,
-                        });
-                        if let Dir::Out(a) = conn.dir {
-                            self.dial_failed(now, a);
-                        }
-                    }
-                }
                 Timer::DialDeadline(addr) => {
                     if self.dialing.remove(&addr) {
                         self.dial_failed(now, addr);
@@ -1031,7 +970,6 @@ impl Mesh {
     /// Forgets a connection and everything that pointed at it.
     fn drop_conn(&mut self, peer: PeerId) -> Option<Conn> {
         let conn = self.conns.remove(&peer)?;
-        self.timers.set(Timer::Hello(peer), None);
         match &conn.link {
             Some(link) => {
                 if self.by_client.get(&link.id) == Some(&peer) {

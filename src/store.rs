@@ -17,8 +17,7 @@ use filter::Filter;
 
 mod filter;
 
-/// Bytes in an [`Id`].
-pub const ID_LEN: usize = 16;
+pub use crate::wire::ID_LEN;
 
 /// Entries in the smallest sorted run before it is merged into the next.
 const FIRST_RUN: usize = 64;

@@ -890,11 +890,6 @@ impl Harness {
             } else if model.keepalive(self.t).is_some_and(|at| at <= now) {
                 expect.pings.push(peer);
             }
-            let hello_due = model.opened + self.config.mesh.hello_timeout <= now;
-            if !model.ready && model.closing.is_none() && hello_due {
-                let why = DisconnectReason::Local(CloseWhy::HelloTimeout);
-                expect.may_drop.insert(peer, vec![why]);
-            }
         }
         let links = self.peers.values().filter(|m| m.linked()).count();
         expect.may_shed = links > self.config.mesh.links;
