@@ -101,7 +101,6 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         max_room_bytes: cli.max_room_mb as usize * 1024 * 1024,
         max_room_strings: cli.max_room_lines as usize,
         mesh: MeshConfig {
-            hello_timeout: cli.greeting_timeout,
             dial_timeout: cli.greeting_timeout,
             max_per_ip: usize::from(cli.max_per_ip),
             ..MeshConfig::with_links(usize::from(cli.links))

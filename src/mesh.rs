@@ -122,9 +122,6 @@ pub struct MeshConfig {
     pub book_size: usize,
     /// Most learned (unverified) book entries from one source IP.
     pub per_source: usize,
-    /// Unused: the parent times the Hello out (`Config::greeting_timeout`). Kept until the
-    /// driver stops setting it.
-    pub hello_timeout: Duration,
     /// How long a dial may take before it counts as failed.
     pub dial_timeout: Duration,
     /// Dials that may start at once (the token bucket's size).
@@ -167,7 +164,6 @@ impl MeshConfig {
             max_per_ip: 8,
             book_size: 256,
             per_source: 64,
-            hello_timeout: Duration::from_secs(5),
             dial_timeout: Duration::from_secs(5),
             dial_burst: 4,
             dial_interval: Duration::from_millis(500),

@@ -725,7 +725,7 @@ impl FloodState {
 
     /// What shows that the links still make progress while leaving.
     fn progress(&self) -> (u64, u64, u64) {
-        let s = &self.stats;
+        let s = self.stats();
         (s.frames_sent, s.recon_frames_sent, s.frames_received)
     }
 
@@ -738,12 +738,8 @@ impl FloodState {
         if self.left {
             return;
         }
-        let linked_all = self.conns.values().all(|c| {
-            c.in_flight == 0
-                && c.control.is_empty()
-                && (c.phase != Phase::Linked
-                    || (c.cursor == self.store.len() && c.owed.is_empty() && c.recon.is_done()))
-        });
+        // Everything queued went out with this input's outputs; what counts is the links.
+        let linked_all = self.room.is_flushed();
         if !linked_all {
             let now = self.progress();
             if now != seen {

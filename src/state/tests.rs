@@ -29,6 +29,8 @@ struct Harness {
     pending: [VecDeque<Vec<u8>>; 2],
     /// The side whose write moves next.
     turn: usize,
+    /// The notices the client under test said, as its user reads them, not yet taken.
+    said: Vec<String>,
 }
 
 /// The connection between the two sides of a pair, the same name at both ends.
@@ -61,6 +63,7 @@ impl Harness {
             disconnects: Vec::new(),
             pending: Default::default(),
             turn: 0,
+            said: Vec::new(),
         }
     }
 
@@ -106,12 +109,37 @@ impl Harness {
         self.drain()
     }
 
-    /// The outputs so far, but the notices about links (the mesh and herald tests cover
-    /// them).
+    /// The outputs so far, but the notices about links, which are kept for
+    /// [`Harness::said`].
     fn drain(&mut self) -> Vec<Output> {
-        std::iter::from_fn(|| self.state.poll_output())
-            .filter(|o| !matches!(o, Output::Notice(Notice::Mesh(_) | Notice::Link(_))))
-            .collect()
+        let mut out = Vec::new();
+        while let Some(o) = self.state.poll_output() {
+            match o {
+                Output::Notice(
+                    n @ (Notice::Mesh(_) | Notice::Link(_) | Notice::LeftUnfinished),
+                ) => self.said.push(n.to_string()),
+                o => out.push(o),
+            }
+        }
+        out
+    }
+
+    /// The notices about links said since the last call, as the user reads them.
+    fn said(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.said)
+    }
+
+    /// Feeds `input`, then reports every send written at once, as a socket that takes
+    /// everything would; returns every output but the notices.
+    fn input_written(&mut self, input: Input<'_>) -> Vec<Output> {
+        let mut all = self.input(input);
+        let mut next = self.ack(&all);
+        while !next.is_empty() {
+            let more = self.ack(&next);
+            all.append(&mut next);
+            next = more;
+        }
+        all
     }
 
     /// Accepts `peer`, acknowledges our greeting and feeds theirs with client id `peer + 1000`.
@@ -214,6 +242,8 @@ impl Harness {
         printed
     }
 }
+
+mod notices;
 
 fn hello_bytes(client: ClientId, alone: bool) -> Vec<u8> {
     let mut bytes = GREETING.to_vec();
