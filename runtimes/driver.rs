@@ -1,9 +1,11 @@
 //! The driver: moves bytes and lines between the world and a [`FloodState`], on any [`Runtime`].
 //!
 //! One task owns the state and every connection's handle. Each connection has a reader task
-//! and a writer task; the listener has its own task; stdin and stdout each have a thread. They
-//! all talk to the owner over bounded channels (stdout over a [`Handoff`]), so memory stays
-//! bounded and a slow party slows its sender down instead of piling up bytes.
+//! and a writer task and the listener has its own task (`net.rs`); stdin and stdout each have
+//! a thread (`stdio.rs`). They all talk to the owner over channels (stdout over a
+//! [`Handoff`]) whose contents are bounded, so memory stays bounded and a slow party slows its
+//! sender down instead of piling up bytes. The owner decides nothing: it feeds the state
+//! what happened, carries out what the state asks, and sleeps until its next deadline.
 //!
 //! Every boundary moves batches: stdin hands over many lines at once, the owner handles every
 //! event that is ready before it waits again and then writes each peer's sends of that step
@@ -13,37 +15,35 @@
 //! stops neither relaying nor Ctrl-C, and costs no memory beyond the room.
 
 use std::fmt::Display;
-use std::fs::File;
 use std::future::Future;
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr};
-use std::os::fd::AsFd;
-use std::pin::Pin;
+use std::io::{self, Write};
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Waker};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
+use async_io::{Async, Timer};
 use floodchat::mesh::MeshConfig;
-use floodchat::{ClientId, Config, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
-use futures_lite::future::{or, pending, race, yield_now};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use floodchat::{ClientId, Config, FloodState, Input, Output, PeerId};
+use futures_lite::future::{or, pending, race};
 use hashbrown::HashMap;
 
 use crate::cli::Cli;
 use crate::handoff::Handoff;
+use crate::lines::Lines;
+use crate::net::{
+    Event, Owner, Stream, accept_loop, dial, reachable_ip, read_loop, shutdown, write_loop,
+    write_now,
+};
+use crate::stdio::{handle_signals, read_stdin, spawn_stdout};
 use crate::terminal::{self, Terminal};
 
-/// Bytes read from a socket at once.
-const READ_BUF: usize = 64 * 1024;
 /// The largest buffer of a step's sends kept for a link's next step.
 const PENDING_KEPT: usize = 64 * 1024;
 /// Events from tasks waiting for the owner.
 const EVENT_QUEUE: usize = 256;
-/// Bytes read from stdin at once.
-const STDIN_READ: usize = 64 * 1024;
 /// Batches of lines from stdin waiting for the owner.
 const STDIN_QUEUE: usize = 4;
 /// Bytes of the room's strings handed to stdout at once (at least one string).
@@ -52,97 +52,20 @@ const STDOUT_CHUNK: usize = 128 * 1024;
 const DRAIN_MAX: usize = 1024;
 /// How long an interrupted client waits for a print already handed to stdout.
 const STOP_GRACE: Duration = Duration::from_millis(300);
-/// The window over which notices about connections are counted.
-const NOTICE_WINDOW: Duration = Duration::from_secs(10);
-/// Notices about connections shown per window; the rest are summed up at its end.
-const NOTICE_MAX: u32 = 20;
-/// The longest line kept from stdin: one more than a message and its `\r`, so that the core
-/// still sees that an over-long line is too long.
-const LINE_KEPT: usize = MAX_MESSAGE_LEN + 2;
-/// How long to wait for peers to close after our last bytes, when leaving.
-const LINGER: Duration = Duration::from_secs(2);
 /// The most characters of a bad answer to the prompt that are shown back.
 const ECHO_MAX: usize = 80;
-/// How long the listener rests after a failed accept (for example, out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The start-up question when no `--peer` is given.
 const PEER_QUESTION: &str = "Address of a peer (IP:PORT), or empty to start a new network: ";
 
-/// What differs between async runtimes: spawning, sockets and timers.
+/// What differs between smol and async-std: the executor that runs the tasks. Sockets and
+/// timers are async-io's, written once in this module for both.
 pub trait Runtime: 'static {
-    /// A TCP stream; clones share the socket.
-    type Stream: AsyncRead + AsyncWrite + Clone + Unpin + Send + Sync + 'static;
-    /// A TCP listener.
-    type Listener: Send + Sync + 'static;
     /// Runs `fut` to completion on this thread, as a task beside the ones [`Runtime::spawn`]
     /// starts: a task waking it then wakes no thread, only the executor's queue.
     fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T;
-    /// Runs `fut` in the background.
+    /// Runs `fut` in the background, on the thread that runs [`Runtime::block_on`].
     fn spawn(fut: impl Future<Output = ()> + Send + 'static);
-    /// Connects to `addr`.
-    fn connect(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Stream>> + Send;
-    /// Listens on `addr`.
-    fn bind(addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
-    /// Accepts one connection.
-    fn accept(
-        listener: &Self::Listener,
-    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
-    /// The address `listener` is bound to.
-    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
-    /// The local address of `stream`.
-    fn stream_local_addr(stream: &Self::Stream) -> io::Result<SocketAddr>;
-    /// Shuts down one or both directions of `stream`, ignoring errors.
-    fn shutdown(stream: &Self::Stream, how: Shutdown);
-    /// Sends small writes at once (`TCP_NODELAY`), ignoring errors: writes are batched here.
-    fn set_nodelay(stream: &Self::Stream);
-    /// Waits until `deadline`.
-    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
 }
-
-/// Writes the socket half of a [`Runtime`] impl for a runtime whose `net` module has the
-/// usual `TcpStream` and `TcpListener`, as smol's and async-std's both do.
-macro_rules! tcp_sockets {
-    ($net:ident) => {
-        type Stream = $net::TcpStream;
-        type Listener = $net::TcpListener;
-
-        fn connect(
-            addr: std::net::SocketAddr,
-        ) -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send {
-            $net::TcpStream::connect(addr)
-        }
-
-        fn bind(
-            addr: std::net::SocketAddr,
-        ) -> impl std::future::Future<Output = std::io::Result<Self::Listener>> + Send {
-            $net::TcpListener::bind(addr)
-        }
-
-        fn accept(
-            listener: &Self::Listener,
-        ) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, std::net::SocketAddr)>>
-        + Send {
-            listener.accept()
-        }
-
-        fn local_addr(listener: &Self::Listener) -> std::io::Result<std::net::SocketAddr> {
-            listener.local_addr()
-        }
-
-        fn stream_local_addr(stream: &Self::Stream) -> std::io::Result<std::net::SocketAddr> {
-            stream.local_addr()
-        }
-
-        fn shutdown(stream: &Self::Stream, how: std::net::Shutdown) {
-            let _ = stream.shutdown(how);
-        }
-
-        fn set_nodelay(stream: &Self::Stream) {
-            let _ = stream.set_nodelay(true);
-        }
-    };
-}
-pub(crate) use tcp_sockets;
 
 /// Prints `floodchat: <message>` on stderr, ignoring a closed stderr.
 pub fn say(message: impl Display) {
@@ -154,30 +77,30 @@ pub fn say(message: impl Display) {
 /// Runs a client until stdin ends (or forever with `--stay`) or a signal; `Err` holds why it
 /// could not run.
 pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
+    let (client, seed) = (os_random()?, os_random()?);
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     handle_signals(stop_tx.clone());
-    let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
     let (handoff, heard) = Handoff::new();
     let handoff = Arc::new(handoff);
-    let stdout = match Terminal::open() {
+    let (stdin_rx, stdout) = match Terminal::open() {
         Some(terminal) => {
             let question = cli.peer.is_none().then_some(PEER_QUESTION);
-            terminal.spawn(question, stdin_tx, handoff.clone(), stop_tx)
+            terminal.spawn(question, handoff.clone(), stop_tx)
         }
         None => {
+            let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
             thread::spawn(move || read_stdin(stdin_tx));
-            spawn_stdout(handoff.clone())?
+            (stdin_rx, spawn_stdout(handoff.clone())?)
         }
     };
     let config = Config {
-        client: ClientId(os_random()),
-        seed: os_random(),
+        client: ClientId(client),
+        seed,
         greeting_timeout: cli.greeting_timeout,
         stall_timeout: cli.stall_timeout,
         max_room_bytes: cli.max_room_mb as usize * 1024 * 1024,
         max_room_strings: cli.max_room_lines as usize,
         mesh: MeshConfig {
-            hello_timeout: cli.greeting_timeout,
             dial_timeout: cli.greeting_timeout,
             max_per_ip: usize::from(cli.max_per_ip),
             ..MeshConfig::with_links(usize::from(cli.links))
@@ -188,10 +111,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let now = Instant::now();
     let client = Client::<R> {
         state: FloodState::new(config, now),
-        dialing: 0,
-        last_failure: None,
-        joining: false,
-        conns: HashMap::new(),
+        sockets: HashMap::new(),
         next_id: 0,
         events_tx,
         events_rx,
@@ -201,14 +121,14 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
             cursor: 0,
             draining: false,
         },
-        early: Vec::new(),
-        notices: Notices::new(now),
+        early: Lines::default(),
         alarm: Alarm::default(),
         unflushed: Vec::new(),
         stop: stop_rx,
         stopped: false,
         failed: None,
         accepting: true,
+        runtime: PhantomData,
     };
     let result = R::block_on(client.run(cli.clone(), stdin_rx));
     handoff.close();
@@ -219,21 +139,10 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     result
 }
 
-/// Something a task tells the owner.
-enum Event<S> {
-    Bytes(PeerId, Vec<u8>),
-    /// This many sends to the peer were written.
-    Sent(PeerId, usize),
-    Closed(PeerId),
-    Accepted(S, SocketAddr),
-    Dialed(S, SocketAddr),
-    DialFailed(SocketAddr, io::Error),
-}
-
 /// What woke the owner up.
-enum Wake<S> {
-    Event(Event<S>),
-    Lines(Vec<u8>),
+enum Wake {
+    Event(Event),
+    Lines(Lines),
     StdinEnded,
     /// Stdout took or printed lines, or failed.
     Printed,
@@ -241,8 +150,8 @@ enum Wake<S> {
     Stop,
 }
 
-/// The owner's handle on one connection.
-struct Conn<S> {
+/// The owner's handle on one connection's socket and its writer task.
+struct Socket {
     /// Bytes for the writer task, with how many sends they hold.
     writer: Sender<(Vec<u8>, usize)>,
     /// Sends handed to the writer task and not yet reported written.
@@ -254,10 +163,7 @@ struct Conn<S> {
     /// Closed when the owner drops the connection, so that its tasks stop at once instead of
     /// holding their buffers while they wait for room in the owner's queue.
     _alive: Sender<()>,
-    stream: S,
-    addr: SocketAddr,
-    outbound: bool,
-    ready: bool,
+    stream: Stream,
 }
 
 /// The owner's side of the stdout thread: a cursor into the room's log.
@@ -271,19 +177,29 @@ struct Stdout {
     draining: bool,
 }
 
-/// The owner's timer, kept across steps: arming a runtime's timer costs system calls and a
-/// wake-up of its reactor, and the core's deadlines move later with almost every frame. So
-/// the alarm moves only when a deadline comes before it; ringing early is harmless (the
-/// owner looks at the core's deadline again).
-#[derive(Default)]
+/// The owner's timer, kept across steps and reset in place: arming the reactor's timer costs
+/// system calls and a wake-up of the reactor, and the core's deadlines move later with almost
+/// every frame. So the alarm moves only when a deadline comes before it; ringing early is
+/// harmless (the owner looks at the core's deadline again).
 struct Alarm {
+    /// When the alarm rings; `None` when it is not armed.
     at: Option<Instant>,
-    sleep: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// Set exactly when `at` is: a timer that rang, or was never set, waits forever.
+    timer: Timer,
+}
+
+impl Default for Alarm {
+    fn default() -> Self {
+        Self {
+            at: None,
+            timer: Timer::never(),
+        }
+    }
 }
 
 impl Alarm {
     /// Makes sure the alarm rings by `deadline`, if any.
-    fn arm<R: Runtime>(&mut self, deadline: Option<Instant>, now: Instant) {
+    fn arm(&mut self, deadline: Option<Instant>, now: Instant) {
         let Some(deadline) = deadline else {
             return;
         };
@@ -292,100 +208,26 @@ impl Alarm {
             return;
         }
         self.at = Some(deadline);
-        self.sleep = Some(Box::pin(R::sleep_until(deadline)));
+        self.timer.set_at(deadline);
     }
 
     /// Waits until the alarm rings, then disarms it; forever if it is not armed.
     async fn ring(&mut self) {
-        match &mut self.sleep {
-            Some(sleep) => sleep.await,
-            None => pending().await,
-        }
+        (&mut self.timer).await;
         self.at = None;
-        self.sleep = None;
     }
-}
-
-/// Notices about connections, at most [`NOTICE_MAX`] per [`NOTICE_WINDOW`], so that a storm
-/// of connections writes a summary instead of a line each.
-struct Notices {
-    window_start: Instant,
-    shown: u32,
-    held: u64,
-}
-
-impl Notices {
-    fn new(now: Instant) -> Self {
-        Self {
-            window_start: now,
-            shown: 0,
-            held: 0,
-        }
-    }
-
-    /// Shows `message`, or counts it if this window has shown enough.
-    fn say(&mut self, now: Instant, message: impl Display) {
-        self.tick(now);
-        if self.shown < NOTICE_MAX {
-            self.shown += 1;
-            say(message);
-        } else {
-            self.held += 1;
-        }
-    }
-
-    /// Ends the window if it is over, summing up what it held back.
-    fn tick(&mut self, now: Instant) {
-        if now < self.window_start + NOTICE_WINDOW {
-            return;
-        }
-        if self.held > 0 {
-            say(format!(
-                "... {} more connection notices in the last {} s",
-                thousands(self.held),
-                NOTICE_WINDOW.as_secs()
-            ));
-        }
-        *self = Self::new(now);
-    }
-
-    /// When the held-back summary is due, if any.
-    fn deadline(&self) -> Option<Instant> {
-        (self.held > 0).then(|| self.window_start + NOTICE_WINDOW)
-    }
-}
-
-/// `4812` as `4,812`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The task that owns the state and the connections.
 struct Client<R: Runtime> {
     state: FloodState,
-    /// Dials started and not yet answered.
-    dialing: usize,
-    /// Why the last connection that never became a link failed, for the note when joining
-    /// fails.
-    last_failure: Option<String>,
-    /// Whether the first contact is still being joined.
-    joining: bool,
-    conns: HashMap<PeerId, Conn<R::Stream>>,
+    sockets: HashMap<PeerId, Socket>,
     next_id: u64,
-    events_tx: Sender<Event<R::Stream>>,
-    events_rx: Receiver<Event<R::Stream>>,
+    events_tx: Sender<Event>,
+    events_rx: Receiver<Event>,
     stdout: Stdout,
     /// Lines typed after the answer to the prompt, before the room was joined.
-    early: Vec<u8>,
-    notices: Notices,
+    early: Lines,
     alarm: Alarm,
     /// Peers with sends in `pending`, to be written at the end of the step.
     unflushed: Vec<PeerId>,
@@ -394,11 +236,13 @@ struct Client<R: Runtime> {
     /// Why the client must end with an error.
     failed: Option<String>,
     accepting: bool,
+    /// The runtime that spawns the tasks.
+    runtime: PhantomData<fn() -> R>,
 }
 
 impl<R: Runtime> Client<R> {
     /// Runs the client; returns the result.
-    async fn run(mut self, cli: Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
+    async fn run(mut self, cli: Cli, stdin: Receiver<Lines>) -> Result<(), String> {
         let result = self.chat(&cli, stdin).await;
         let result = match self.failed.take() {
             Some(e) => Err(e),
@@ -411,7 +255,7 @@ impl<R: Runtime> Client<R> {
             let _ = self.stdout.handoff.offer(|_| false, true);
             let heard = async { self.stdout.heard.recv().await.is_ok() };
             let late = async {
-                R::sleep_until(grace).await;
+                Timer::at(grace).await;
                 false
             };
             if !or(heard, late).await {
@@ -421,11 +265,12 @@ impl<R: Runtime> Client<R> {
         result
     }
 
-    async fn chat(&mut self, cli: &Cli, stdin: Receiver<Vec<u8>>) -> Result<(), String> {
-        let listener = R::bind(cli.listen)
-            .await
+    async fn chat(&mut self, cli: &Cli, stdin: Receiver<Lines>) -> Result<(), String> {
+        let listener = Async::<TcpListener>::bind(cli.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
-        let port = R::local_addr(&listener)
+        let port = listener
+            .get_ref()
+            .local_addr()
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?
             .port();
         self.state.set_listen_port(port);
@@ -441,31 +286,28 @@ impl<R: Runtime> Client<R> {
         if !terminal::notice(format_args!("Listening on {shown}")) {
             let _ = writeln!(io::stderr(), "Listening on {shown}");
         }
-        R::spawn(accept_loop::<R>(listener, self.events_tx.clone()));
+        R::spawn(accept_loop(listener, self.events_tx.clone()));
 
         let early = std::mem::take(&mut self.early);
         self.typed(&early);
         self.print();
         let mut stdin = Some(stdin);
         while !self.stopped && (stdin.is_some() || cli.stay) {
-            self.step(&mut stdin, None).await;
+            self.step(&mut stdin).await;
         }
         self.leave().await;
         Ok(())
     }
 
     /// Asks for a peer's address on stdin; `None` for a new network.
-    async fn ask_peer(&mut self, stdin: &Receiver<Vec<u8>>) -> Option<SocketAddr> {
+    async fn ask_peer(&mut self, stdin: &Receiver<Lines>) -> Option<SocketAddr> {
         if !terminal::is_open() {
             let _ = write!(io::stderr(), "{PEER_QUESTION}");
         }
-        let mut lines = self.or_stop(stdin.recv()).await?.ok()?;
-        let end = lines
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(lines.len(), |p| p + 1);
-        self.early = lines.split_off(end);
-        let answer = String::from_utf8_lossy(&lines);
+        let lines = self.or_stop(stdin.recv()).await?.ok()?;
+        let (answer, early) = lines.split_first()?;
+        self.early = early;
+        let answer = String::from_utf8_lossy(&answer);
         let answer = answer.trim();
         if answer.is_empty() {
             return None;
@@ -485,67 +327,35 @@ impl<R: Runtime> Client<R> {
         addr
     }
 
-    /// Starts the state, and with a first contact waits until it is linked or has failed;
-    /// returns our IP on the socket to the contact.
+    /// Starts the state, and with a first contact waits until it is linked or has failed (the
+    /// state tells the user which); returns our IP on the socket to the contact.
     async fn join(&mut self, contact: Option<SocketAddr>) -> Option<IpAddr> {
         self.feed(Input::Start { contact });
-        let contact = contact?;
-        self.joining = true;
-        while !self.stopped
-            && !self.conns.values().any(|c| c.ready)
-            && (self.dialing > 0 || !self.conns.is_empty())
-        {
-            self.step(&mut None, None).await;
+        contact?;
+        while !self.stopped && self.state.is_joining() {
+            self.step(&mut None).await;
         }
-        self.joining = false;
         // Joined through the contact or through a client it pointed us to.
-        let linked = self.conns.values().find(|c| c.ready);
-        match linked {
-            Some(conn) => R::stream_local_addr(&conn.stream).ok().map(|a| a.ip()),
-            None => {
-                if !self.stopped {
-                    let why = self.last_failure.take().unwrap_or_default();
-                    say(format!(
-                        "no floodchat peer at {contact} ({why}); starting a new network"
-                    ));
-                }
-                None
-            }
-        }
+        let linked = self
+            .sockets
+            .iter()
+            .find(|(p, _)| self.state.is_ready(**p))?
+            .1;
+        linked.stream.get_ref().local_addr().ok().map(|a| a.ip())
     }
 
-    /// Sends what is owed, closes our side of every connection, waits a little for peers to
-    /// close theirs, and prints what is left to print.
+    /// Leaves as the state decides (once the links have everything, or have stopped making
+    /// progress), waits for every connection to close, and prints what is left to print.
     async fn leave(&mut self) {
         self.accepting = false;
-        // Wait for every link to have what it lacks, as long as that makes progress: a peer
-        // that stops answering reconciliation (but keeps the link alive) cannot hold us here.
-        let patience = self.state.config().stall_timeout;
-        let progress =
-            |s: floodchat::Stats| (s.frames_sent, s.recon_frames_sent, s.frames_received);
-        let mut seen = (progress(self.state.stats()), Instant::now());
-        while !self.stopped && !self.state.is_flushed() {
-            let give_up = seen.1 + patience;
-            if Instant::now() >= give_up {
-                say("leaving although some links never finished comparing what they hold");
-                break;
-            }
-            self.step(&mut None, Some(give_up)).await;
-            let now = progress(self.state.stats());
-            if now != seen.0 {
-                seen = (now, Instant::now());
-            }
-        }
-        // Each link is told Bye, and closes once it has read everything.
-        self.feed(Input::Leave);
-        let deadline = Instant::now() + LINGER;
-        while !self.stopped && !self.conns.is_empty() && Instant::now() < deadline {
-            self.step(&mut None, Some(deadline)).await;
+        self.feed(Input::EndOfInput);
+        while !self.stopped && !self.state.has_left() {
+            self.step(&mut None).await;
         }
         self.stdout.draining = true;
         self.print();
         while !self.stopped && !self.all_printed() {
-            self.step(&mut None, None).await;
+            self.step(&mut None).await;
         }
     }
 
@@ -567,14 +377,10 @@ impl<R: Runtime> Client<R> {
 
     /// Waits for something to happen, handles it and everything else already waiting, and
     /// hands stdout its next chunk; sets `stdin` to `None` when it ends.
-    async fn step(&mut self, stdin: &mut Option<Receiver<Vec<u8>>>, until: Option<Instant>) {
+    async fn step(&mut self, stdin: &mut Option<Receiver<Lines>>) {
         // What was fed since the last step (joining, leaving) goes out before the wait.
         self.flush();
-        let deadline = [self.state.poll_timeout(), self.notices.deadline(), until]
-            .into_iter()
-            .flatten()
-            .min();
-        self.alarm.arm::<R>(deadline, Instant::now());
+        self.alarm.arm(self.state.poll_timeout(), Instant::now());
         let alarm = &mut self.alarm;
         let timer = async {
             alarm.ring().await;
@@ -617,35 +423,34 @@ impl<R: Runtime> Client<R> {
         }
         self.flush();
         self.print();
+        // The prompt counts the links; a change of links is rare, this store is cheap.
+        terminal::set_peers(self.state.link_count());
     }
 
     /// Handles one wake-up.
-    fn handle(&mut self, wake: Wake<R::Stream>, stdin: &mut Option<Receiver<Vec<u8>>>) {
+    fn handle(&mut self, wake: Wake, stdin: &mut Option<Receiver<Lines>>) {
         match wake {
-            Wake::Event(Event::Bytes(id, bytes)) if self.conns.contains_key(&id) => {
+            Wake::Event(Event::Bytes(id, bytes)) if self.sockets.contains_key(&id) => {
                 self.feed(Input::Received(id, &bytes))
             }
             Wake::Event(Event::Sent(id, count)) => {
-                if let Some(conn) = self.conns.get_mut(&id) {
-                    conn.queued -= count;
+                if let Some(socket) = self.sockets.get_mut(&id) {
+                    socket.queued -= count;
                 }
                 self.written(id, count);
             }
-            Wake::Event(Event::Closed(id)) if self.conns.contains_key(&id) => {
+            Wake::Event(Event::Closed(id)) if self.sockets.contains_key(&id) => {
                 self.feed(Input::Closed(id))
             }
             Wake::Event(Event::Accepted(stream, addr)) if self.accepting => {
                 self.add_conn(stream, addr, false);
             }
             Wake::Event(Event::Dialed(stream, addr)) => {
-                self.dialing -= 1;
                 if self.accepting {
                     self.add_conn(stream, addr, true);
                 }
             }
-            Wake::Event(Event::DialFailed(addr, e)) => {
-                self.dialing -= 1;
-                self.last_failure = Some(e.to_string());
+            Wake::Event(Event::DialFailed(addr)) => {
                 self.feed(Input::DialFailed(addr));
             }
             // Stale: about a connection already closed, or one accepted while leaving.
@@ -655,20 +460,21 @@ impl<R: Runtime> Client<R> {
             // `print`, at the end of the step, hands over more or hears of a failure.
             Wake::Printed => {}
             Wake::Timer => {
-                let now = Instant::now();
-                if self.state.poll_timeout().is_some_and(|t| t <= now) {
+                if self
+                    .state
+                    .poll_timeout()
+                    .is_some_and(|t| t <= Instant::now())
+                {
                     self.feed(Input::Timeout);
                 }
-                self.notices.tick(now);
             }
             Wake::Stop => self.stopped = true,
         }
     }
 
-    /// Feeds each line of a batch (each ending in `\n`) to the state.
-    fn typed(&mut self, lines: &[u8]) {
-        for line in lines.split_inclusive(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\n").unwrap_or(line);
+    /// Feeds each line of a batch to the state.
+    fn typed(&mut self, lines: &Lines) {
+        for line in lines.iter() {
             self.feed(Input::LineTyped(line));
         }
     }
@@ -704,30 +510,31 @@ impl<R: Runtime> Client<R> {
     }
 
     /// Starts the tasks of a new connection and tells the state.
-    fn add_conn(&mut self, stream: R::Stream, addr: SocketAddr, outbound: bool) -> PeerId {
+    fn add_conn(&mut self, stream: Async<TcpStream>, addr: SocketAddr, outbound: bool) -> PeerId {
         let id = PeerId(self.next_id);
         self.next_id += 1;
-        R::set_nodelay(&stream);
-        let (writer, queue) = async_channel::bounded(self.state.config().max_in_flight + 1);
+        // Small writes go out at once: writes are batched here.
+        let _ = stream.get_ref().set_nodelay(true);
+        let stream = Arc::new(stream);
+        // Unbounded here, bounded by the state: it has at most `Config::max_in_flight` sends
+        // to a peer unacknowledged, and a send leaves this queue before it is acknowledged.
+        let (writer, queue) = async_channel::unbounded();
         let (alive_tx, alive) = async_channel::bounded(1);
         let owner = Owner {
             events: self.events_tx.clone(),
             alive,
         };
         R::spawn(read_loop(id, stream.clone(), owner.clone()));
-        R::spawn(write_loop::<R>(id, stream.clone(), queue, owner));
-        let conn = Conn {
+        R::spawn(write_loop(id, stream.clone(), queue, owner));
+        let socket = Socket {
             writer,
             queued: 0,
             pending: Vec::new(),
             pending_sends: 0,
             _alive: alive_tx,
             stream,
-            addr,
-            outbound,
-            ready: false,
         };
-        self.conns.insert(id, conn);
+        self.sockets.insert(id, socket);
         let input = if outbound {
             Input::Dialed { peer: id, addr }
         } else {
@@ -743,20 +550,19 @@ impl<R: Runtime> Client<R> {
     /// Tells the state that `count` sends to `peer` were written, while it is connected.
     fn written(&mut self, peer: PeerId, count: usize) {
         for _ in 0..count {
-            if self.conns.contains_key(&peer) {
+            if self.sockets.contains_key(&peer) {
                 self.feed(Input::Sent(peer));
             }
         }
     }
 
     /// Hands `bytes`, holding `sends` sends, to the connection's writer task.
-    fn to_writer(conn: &mut Conn<R::Stream>, bytes: Vec<u8>, sends: usize) {
-        // Full cannot happen (see Config::max_in_flight); closed means the writer failed.
-        // Either way the reader's Closed will follow the shutdown.
-        if conn.writer.try_send((bytes, sends)).is_err() {
-            R::shutdown(&conn.stream, Shutdown::Both);
+    fn to_writer(socket: &mut Socket, bytes: Vec<u8>, sends: usize) {
+        // Closed means the writer failed; the reader's Closed will follow the shutdown.
+        if socket.writer.try_send((bytes, sends)).is_err() {
+            shutdown(&socket.stream);
         } else {
-            conn.queued += sends;
+            socket.queued += sends;
         }
     }
 
@@ -775,27 +581,27 @@ impl<R: Runtime> Client<R> {
     /// the state of the sends written, and writes what that makes it send, until it is done.
     fn flush(&mut self) {
         while let Some(peer) = self.unflushed.pop() {
-            let Some(conn) = self.conns.get_mut(&peer) else {
+            let Some(socket) = self.sockets.get_mut(&peer) else {
                 continue;
             };
-            let sends = std::mem::take(&mut conn.pending_sends);
-            let mut bytes = std::mem::take(&mut conn.pending);
-            match write_now(&mut conn.stream, &bytes) {
+            let sends = std::mem::take(&mut socket.pending_sends);
+            let mut bytes = std::mem::take(&mut socket.pending);
+            match write_now(socket.stream.get_ref(), &bytes) {
                 Ok(n) if n == bytes.len() => {
                     // Kept for the next step's sends, unless a burst made it large: an idle
                     // link should not hold a burst's worth of memory.
                     if bytes.capacity() <= PENDING_KEPT {
                         bytes.clear();
-                        conn.pending = bytes;
+                        socket.pending = bytes;
                     }
                     self.written(peer, sends);
                 }
                 Ok(n) => {
                     bytes.drain(..n);
-                    Self::to_writer(conn, bytes, sends);
+                    Self::to_writer(socket, bytes, sends);
                 }
                 // The reader then sees the end and reports it.
-                Err(_) => R::shutdown(&conn.stream, Shutdown::Both),
+                Err(_) => shutdown(&socket.stream),
             }
         }
     }
@@ -806,59 +612,35 @@ impl<R: Runtime> Client<R> {
             // Stdout prints the room's log in order, which holds this string: see `print`.
             Output::Print(_) => {}
             Output::Send { peer, bytes } => {
-                if let Some(conn) = self.conns.get_mut(&peer) {
-                    if conn.queued == 0 {
+                if let Some(socket) = self.sockets.get_mut(&peer) {
+                    if socket.queued == 0 {
                         // Written at the end of the step, with the step's other sends.
-                        if conn.pending_sends == 0 {
+                        if socket.pending_sends == 0 {
                             self.unflushed.push(peer);
                         }
-                        conn.pending.extend_from_slice(&bytes);
-                        conn.pending_sends += 1;
+                        socket.pending.extend_from_slice(&bytes);
+                        socket.pending_sends += 1;
                     } else {
                         // Behind what the writer task has.
-                        Self::to_writer(conn, bytes, 1);
+                        Self::to_writer(socket, bytes, 1);
                     }
                 }
             }
             Output::Dial(addr) => {
-                self.dialing += 1;
-                R::spawn(dial::<R>(
+                R::spawn(dial(
                     addr,
-                    self.state.config().greeting_timeout,
+                    // The mesh's own deadline, so that the socket gives up when it does.
+                    self.state.config().mesh.dial_timeout,
                     self.events_tx.clone(),
                 ));
             }
             Output::Notice(notice) => say(notice),
-            Output::PeerReady(peer) => {
-                if let Some(conn) = self.conns.get_mut(&peer) {
-                    conn.ready = true;
-                    terminal::peer_ready();
-                    if conn.outbound {
-                        say(format!("connected to {}", conn.addr));
-                    } else {
-                        let message = format!("{} joined", conn.addr);
-                        self.notices.say(Instant::now(), message);
-                    }
-                }
-            }
-            Output::Disconnect { peer, reason } => {
-                if let Some(conn) = self.conns.remove(&peer) {
-                    R::shutdown(&conn.stream, Shutdown::Both);
-                    if conn.ready {
-                        terminal::peer_gone();
-                    } else {
-                        self.last_failure = Some(reason.to_string());
-                    }
-                    if reason.is_routine() || (self.joining && conn.outbound && !conn.ready) {
-                        // The mesh's upkeep is not news; while joining, the note on how
-                        // joining went says it once.
-                    } else if conn.outbound && conn.ready {
-                        say(format!("{}: {reason}", conn.addr));
-                    } else {
-                        // Failed dials and strangers: summarised when they come often.
-                        let message = format!("{}: {reason}", conn.addr);
-                        self.notices.say(Instant::now(), message);
-                    }
+            // The prompt's count of peers follows the state's links: see `feed`.
+            Output::PeerReady(_) => {}
+            // What the user hears of it, the state said in a notice.
+            Output::Disconnect { peer, .. } => {
+                if let Some(socket) = self.sockets.remove(&peer) {
+                    shutdown(&socket.stream);
                 }
             }
         }
@@ -872,265 +654,7 @@ async fn signalled(stop: &Receiver<()>) {
     }
 }
 
-/// How a connection's tasks reach the owner.
-struct Owner<S> {
-    events: Sender<Event<S>>,
-    /// Ends (closed, never sent on) when the owner drops the connection.
-    alive: Receiver<()>,
-}
-
-impl<S> Clone for Owner<S> {
-    fn clone(&self) -> Self {
-        Self {
-            events: self.events.clone(),
-            alive: self.alive.clone(),
-        }
-    }
-}
-
-impl<S> Owner<S> {
-    /// Sends `event` unless the owner dropped the connection first; whether it was sent.
-    async fn tell(&self, event: Event<S>) -> bool {
-        let dropped = async {
-            let _ = self.alive.recv().await;
-            false
-        };
-        or(async { self.events.send(event).await.is_ok() }, dropped).await
-    }
-}
-
-/// Forwards what `stream` says to the owner until it ends.
-async fn read_loop<S: AsyncRead + Unpin>(id: PeerId, mut stream: S, owner: Owner<S>) {
-    let mut buf = vec![0; READ_BUF];
-    loop {
-        let event = match stream.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => Event::Bytes(id, buf[..n].to_vec()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        if !owner.tell(event).await {
-            return;
-        }
-        // Let the owner relay these bytes before this task reads again: the next read is
-        // usually an empty one that only re-arms the socket's interest, two system calls
-        // that would otherwise sit between a frame's arrival and its relay.
-        yield_now().await;
-    }
-    owner.tell(Event::Closed(id)).await;
-}
-
-/// Writes what `stream` takes of `bytes` without waiting; returns how many bytes it took.
-fn write_now<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> io::Result<usize> {
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut done = 0;
-    while done < bytes.len() {
-        match Pin::new(&mut *stream).poll_write(&mut cx, &bytes[done..]) {
-            Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Poll::Ready(Ok(n)) => done += n,
-            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-            Poll::Ready(Err(e)) => return Err(e),
-            Poll::Pending => break,
-        }
-    }
-    Ok(done)
-}
-
-/// Writes the batches of bytes queued for `stream`, all that are waiting in one write, and
-/// acknowledges them, until the owner drops the queue.
-async fn write_loop<R: Runtime>(
-    id: PeerId,
-    mut stream: R::Stream,
-    queue: Receiver<(Vec<u8>, usize)>,
-    owner: Owner<R::Stream>,
-) {
-    while let Ok((mut bytes, mut count)) = queue.recv().await {
-        while let Ok((more, sends)) = queue.try_recv() {
-            bytes.extend_from_slice(&more);
-            count += sends;
-        }
-        if stream.write_all(&bytes).await.is_err() {
-            // The reader then sees the end and reports it.
-            R::shutdown(&stream, Shutdown::Both);
-            return;
-        }
-        if !owner.tell(Event::Sent(id, count)).await {
-            return;
-        }
-    }
-}
-
-/// Connects to `addr` within `timeout` and tells the owner how it went.
-async fn dial<R: Runtime>(addr: SocketAddr, timeout: Duration, events: Sender<Event<R::Stream>>) {
-    let give_up = async move {
-        R::sleep_until(Instant::now() + timeout).await;
-        Err(io::ErrorKind::TimedOut.into())
-    };
-    let event = match or(R::connect(addr), give_up).await {
-        Ok(stream) => Event::Dialed(stream, addr),
-        Err(e) => Event::DialFailed(addr, e),
-    };
-    let _ = events.send(event).await;
-}
-
 /// 64 random bits from the operating system, for the client's identity and the core's seed.
-fn os_random() -> u64 {
-    let mut bytes = [0; 8];
-    if std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .is_ok()
-    {
-        return u64::from_ne_bytes(bytes);
-    }
-    // No /dev/urandom: the standard library's hasher keys are seeded from the OS.
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(Instant::now())
-}
-
-/// Hands accepted connections to the owner.
-async fn accept_loop<R: Runtime>(listener: R::Listener, events: Sender<Event<R::Stream>>) {
-    let mut failing = false;
-    loop {
-        match R::accept(&listener).await {
-            Ok((stream, addr)) => {
-                failing = false;
-                if events.send(Event::Accepted(stream, addr)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                if !failing {
-                    say(format!("cannot accept a connection: {e}"));
-                    failing = true;
-                }
-                R::sleep_until(Instant::now() + ACCEPT_BACKOFF).await;
-            }
-        }
-    }
-}
-
-/// The stdin thread: sends batches of whole lines, each ending in `\n`, as they are read,
-/// until the end of input (where a last line without its `\n` gets one).
-fn read_stdin(lines: Sender<Vec<u8>>) {
-    let mut input = io::stdin().lock();
-    let mut splitter = LineSplitter::default();
-    let mut buf = vec![0; STDIN_READ];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        if let Some(batch) = splitter.push(&buf[..n]) {
-            if lines.send_blocking(batch).is_err() {
-                return;
-            }
-        }
-    }
-    if let Some(batch) = splitter.finish() {
-        let _ = lines.send_blocking(batch);
-    }
-}
-
-/// Cuts bytes into lines, keeping at most [`LINE_KEPT`] bytes of each, so that the core still
-/// sees that an over-long line is too long without holding all of it.
-#[derive(Default)]
-struct LineSplitter {
-    /// Whole lines, then the start of the next one.
-    batch: Vec<u8>,
-    /// Where the whole lines in `batch` end.
-    whole: usize,
-}
-
-impl LineSplitter {
-    /// Takes more input; returns the whole lines completed so far, if any.
-    fn push(&mut self, mut bytes: &[u8]) -> Option<Vec<u8>> {
-        while !bytes.is_empty() {
-            let (part, rest, ends) = match bytes.iter().position(|&b| b == b'\n') {
-                Some(p) => (&bytes[..p], &bytes[p + 1..], true),
-                None => (bytes, &[][..], false),
-            };
-            let room = LINE_KEPT - (self.batch.len() - self.whole);
-            self.batch.extend_from_slice(&part[..part.len().min(room)]);
-            if ends {
-                self.batch.push(b'\n');
-                self.whole = self.batch.len();
-            }
-            bytes = rest;
-        }
-        self.take()
-    }
-
-    /// Ends the input; returns what is left, its last line completed.
-    fn finish(mut self) -> Option<Vec<u8>> {
-        if self.batch.len() > self.whole {
-            self.batch.push(b'\n');
-            self.whole = self.batch.len();
-        }
-        self.take()
-    }
-
-    fn take(&mut self) -> Option<Vec<u8>> {
-        if self.whole == 0 {
-            return None;
-        }
-        let rest = self.batch.split_off(self.whole);
-        self.whole = 0;
-        Some(std::mem::replace(&mut self.batch, rest))
-    }
-}
-
-/// The stdout thread: prints all the lines handed over at once in one write, until the
-/// handoff closes or a write fails. Writes go straight to the file descriptor, unbuffered, so
-/// every chunk is out as soon as it is written.
-fn spawn_stdout(handoff: Arc<Handoff>) -> Result<JoinHandle<()>, String> {
-    let fd = io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| format!("cannot use stdout: {e}"))?;
-    let mut out = File::from(fd);
-    Ok(thread::spawn(move || {
-        handoff.serve(|chunk| out.write_all(chunk));
-    }))
-}
-
-/// On Ctrl-C or SIGTERM, asks the owner to stop; on a second one, exits at once.
-fn handle_signals(stop: Sender<()>) {
-    let signalled = AtomicBool::new(false);
-    let handler = move || {
-        if signalled.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        let _ = stop.try_send(());
-    };
-    if let Err(e) = ctrlc::set_handler(handler) {
-        say(format!("cannot handle Ctrl-C: {e}"));
-    }
-}
-
-/// The IP to tell others: the listen IP, else our side of the socket to the first peer, else
-/// an interface's, else loopback.
-fn reachable_ip(listen: IpAddr, via: Option<IpAddr>) -> IpAddr {
-    if !listen.is_unspecified() {
-        return listen;
-    }
-    let usable = |ip: &IpAddr| {
-        !ip.is_unspecified() && !ip.is_loopback() && (ip.is_ipv4() || listen.is_ipv6())
-    };
-    if let Some(ip) = via.filter(usable) {
-        return ip;
-    }
-    let mut found: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| {
-            use if_addrs::IfOperStatus::{Unknown, Up};
-            matches!(i.oper_status, Up | Unknown) && !i.is_loopback() && !i.is_link_local()
-        })
-        .map(|i| i.ip())
-        .filter(usable)
-        .collect();
-    found.sort_by_key(IpAddr::is_ipv6);
-    found.first().copied().unwrap_or(Ipv4Addr::LOCALHOST.into())
+fn os_random() -> Result<u64, String> {
+    getrandom::u64().map_err(|e| format!("cannot get random bits from the system: {e}"))
 }

@@ -10,8 +10,11 @@ mod async_std;
 mod cli;
 mod driver;
 mod handoff;
+mod lines;
+mod net;
 #[cfg(feature = "smol")]
 mod smol;
+mod stdio;
 mod terminal;
 
 use std::process::ExitCode;

@@ -1,11 +1,8 @@
 //! The [`Runtime`] on smol.
 
 use std::future::Future;
-use std::time::Instant;
 
-use ::smol::net;
-
-use crate::driver::{Runtime, tcp_sockets};
+use crate::driver::Runtime;
 
 /// The executor of every task, run by [`Smol::block_on`] on the owner's thread, so that a
 /// socket's task and the owner hand events over without waking another thread.
@@ -15,20 +12,11 @@ static EXECUTOR: ::smol::Executor<'static> = ::smol::Executor::new();
 pub struct Smol;
 
 impl Runtime for Smol {
-    tcp_sockets!(net);
-
     fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
         ::smol::block_on(EXECUTOR.run(EXECUTOR.spawn(fut)))
     }
 
     fn spawn(fut: impl Future<Output = ()> + Send + 'static) {
         EXECUTOR.spawn(fut).detach();
-    }
-
-    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send {
-        let timer = ::smol::Timer::at(deadline);
-        async move {
-            timer.await;
-        }
     }
 }

@@ -10,13 +10,14 @@ use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::{self, JoinHandle};
 
-use async_channel::Sender;
+use async_channel::{Receiver, Sender};
 use rustyline::completion::Completer;
 
 use crate::handoff::Handoff;
+use crate::lines::Lines;
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -99,29 +100,22 @@ impl Terminal {
         Some(Self { editor, shared })
     }
 
-    /// Starts the editor and the printer: typed lines go to `lines` (first the answer to
-    /// `question`, if any); the room's lines come from `handoff`, each ending in `\n`;
-    /// Ctrl-C asks `stop`. The handle ends once `handoff` is closed and the terminal is back
-    /// as it was.
+    /// Starts the editor and the printer: returns the typed lines (first the answer to
+    /// `question`, if any), and a handle that ends once `handoff` is closed and the terminal
+    /// is back as it was. The room's lines come from `handoff`, each ending in `\n`; Ctrl-C
+    /// asks `stop`.
     pub fn spawn(
         self,
         question: Option<&'static str>,
-        lines: Sender<Vec<u8>>,
         handoff: Arc<Handoff>,
         stop: Sender<()>,
-    ) -> JoinHandle<()> {
-        let (typed, forward) = mpsc::channel();
+    ) -> (Receiver<Lines>, JoinHandle<()>) {
+        // Unbounded, so that the editor never waits for the room: a busy room must not freeze
+        // the keyboard. It holds only what a person typed or pasted.
+        let (typed, lines) = async_channel::unbounded();
         *lock(&self.shared.typed) = Some(typed.clone());
-        // The editor never waits for the room: a busy room must not freeze the keyboard.
-        thread::spawn(move || {
-            for line in forward {
-                if lines.send_blocking(line).is_err() {
-                    return;
-                }
-            }
-        });
         thread::spawn(move || edit(self, question, typed, stop));
-        thread::spawn(move || {
+        let printer = thread::spawn(move || {
             let screen = screen().expect("opened");
             handoff.serve(|chunk| {
                 String::from_utf8_lossy(chunk)
@@ -129,21 +123,17 @@ impl Terminal {
                     .try_for_each(|text| screen.show(&visible(text), Stream::Out))
             });
             screen.close();
-        })
+        });
+        (lines, printer)
     }
 }
 
 /// The editor thread: asks `question`, then edits chat lines until Ctrl-D or Ctrl-C.
-fn edit(
-    mut terminal: Terminal,
-    question: Option<&str>,
-    typed: mpsc::Sender<Vec<u8>>,
-    stop: Sender<()>,
-) {
+fn edit(mut terminal: Terminal, question: Option<&str>, typed: Sender<Lines>, stop: Sender<()>) {
     let mut ended = None;
     if let Some(question) = question {
         match terminal.editor.readline(question) {
-            Ok(answer) => drop(typed.send(answer.into_bytes())),
+            Ok(answer) => drop(typed.try_send(Lines::one(answer.into_bytes()))),
             Err(e) => ended = Some(e),
         }
     }
@@ -174,7 +164,7 @@ struct Shared {
     /// Set once the chat line is on screen.
     drawn: AtomicBool,
     /// Where Enter sends lines; `None` once the editor has ended.
-    typed: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    typed: Mutex<Option<Sender<Lines>>>,
     /// Lines sent, for Up/Down.
     recall: Mutex<History>,
 }
@@ -238,7 +228,7 @@ impl ConditionalEventHandler for SendLine {
         for line in ctx.line().split(['\n', '\r']).filter(|l| !l.is_empty()) {
             recall.push(line);
             if let Some(typed) = &*typed {
-                let _ = typed.send(line.as_bytes().to_vec());
+                let _ = typed.try_send(Lines::one(line.as_bytes().to_vec()));
             }
         }
         recall.push("");
@@ -441,14 +431,9 @@ pub fn notice(line: impl Display) -> bool {
     true
 }
 
-/// A peer finished its greeting: one more in the prompt's count.
-pub fn peer_ready() {
-    PEERS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// A peer that had finished its greeting left: one fewer in the prompt's count.
-pub fn peer_gone() {
-    let _ = PEERS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+/// How many peers the prompt counts: the room's links.
+pub fn set_peers(links: usize) {
+    PEERS.store(links, Ordering::Relaxed);
 }
 
 /// `text` made safe for a terminal: control characters as `^X` (`^[` for escape, `^?` for

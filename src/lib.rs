@@ -6,10 +6,12 @@
 //! this, send these bytes, dial that address, drop that peer). It has no sockets, no async, no clock and no randomness; the
 //! drivers in `runtimes/` move bytes between it and the world.
 //!
-//! Two parts sit behind the one door: the [`mesh`] decides which clients to be linked to
-//! (admission limits, an address book, dialing, healing), and the room ([`store`] with
-//! [`reconcile`]) keeps the set and decides what each link must be sent. The wire format is
-//! in [`wire`] and `PROTOCOL.md`.
+//! Two sub-machines sit behind the one door, each with its own small inputs and outputs: the
+//! [`mesh`] decides which clients to be linked to (admission limits, an address book,
+//! dialing, healing), and the room (over [`store`] and [`reconcile`]) keeps the set and
+//! decides what each link must be sent. [`FloodState`] routes between them and owns the
+//! connections: their bytes, their deadlines, their ends. The wire format is in [`wire`] and
+//! `PROTOCOL.md`.
 //!
 //! Iteration over hash maps never decides the order of outputs, so the same inputs always
 //! give the same outputs.
@@ -68,9 +70,12 @@
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod herald;
 pub mod mesh;
+mod peer;
 pub mod reconcile;
 mod rng;
+mod room;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod state;
@@ -78,9 +83,10 @@ pub mod store;
 mod timers;
 pub mod wire;
 
-pub use reconcile::{MAX_RECON_LEN, Progress, ReconcileError, Reconciler};
-pub use state::{
-    Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId, Stats,
-};
+pub use herald::LinkNotice;
+pub use peer::{DisconnectReason, PeerId};
+pub use reconcile::{Progress, ReconcileError, Reconciler};
+pub use room::Stats;
+pub use state::{Config, FloodState, Input, InputError, Notice, Output};
 pub use store::{Fingerprint, Id, IdRange, Store};
 pub use wire::{ClientId, DecodeError, FrameDecoder, MAX_MESSAGE_LEN};

@@ -36,8 +36,9 @@
 //!   when its IP already has [`MeshConfig::max_per_ip`] inbound connections. When the table
 //!   is full ([`MeshConfig::max_connections`] in all, or [`MeshConfig::max_unproven`]
 //!   inbound connections that have not said Hello), the oldest unproven inbound connection is
-//!   evicted so that a newcomer still gets in; if there is none, the newcomer is refused. An
-//!   unproven connection has [`MeshConfig::hello_timeout`] to say Hello. Refusals are
+//!   evicted so that a newcomer still gets in; if there is none, the newcomer is refused. The
+//!   parent times the Hello out (it owns the connection and its deadlines) and reports
+//!   `Closed`; a dialed connection closed before Hello counts as a failed dial. Refusals are
 //!   reported as [`MeshNotice::Refused`], summarised every [`MeshConfig::notice_interval`].
 //! - **Hello**: our own id closes the connection (`Bye SelfConnection`; a dialed address that
 //!   was ourselves is never dialed again). A second connection to a client already linked
@@ -65,7 +66,8 @@
 //!   address known (a client never gives up its last hope). `Bye Full`/`Shed`
 //!   delays the next dial to that address by [`MeshConfig::backoff_max`] / 2.
 //! - **Healing**: a lost link is replaced by the same rule. A client that had a link (or was
-//!   given a contact) and has none, with no dial pending, says [`MeshNotice::Alone`] once,
+//!   given a contact) and has none, with no dial pending and no inbound connection still to
+//!   say Hello (it may be the other half of a duplicate), says [`MeshNotice::Alone`] once,
 //!   keeps dialing with backoff, and says [`MeshNotice::Rejoined`] when a link comes up.
 //! - **Shuffle and rotation**: every [`MeshConfig::shuffle_interval`] (jittered) one random
 //!   link is sent [`MeshConfig::shuffle_len`] addresses, so addresses spread through the room;
@@ -77,6 +79,7 @@
 //!
 //! Outputs never depend on hash-map order: the same inputs and seed give the same outputs.
 
+pub(crate) mod addr;
 mod book;
 #[cfg(test)]
 mod tests;
@@ -88,10 +91,12 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::PeerId;
+pub use crate::peer::CloseWhy;
+use crate::peer::PeerId;
 use crate::rng::SplitMix64;
 use crate::timers::Timers;
 pub use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
+use addr::{canonical, canonical_ip, dialable};
 use book::Book;
 
 /// How many addresses of our own the mesh remembers (they are never dialed).
@@ -114,8 +119,6 @@ pub struct MeshConfig {
     pub book_size: usize,
     /// Most learned (unverified) book entries from one source IP.
     pub per_source: usize,
-    /// How long a new connection has to say Hello.
-    pub hello_timeout: Duration,
     /// How long a dial may take before it counts as failed.
     pub dial_timeout: Duration,
     /// Dials that may start at once (the token bucket's size).
@@ -158,7 +161,6 @@ impl MeshConfig {
             max_per_ip: 8,
             book_size: 256,
             per_source: 64,
-            hello_timeout: Duration::from_secs(5),
             dial_timeout: Duration::from_secs(5),
             dial_burst: 4,
             dial_interval: Duration::from_millis(500),
@@ -179,51 +181,6 @@ impl MeshConfig {
         self.backoff_min
             .saturating_mul(factor)
             .min(self.backoff_max)
-    }
-}
-
-/// Why the mesh closes a connection, for a person to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseWhy {
-    /// The table of connections is full.
-    TooManyConnections,
-    /// Too many connections have not said Hello yet.
-    TooManyUnproven,
-    /// Too many connections come from this IP.
-    TooManyFromIp(IpAddr),
-    /// The oldest connection without a Hello, closed to make room for a newcomer.
-    Evicted,
-    /// No Hello within the deadline.
-    HelloTimeout,
-    /// The connection joins this client to itself.
-    SelfConnection,
-    /// Another connection to the same client stays.
-    Duplicate,
-    /// Our inbound links are full; the peer was given addresses to try.
-    Full,
-    /// The peer said Bye.
-    Bye(ByeReason),
-    /// We are leaving.
-    Leaving,
-    /// Shed to make room for a fresh link, so the room stays mixed.
-    Rotated,
-}
-
-impl fmt::Display for CloseWhy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::TooManyConnections => f.write_str("too many connections"),
-            Self::TooManyUnproven => f.write_str("too many connections without a greeting"),
-            Self::TooManyFromIp(ip) => write!(f, "too many connections from {ip}"),
-            Self::Evicted => f.write_str("no greeting yet, and a newcomer needs the slot"),
-            Self::HelloTimeout => f.write_str("no greeting in time"),
-            Self::SelfConnection => f.write_str("connected to itself"),
-            Self::Duplicate => f.write_str("already linked to that client"),
-            Self::Full => f.write_str("inbound links full; sent addresses to try"),
-            Self::Bye(reason) => write!(f, "the peer said goodbye: {reason}"),
-            Self::Leaving => f.write_str("leaving"),
-            Self::Rotated => f.write_str("rotated out for a fresh link"),
-        }
     }
 }
 
@@ -390,7 +347,6 @@ enum Timer {
     Dial,
     Shuffle,
     Notice,
-    Hello(PeerId),
     DialDeadline(SocketAddr),
 }
 
@@ -550,11 +506,14 @@ impl Mesh {
 
     /// Feeds one event in.
     pub fn handle(&mut self, now: Instant, input: MeshInput<'_>) {
+        // Every rule sees one spelling of each address (see `addr`); learned addresses are
+        // made canonical in `learn`.
         match input {
-            MeshInput::Start { contact } => self.on_start(now, contact),
-            MeshInput::Accepted { peer, remote } => self.on_accepted(now, peer, remote),
-            MeshInput::Dialed { peer, addr } => self.on_dialed(now, peer, addr),
+            MeshInput::Start { contact } => self.on_start(now, contact.map(canonical)),
+            MeshInput::Accepted { peer, remote } => self.on_accepted(now, peer, canonical(remote)),
+            MeshInput::Dialed { peer, addr } => self.on_dialed(now, peer, canonical(addr)),
             MeshInput::DialFailed { addr } => {
+                let addr = canonical(addr);
                 if self.dialing.remove(&addr) {
                     self.timers.set(Timer::DialDeadline(addr), None);
                     self.dial_failed(now, addr);
@@ -657,8 +616,6 @@ impl Mesh {
                 link: None,
             },
         );
-        self.timers
-            .set(Timer::Hello(peer), Some(now + self.config.hello_timeout));
     }
 
     fn refuse(&mut self, now: Instant, peer: PeerId, why: CloseWhy) {
@@ -714,8 +671,6 @@ impl Mesh {
                 link: None,
             },
         );
-        self.timers
-            .set(Timer::Hello(peer), Some(now + self.config.hello_timeout));
     }
 
     fn on_hello(&mut self, now: Instant, peer: PeerId, id: ClientId, listen_port: u16) {
@@ -762,7 +717,6 @@ impl Mesh {
         if dir == Dir::In && self.inbound_links() >= self.config.max_inbound {
             let own = (listen_port != 0).then(|| SocketAddr::new(remote.ip(), listen_port));
             let addrs = self.book.sample(MAX_ADDRS, own, &mut self.rng);
-            self.timers.set(Timer::Hello(peer), None);
             self.drop_conn(peer);
             self.out.push_back(MeshOutput::Close {
                 peer,
@@ -784,7 +738,6 @@ impl Mesh {
             e.busy = true;
             e.failures = 0;
         }
-        self.timers.set(Timer::Hello(peer), None);
         if let Some(c) = self.conns.get_mut(&peer) {
             c.link = Some(Link { id, addr });
         }
@@ -915,18 +868,6 @@ impl Mesh {
                             .set(Timer::Notice, Some(now + self.config.notice_interval));
                     }
                 }
-                Timer::Hello(peer) => {
-                    if let Some(conn) = self.drop_conn(peer) {
-                        self.out.push_back(MeshOutput::Close {
-                            peer,
-                            bye: None,
-                            why: CloseWhy::HelloTimeout,
-                        });
-                        if let Dir::Out(a) = conn.dir {
-                            self.dial_failed(now, a);
-                        }
-                    }
-                }
                 Timer::DialDeadline(addr) => {
                     if self.dialing.remove(&addr) {
                         self.dial_failed(now, addr);
@@ -993,7 +934,9 @@ impl Mesh {
     }
 
     fn learn(&mut self, now: Instant, source: IpAddr, addrs: &[SocketAddr]) {
+        let source = canonical_ip(source);
         for &addr in addrs.iter().take(MAX_ADDRS) {
+            let addr = canonical(addr);
             if dialable(addr, source)
                 && !self.self_addrs.contains(&addr)
                 && self.book.learn(addr, source, now, &mut self.rng).is_ok()
@@ -1020,7 +963,6 @@ impl Mesh {
     /// Forgets a connection and everything that pointed at it.
     fn drop_conn(&mut self, peer: PeerId) -> Option<Conn> {
         let conn = self.conns.remove(&peer)?;
-        self.timers.set(Timer::Hello(peer), None);
         match &conn.link {
             Some(link) => {
                 if self.by_client.get(&link.id) == Some(&peer) {
@@ -1171,6 +1113,7 @@ impl Mesh {
             && !self.left
             && (self.had_link || self.has_contact)
             && self.pending_dials() == 0
+            && self.unproven() == 0
         {
             self.alone_said = true;
             self.out.push_back(MeshOutput::Notice(MeshNotice::Alone));
@@ -1205,20 +1148,4 @@ impl Mesh {
             assert_eq!(e.busy, self.in_use(e.addr), "busy flag of {}", e.addr);
         }
     }
-}
-
-/// Whether an address a peer at `source` told us of may be dialed: not an address nobody
-/// listens at (unspecified, port 0, multicast, broadcast, the 0.0.0.0/8 "this network" range,
-/// which Linux connects to this host), and a loopback address only from a peer on loopback,
-/// so that a stranger cannot make a client dial services of its own machine.
-fn dialable(addr: SocketAddr, source: IpAddr) -> bool {
-    let ip = addr.ip();
-    let this_network = matches!(ip, IpAddr::V4(v4) if v4.octets()[0] == 0);
-    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    addr.port() != 0
-        && !ip.is_unspecified()
-        && !ip.is_multicast()
-        && !this_network
-        && !broadcast
-        && (!ip.is_loopback() || source.is_loopback())
 }

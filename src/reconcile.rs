@@ -8,7 +8,7 @@
 //! keeps any copy of the set: a [`Reconciler`] is a few words, and every message is judged
 //! against the store as it is at that moment, so strings that arrive meanwhile are harmless.
 //!
-//! # Message format (the body of one Recon frame, at most [`MAX_RECON_LEN`] bytes)
+//! # Message format (the body of one Recon frame, at most [`MAX_RECON`] bytes)
 //!
 //! A message is a sequence of entries, each about the range that starts where the previous one
 //! ended (the first at the smallest id) and ends before its *bound*:
@@ -29,15 +29,13 @@
 //! reply (possibly empty); a message without one is the last of the exchange, and both sides
 //! are then done. The side that dialed starts with [`Reconciler::initiate`].
 //!
-//! A reply that would outgrow [`MAX_RECON_LEN`] stops early with one Fingerprint for the rest
+//! A reply that would outgrow [`MAX_RECON`] stops early with one Fingerprint for the rest
 //! of the id space, which the next rounds split again (Negentropy's rule for frame limits).
 
 use std::fmt;
 
-use crate::store::{Fingerprint, ID_LEN, Id, IdRange, Store};
-
-/// Largest reconciliation message, in bytes.
-pub const MAX_RECON_LEN: usize = 60 * 1024;
+use crate::store::{Fingerprint, Id, IdRange, Store};
+use crate::wire::{ID_LEN, MAX_RECON};
 
 /// Parts a differing range is split into.
 const SPLIT: u128 = 16;
@@ -77,7 +75,7 @@ pub struct Progress {
 /// A peer's reconciliation traffic that breaks the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReconcileError {
-    /// A message longer than [`MAX_RECON_LEN`].
+    /// A message longer than [`MAX_RECON`].
     TooLong {
         /// Its length.
         len: usize,
@@ -108,7 +106,7 @@ impl fmt::Display for ReconcileError {
         match self {
             ReconcileError::TooLong { len } => write!(
                 f,
-                "reconciliation message of {len} bytes exceeds the maximum of {MAX_RECON_LEN}"
+                "reconciliation message of {len} bytes exceeds the maximum of {MAX_RECON}"
             ),
             ReconcileError::Truncated => f.write_str("reconciliation message ends mid-entry"),
             ReconcileError::BadTag(tag) => {
@@ -199,7 +197,7 @@ impl Reconciler {
     ///
     /// An `Err` means the peer broke the protocol; drop the link with the error as reason.
     pub fn handle(&mut self, store: &Store, msg: &[u8]) -> Result<Progress, ReconcileError> {
-        if msg.len() > MAX_RECON_LEN {
+        if msg.len() > MAX_RECON {
             return Err(ReconcileError::TooLong { len: msg.len() });
         }
         if self.phase == Phase::Done {
@@ -222,7 +220,7 @@ impl Reconciler {
                 Entry::Skip => {}
                 Entry::Fingerprint(theirs) => {
                     asked = true;
-                    if writer.out.len() + RESERVE > MAX_RECON_LEN {
+                    if writer.out.len() + RESERVE > MAX_RECON {
                         // No room for more answers: one fingerprint for all the rest.
                         let rest = Range {
                             first: range.first,
@@ -580,7 +578,7 @@ mod tests {
         while let Some(m) = msg.take() {
             report.messages += 1;
             report.recon_bytes += m.len();
-            assert!(m.len() <= MAX_RECON_LEN);
+            assert!(m.len() <= MAX_RECON);
             let (me, peer, rec) = if a_turn {
                 (&mut *a, &mut *b, &mut ra)
             } else {
@@ -746,7 +744,7 @@ mod tests {
             Reconciler::new().handle(&store, &two_ids_backwards),
             Err(ReconcileError::IdsOutOfOrder)
         );
-        let too_long = vec![0; MAX_RECON_LEN + 1];
+        let too_long = vec![0; MAX_RECON + 1];
         assert_eq!(
             Reconciler::new()
                 .handle(&store, &too_long)

@@ -1,10 +1,13 @@
 //! [`FloodState`]: everything a client decides, with no IO.
 //!
-//! Two sub-machines behind one door: the [`Mesh`] decides which clients to be linked to
-//! (dialing, admission, addresses), and the flood part below keeps the room (the set of
-//! strings, the log, each link's cursor and flow control). The parent owns the connections
-//! (their decoders and timers), routes each frame to the part it concerns, and turns what
-//! the parts decide into [`Output`]s.
+//! Three parts behind one door, and a router between them: the [`Mesh`] decides which
+//! clients to be linked to (dialing, admission, addresses); the [`Room`] keeps the set of
+//! strings and decides what each link is sent (live flooding, reconciliation, owed strings,
+//! batching within the in-flight budget); the [`Herald`] decides what the user hears about
+//! links. `FloodState` owns the connections: it decodes their bytes, keeps every deadline in
+//! one [`Timers`] table, routes each frame to the part it concerns (Hello, Addrs and Bye to
+//! the mesh; Text, Recon and Want to the room), passes `LinkUp`s from the mesh to the room,
+//! closes what either part says to close, and turns what the parts decide into [`Output`]s.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -13,32 +16,15 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
+use crate::herald::{Herald, LinkNotice};
 use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshNotice, MeshOutput};
-use crate::reconcile::{ReconcileError, Reconciler};
-use crate::store::{Id, IdRange, Store};
+use crate::peer::{DisconnectReason, PeerId};
+use crate::room::{Refused, Room, RoomConfig, RoomInput, RoomOutput, Stats};
+use crate::store::Store;
 use crate::timers::Timers;
 use crate::wire::{
-    self, ByeReason, ClientId, DecodeError, Decoded, DecodedRef, Frame, FrameDecoder, GREETING,
-    Hello, TextError,
+    self, ByeReason, ClientId, Decoded, DecodedRef, Frame, FrameDecoder, GREETING, Hello, TextError,
 };
-
-/// Strings owed to one peer (asked for, or found lacking) above which its reconciliation
-/// messages wait: reconciliation goes no faster than the link carries what it finds.
-const OWED_PAUSE: usize = 4096;
-/// Strings a peer may have asked for and not yet been sent; asking for more is an error.
-const OWED_MAX: usize = 16_384;
-/// Strings taken from an owed range at a time.
-const WALK_STEP: usize = 64;
-
-/// A connection, named by the driver; never reused within one [`FloodState`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub u64);
-
-impl fmt::Display for PeerId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "peer#{}", self.0)
-    }
-}
 
 /// Tunables and identity of a [`FloodState`].
 #[derive(Debug, Clone)]
@@ -126,9 +112,13 @@ pub enum Input<'a> {
     Sent(PeerId),
     /// The peer's connection ended (end of stream or an IO error).
     Closed(PeerId),
-    /// The client is leaving: each link is told so, and no new one is made. Feed it once
-    /// [`FloodState::is_flushed`], so that the links get everything first.
+    /// The client is leaving now: each link is told so, and no new one is made. To leave
+    /// once the links have everything, feed [`Input::EndOfInput`] instead.
     Leave,
+    /// The user's input ended: leave once every link has been sent all it needs, or once the
+    /// links made no progress for [`Config::stall_timeout`] (said in a notice), as
+    /// [`Input::Leave`] does; [`FloodState::has_left`] tells when every connection is closed.
+    EndOfInput,
     /// The time is at or past [`FloodState::poll_timeout`].
     Timeout,
 }
@@ -171,8 +161,12 @@ pub enum Notice {
         /// Bytes of text held.
         bytes: usize,
     },
-    /// From the mesh.
+    /// From the mesh: alone, back in the room, connections refused.
     Mesh(MeshNotice),
+    /// Leaving gave up on links that stopped making progress before they had everything.
+    LeftUnfinished,
+    /// About one link or connection.
+    Link(LinkNotice),
 }
 
 impl fmt::Display for Notice {
@@ -184,82 +178,10 @@ impl fmt::Display for Notice {
                  newer lines are no longer shown or relayed by this client"
             ),
             Self::Mesh(n) => n.fmt(f),
-        }
-    }
-}
-
-/// Why a peer is gone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The peer closed the connection between frames.
-    Closed,
-    /// The peer closed the connection before its greeting and Hello.
-    ClosedBeforeGreeting,
-    /// The peer closed the connection in the middle of a frame.
-    ClosedMidFrame,
-    /// The peer sent bytes that are not floodchat.
-    Protocol(DecodeError),
-    /// The peer sent no greeting and Hello in time.
-    GreetingTimeout(Duration),
-    /// The peer began a frame and did not finish it in time.
-    FrameTimeout(Duration),
-    /// The peer sent nothing at all for this long.
-    Idle(Duration),
-    /// The peer left sent bytes unread for too long.
-    Stalled(Duration),
-    /// The peer said Bye.
-    Bye(ByeReason),
-    /// This client closed it on purpose.
-    Local(CloseWhy),
-    /// The peer's set reconciliation broke the protocol.
-    Reconcile(ReconcileError),
-    /// The peer asked for more strings at once than [`OWED_MAX`], or in all for more than
-    /// the room holds.
-    AskedTooMuch,
-    /// The peer sent reconciliation messages without reading our answers.
-    ReconcileOutOfTurn,
-}
-
-impl DisconnectReason {
-    /// Whether this is an ordinary departure rather than a fault of the peer.
-    pub fn is_clean(&self) -> bool {
-        matches!(self, Self::Closed | Self::Bye(_) | Self::Local(_))
-    }
-
-    /// Whether this is the mesh's own upkeep, which a user need not hear of: a duplicate or
-    /// self connection, a link shed or refused to keep the room mixed, a stranger turned away
-    /// by a limit (those the mesh summarises in a [`MeshNotice::Refused`]).
-    pub fn is_routine(&self) -> bool {
-        match self {
-            Self::Bye(reason) => matches!(
-                reason,
-                ByeReason::Duplicate | ByeReason::SelfConnection | ByeReason::Shed
-            ),
-            Self::Local(why) => !matches!(why, CloseWhy::HelloTimeout | CloseWhy::Leaving),
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = |d: &Duration| d.as_secs_f64();
-        match self {
-            Self::Closed => f.write_str("connection closed"),
-            Self::ClosedBeforeGreeting => f.write_str("connection closed before the greeting"),
-            Self::ClosedMidFrame => f.write_str("connection closed in the middle of a frame"),
-            Self::Protocol(e) => write!(f, "protocol error: {e}"),
-            Self::GreetingTimeout(d) => write!(f, "no greeting within {}s", secs(d)),
-            Self::FrameTimeout(d) => write!(f, "a frame took longer than {}s", secs(d)),
-            Self::Idle(d) => write!(f, "silent for {}s", secs(d)),
-            Self::Stalled(d) => write!(f, "stopped reading for {}s", secs(d)),
-            Self::Bye(reason) => write!(f, "it closed the link: {reason}"),
-            Self::Local(why) => why.fmt(f),
-            Self::Reconcile(e) => write!(f, "reconciliation error: {e}"),
-            Self::ReconcileOutOfTurn => {
-                f.write_str("sent reconciliation messages without reading the answers")
+            Self::Link(n) => n.fmt(f),
+            Self::LeftUnfinished => {
+                f.write_str("leaving although some links never finished comparing what they hold")
             }
-            Self::AskedTooMuch => f.write_str("asked for more strings than it can lack"),
         }
     }
 }
@@ -297,38 +219,6 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// Counters since creation, for tests and measurements.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Reconciliation and Want frames queued for sending, over all peers.
-    pub recon_frames_sent: u64,
-    /// Bytes of those frames.
-    pub recon_bytes_sent: u64,
-    /// Text frames queued for sending, over all peers.
-    pub frames_sent: u64,
-    /// Bytes queued for sending (greetings and frames), over all peers.
-    pub bytes_sent: u64,
-    /// Text frames received, duplicates included.
-    pub frames_received: u64,
-    /// Strings refused because the room was full.
-    pub refused_full: u64,
-}
-
-/// What a link is owed beyond the live strings: found by reconciliation, or asked for.
-#[derive(Debug, Clone, Copy)]
-enum Owed {
-    /// Every string of ours with an id in this range.
-    Range(IdRange),
-    /// The string at this index.
-    Index(usize),
-}
-
-/// The compact name of a string's origin: a peer's low 32 bits plus one, 0 if typed here. A
-/// clash after 2^32 connections only means one echo is not skipped, which the peer ignores.
-fn origin_tag(peer: Option<PeerId>) -> u32 {
-    peer.map_or(0, |p| (p.0 as u32).wrapping_add(1).max(1))
-}
-
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -357,49 +247,35 @@ enum TimerKind {
     Linger,
 }
 
+/// A connection's life: its decoder, phase and clocks. What it is sent is the room's.
 #[derive(Debug)]
 struct Conn {
     decoder: FrameDecoder,
     phase: Phase,
-    /// Index into the room of the next string flooded live to this peer.
-    cursor: usize,
-    /// Where live flooding started: strings from here on reach the peer live, so what it is
-    /// owed is only what came before.
-    live_from: usize,
     /// Whether we dialed it, and so start reconciliation.
     dialed: bool,
-    /// Set reconciliation with this peer.
-    recon: Reconciler,
-    /// A reconciliation message waiting for [`Conn::owed`] to drain.
-    recon_waiting: Option<Vec<u8>>,
-    /// Strings found lacking or asked for, not yet sent.
-    owed: VecDeque<Owed>,
-    /// How many of `owed` are single strings asked for.
-    owed_indices: usize,
-    /// Strings this link has been owed in all, found lacking or asked for; an honest peer
-    /// can lack no more than the room holds.
-    owed_total: usize,
-    /// [`Output::Send`]s not yet acknowledged by [`Input::Sent`].
-    in_flight: usize,
-    /// Control frames waiting for a send slot.
-    control: Vec<u8>,
     last_received: Instant,
     last_sent: Instant,
     /// Why a closing connection is closed.
     closing: Option<DisconnectReason>,
-    /// Strings first heard from this peer before it became a link, in learning order:
-    /// reconciliation must not send them back (a Hello the mesh did not link yet).
-    early: Vec<usize>,
 }
 
 /// The state of one client: the grow-only set of strings, its links and its mesh, with no IO.
 ///
-/// Methods come in three kinds, in the spirit of quinn-proto and str0m:
-/// - [`handle_input`](Self::handle_input): something happened (a typed line, bytes, a timer);
-/// - [`poll_output`](Self::poll_output) and [`poll_timeout`](Self::poll_timeout): what to do
-///   now, and when to call again with [`Input::Timeout`]. Drain `poll_output` to `None` after
-///   every input;
-/// - getters that only read.
+/// Methods come in four kinds, as in quinn-proto's `Connection`:
+/// - getters (`&self`): [`messages`](Self::messages), [`is_flushed`](Self::is_flushed),
+///   [`stats`](Self::stats) and the like, which only read;
+/// - [`handle_input`](Self::handle_input): something happened (bytes from a peer, a
+///   connection opened or closed, a send written, the time of [`poll_timeout`](Self::poll_timeout)
+///   reached), including the user's typed lines;
+/// - commands that change the setup without an event: [`set_listen_port`](Self::set_listen_port);
+/// - `poll_*`: what to do now. Drain [`poll_output`](Self::poll_output) to `None` after every
+///   input, then read [`poll_timeout`](Self::poll_timeout) (the outputs may have moved it) and
+///   feed [`Input::Timeout`] once that time is reached.
+///
+/// Time comes in only as the `now` of [`handle_input`](Self::handle_input), and never goes back:
+/// a `now` earlier than one already given is taken as the latest time seen, so a clock that
+/// steps back delays deadlines rather than firing or reordering them.
 ///
 /// Every string is kept in a [`Store`] in the order it was learned. When a link is made the
 /// two sides reconcile their sets, so each sends only what the other lacks, as ranges of ids
@@ -410,62 +286,71 @@ struct Conn {
 pub struct FloodState {
     config: Config,
     now: Instant,
-    store: Store,
-    /// [`origin_tag`] of each string from [`Self::origins_from`] on: as far back as the
-    /// slowest link's live cursor, so the room's history costs no memory here.
-    origins: VecDeque<u32>,
-    /// The index of the string whose tag is `origins[0]`.
-    origins_from: usize,
-    room_full_said: bool,
     conns: HashMap<PeerId, Conn>,
-    /// The connected peers in increasing order, so outputs never depend on hashing.
-    order: Vec<PeerId>,
-    /// Whether new strings wait to be offered to the links until the end of a read.
-    pumps_deferred: bool,
-    /// Whether a string was learned while offers were deferred.
-    learned_deferred: bool,
     timers: Timers<(PeerId, TimerKind)>,
     mesh: Mesh,
+    /// The set of strings and what each link is sent.
+    room: Room,
+    /// What the user is told about links.
+    herald: Herald,
+    /// Since [`Input::EndOfInput`]: the links' progress last seen, and since when.
+    leaving: Option<((u64, u64, u64), Instant)>,
+    /// Whether the client left: links were told Bye.
+    left: bool,
     outputs: VecDeque<Output>,
-    stats: Stats,
 }
 
 impl FloodState {
     /// An empty room at time `now`.
     pub fn new(config: Config, now: Instant) -> Self {
         let mesh = Mesh::new(config.mesh.clone(), config.client, config.seed, now);
+        let room = Room::new(RoomConfig {
+            send_batch: config.send_batch,
+            max_in_flight: config.max_in_flight,
+            max_strings: config.max_room_strings,
+            max_bytes: config.max_room_bytes,
+        });
         Self {
             config,
             now,
-            store: Store::new(),
-            origins: VecDeque::new(),
-            origins_from: 0,
-            room_full_said: false,
             conns: HashMap::new(),
-            order: Vec::new(),
-            pumps_deferred: false,
-            learned_deferred: false,
             timers: Timers::default(),
             mesh,
+            room,
+            herald: Herald::new(now),
+            leaving: None,
+            left: false,
             outputs: VecDeque::new(),
-            stats: Stats::default(),
         }
     }
 
-    /// Feeds one input at time `now`; drain [`poll_output`](Self::poll_output) afterwards.
+    /// Feeds one input at time `now` (clamped to the latest time seen); drain
+    /// [`poll_output`](Self::poll_output) afterwards.
     ///
     /// A misbehaving remote peer is never an `Err`: it becomes an [`Output::Disconnect`].
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
         self.now = self.now.max(now);
+        let result = self.handle(input);
+        self.end_joining();
+        self.end_leaving();
+        result
+    }
+
+    fn handle(&mut self, input: Input<'_>) -> Result<(), InputError> {
         match input {
-            Input::Start { contact } => self.mesh_input(MeshInput::Start { contact }),
+            Input::Start { contact } => {
+                self.herald.start(contact);
+                self.mesh_input(MeshInput::Start { contact });
+            }
             Input::LineTyped(line) => return self.line_typed(line),
             Input::Accepted { peer, remote } => {
                 self.open(peer, false)?;
+                self.herald.opened(peer, remote, false);
                 self.mesh_input(MeshInput::Accepted { peer, remote });
             }
             Input::Dialed { peer, addr } => {
                 self.open(peer, true)?;
+                self.herald.opened(peer, addr, true);
                 self.mesh_input(MeshInput::Dialed { peer, addr });
             }
             Input::DialFailed(addr) => self.mesh_input(MeshInput::DialFailed { addr }),
@@ -484,7 +369,12 @@ impl FloodState {
                 };
                 self.disconnect(peer, reason);
             }
-            Input::Leave => self.mesh_input(MeshInput::Leave),
+            Input::Leave => self.leave(),
+            Input::EndOfInput => {
+                if self.leaving.is_none() {
+                    self.leaving = Some((self.progress(), self.now));
+                }
+            }
             Input::Timeout => self.timeout(),
         }
         Ok(())
@@ -497,16 +387,26 @@ impl FloodState {
     }
 
     /// When to feed [`Input::Timeout`], or `None` if no timer is needed.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.timers.next(), self.mesh.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        let give_up = self
+            .leaving
+            .filter(|_| !self.left)
+            .map(|(_, since)| since + self.config.stall_timeout);
+        [
+            self.timers.next(),
+            self.mesh.poll_timeout(),
+            self.herald.poll_timeout(),
+            give_up,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The strings of the room, in the order this client learned them.
     pub fn messages(&self) -> impl ExactSizeIterator<Item = &str> {
-        self.store.iter()
+        self.room.store().iter()
     }
 
     /// The string at `index` in the order this client learned them.
@@ -514,22 +414,29 @@ impl FloodState {
     /// # Panics
     /// If `index` is not below the number of strings.
     pub fn message(&self, index: usize) -> &str {
-        self.store.get(index)
+        self.room.store().get(index)
     }
 
     /// The room's strings.
     pub fn store(&self) -> &Store {
-        &self.store
+        self.room.store()
     }
 
     /// The strings of the room from the `start`th on, in the order this client learned them.
     pub fn messages_from(&self, start: usize) -> impl ExactSizeIterator<Item = &str> {
-        (start.min(self.store.len())..self.store.len()).map(|i| self.store.get(i))
+        let store = self.room.store();
+        (start.min(store.len())..store.len()).map(|i| store.get(i))
+    }
+
+    /// Whether the client still waits for its first link through the contact it was started
+    /// with: false once linked, or once every attempt failed (then it is a room of its own).
+    pub fn is_joining(&self) -> bool {
+        self.herald.is_joining()
     }
 
     /// Whether `text` is in the room.
     pub fn contains(&self, text: &str) -> bool {
-        self.store.contains(text)
+        self.room.store().contains(text)
     }
 
     /// Connections, linked or not.
@@ -559,18 +466,12 @@ impl FloodState {
 
     /// Whether every link has been sent, and has acknowledged, all it needs.
     pub fn is_flushed(&self) -> bool {
-        self.outputs.is_empty()
-            && self.conns.values().all(|c| {
-                c.in_flight == 0
-                    && c.control.is_empty()
-                    && (c.phase != Phase::Linked
-                        || (c.cursor == self.store.len() && c.owed.is_empty() && c.recon.is_done()))
-            })
+        self.outputs.is_empty() && self.room.is_flushed()
     }
 
     /// Counters since creation.
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.room.stats()
     }
 
     /// The configuration in force.
@@ -595,11 +496,11 @@ impl FloodState {
             return Ok(());
         }
         let text = wire::check_text(line).map_err(InputError::BadLine)?;
-        match self.learn(text, None) {
-            Learned::New => Ok(()),
-            Learned::Known => Err(InputError::AlreadySaid),
-            Learned::Full => Err(InputError::RoomFull),
-        }
+        self.room_input(RoomInput::Typed(text))
+            .map_err(|refused| match refused {
+                Refused::Known => InputError::AlreadySaid,
+                Refused::Full => InputError::RoomFull,
+            })
     }
 
     /// A new connection: sends the greeting and Hello, and waits for the peer's.
@@ -607,39 +508,27 @@ impl FloodState {
         if self.conns.contains_key(&peer) {
             return Err(InputError::PeerExists(peer));
         }
-        let mut bytes = GREETING.to_vec();
+        let mut hello = GREETING.to_vec();
         Frame::Hello(Hello {
             client: self.config.client,
             listen_port: self.config.listen_port,
             alone: self.link_count() == 0,
         })
-        .encode(&mut bytes);
-        let at = self.order.binary_search(&peer).unwrap_err();
-        self.order.insert(at, peer);
+        .encode(&mut hello);
         self.conns.insert(
             peer,
             Conn {
                 decoder: FrameDecoder::new(),
                 phase: Phase::Greeting,
-                cursor: 0,
-                live_from: 0,
                 dialed,
-                recon: Reconciler::new(),
-                recon_waiting: None,
-                owed: VecDeque::new(),
-                owed_indices: 0,
-                owed_total: 0,
-                in_flight: 0,
-                control: bytes,
                 last_received: self.now,
                 last_sent: self.now,
                 closing: None,
-                early: Vec::new(),
             },
         );
         let due = self.now.checked_add(self.config.greeting_timeout);
         self.timers.set((peer, TimerKind::Greeting), due);
-        self.pump(peer);
+        let _ = self.room_input(RoomInput::Opened { peer, hello });
         Ok(())
     }
 
@@ -670,25 +559,28 @@ impl FloodState {
         let mid_frame = c.decoder.greeted() && c.decoder.is_mid_item();
         // An item ended in this read, so the unfinished one began in it.
         let began_here = !decoded.is_empty();
-        // The strings of one read are offered to the links once, after it: one send to each
-        // link for all of them, not one for each string until the link's budget runs out.
-        self.pumps_deferred = true;
+        // The strings of one read are offered to the links once, after it (the room waits for
+        // `ReadDone`): one send to each link for all of them, not one for each string until
+        // the link's budget runs out.
         let mut cut = false;
         for item in decoded {
-            if !self.is_connected(peer) || self.conns[&peer].phase == Phase::Closing {
+            if self
+                .conns
+                .get(&peer)
+                .is_none_or(|c| c.phase == Phase::Closing)
+            {
                 cut = true;
                 break;
             }
             match item {
-                DecodedRef::Text(text) => self.text(peer, text),
+                DecodedRef::Text(text) => {
+                    let _ = self.room_input(RoomInput::Text { peer, text });
+                }
                 DecodedRef::Owned(Decoded::Frame(frame)) => self.frame(peer, frame),
                 DecodedRef::Owned(Decoded::Greeting | Decoded::Skipped { .. }) => {}
             }
         }
-        self.pumps_deferred = false;
-        if std::mem::take(&mut self.learned_deferred) {
-            self.pump_all();
-        }
+        let _ = self.room_input(RoomInput::ReadDone);
         if cut {
             return Ok(());
         }
@@ -716,15 +608,10 @@ impl FloodState {
         Ok(())
     }
 
-    /// Handles the text of one Text frame from `peer`.
-    fn text(&mut self, peer: PeerId, text: &str) {
-        self.stats.frames_received += 1;
-        self.learn(text, Some(peer));
-    }
-
-    /// Handles one whole frame from `peer`.
+    /// Routes one whole frame from `peer`: the Hello, Addrs and Bye to the mesh, Text, Recon
+    /// and Want to the room.
     fn frame(&mut self, peer: PeerId, frame: Frame) {
-        match frame {
+        let input = match frame {
             Frame::Hello(hello) => {
                 self.timers.set((peer, TimerKind::Greeting), None);
                 self.mesh_input(MeshInput::Hello {
@@ -733,13 +620,16 @@ impl FloodState {
                     listen_port: hello.listen_port,
                     alone: hello.alone,
                 });
+                return;
             }
-            Frame::Text(text) => self.text(peer, &text),
-            Frame::Addrs(addrs) => self.mesh_input(MeshInput::Addrs {
-                peer,
-                addrs: &addrs,
-            }),
-            Frame::Ping => {}
+            Frame::Addrs(addrs) => {
+                self.mesh_input(MeshInput::Addrs {
+                    peer,
+                    addrs: &addrs,
+                });
+                return;
+            }
+            Frame::Ping => return,
             Frame::Bye { reason, addrs } => {
                 self.mesh_input(MeshInput::Bye {
                     peer,
@@ -747,93 +637,36 @@ impl FloodState {
                     addrs: &addrs,
                 });
                 self.disconnect(peer, DisconnectReason::Bye(reason));
+                return;
             }
-            Frame::Recon(message) => {
-                let c = self.conns.get_mut(&peer).expect("connected");
-                if c.recon_waiting.is_some() {
-                    // An honest peer waits for our answer before it sends again.
-                    self.disconnect(peer, DisconnectReason::ReconcileOutOfTurn);
-                } else if c.owed.len() >= OWED_PAUSE || !c.control.is_empty() {
-                    // Our last answer, or what it found, is still waiting for the link.
-                    c.recon_waiting = Some(message);
-                } else {
-                    self.reconcile(peer, &message);
-                }
+            Frame::Text(text) => {
+                let _ = self.room_input(RoomInput::Text { peer, text: &text });
+                return;
             }
-            Frame::Want(ids) => {
-                let c = self.conns.get_mut(&peer).expect("connected");
-                for id in ids {
-                    if let Some(index) = self.store.index_of(&Id(id)) {
-                        c.owed.push_back(Owed::Index(index));
-                        c.owed_indices += 1;
-                        c.owed_total += 1;
-                    }
-                }
-                if c.owed_indices > OWED_MAX || c.owed_total > self.store.len() + OWED_MAX {
-                    self.disconnect(peer, DisconnectReason::AskedTooMuch);
-                } else {
-                    self.pump(peer);
-                }
-            }
-        }
-    }
-
-    /// Handles one reconciliation message from `peer`.
-    fn reconcile(&mut self, peer: PeerId, message: &[u8]) {
-        let c = self.conns.get_mut(&peer).expect("connected");
-        match c.recon.handle(&self.store, message) {
-            Err(e) => self.disconnect(peer, DisconnectReason::Reconcile(e)),
-            Ok(progress) => {
-                if let Some(reply) = progress.reply {
-                    Self::queue_recon(&mut self.stats, c, reply);
-                }
-                for range in progress.peer_lacks {
-                    c.owed_total += self.store.count(range);
-                    c.owed.push_back(Owed::Range(range));
-                }
-                if c.owed_total > self.store.len() + OWED_MAX {
-                    // Claiming to lack the same strings round after round would make us send
-                    // the room again each round.
-                    self.disconnect(peer, DisconnectReason::AskedTooMuch);
-                    return;
-                }
-                for ids in progress.we_lack.chunks(wire::MAX_WANT) {
-                    let start = c.control.len();
-                    Frame::Want(ids.iter().map(|id| id.0).collect()).encode(&mut c.control);
-                    self.stats.recon_frames_sent += 1;
-                    self.stats.recon_bytes_sent += (c.control.len() - start) as u64;
-                }
-                self.pump(peer);
-            }
-        }
-    }
-
-    /// Queues one reconciliation message to `c`.
-    fn queue_recon(stats: &mut Stats, c: &mut Conn, message: Vec<u8>) {
-        let start = c.control.len();
-        Frame::Recon(message).encode(&mut c.control);
-        stats.recon_frames_sent += 1;
-        stats.recon_bytes_sent += (c.control.len() - start) as u64;
+            Frame::Recon(message) => RoomInput::Recon { peer, message },
+            Frame::Want(ids) => RoomInput::Want { peer, ids },
+        };
+        let _ = self.room_input(input);
     }
 
     fn sent(&mut self, peer: PeerId) -> Result<(), InputError> {
-        let c = self.conn(peer)?;
-        if c.in_flight == 0 {
+        self.conn(peer)?;
+        if self.room.in_flight(peer) == 0 {
             return Err(InputError::NothingInFlight(peer));
         }
-        c.in_flight -= 1;
-        let (in_flight, phase) = (c.in_flight, c.phase);
-        if phase == Phase::Closing {
-            // The peer closes once it reads the Bye; until then (or the linger) we read on,
-            // so that closing with unread bytes cannot reset the connection under the Bye.
-            return Ok(());
+        let _ = self.room_input(RoomInput::Sent(peer));
+        // The peer closes once it reads the Bye; until then (or the linger) we read on, so
+        // that closing with unread bytes cannot reset the connection under the Bye.
+        if self
+            .conns
+            .get(&peer)
+            .is_some_and(|c| c.phase != Phase::Closing)
+        {
+            let due = self.now.checked_add(self.config.stall_timeout);
+            let busy = self.room.in_flight(peer) > 0;
+            self.timers
+                .set((peer, TimerKind::Stall), due.filter(|_| busy));
         }
-        let due = self.now.checked_add(self.config.stall_timeout);
-        self.timers
-            .set((peer, TimerKind::Stall), due.filter(|_| in_flight > 0));
-        self.pump(peer);
-        // The slowest link may be this one.
-        self.trim_origins();
         Ok(())
     }
 
@@ -860,13 +693,16 @@ impl FloodState {
                     DisconnectReason::Idle(config.idle_timeout)
                 }
                 TimerKind::Keepalive => {
-                    let quiet = c.in_flight == 0
+                    let quiet = self.room.in_flight(peer) == 0
                         && c.last_sent
                             .checked_add(config.keepalive)
                             .is_some_and(|due| due <= now);
                     if quiet {
-                        Frame::Ping.encode(&mut self.conns.get_mut(&peer).unwrap().control);
-                        self.pump(peer);
+                        let frames = [Frame::Ping];
+                        let _ = self.room_input(RoomInput::Control {
+                            peer,
+                            frames: &frames,
+                        });
                     }
                     self.arm_keepalive(peer);
                     continue;
@@ -875,6 +711,72 @@ impl FloodState {
             self.disconnect(peer, reason);
         }
         self.mesh_input(MeshInput::Timeout);
+        let mut said = Vec::new();
+        self.herald.timeout(now, &mut said);
+        self.outputs.extend(said.into_iter().map(Output::Notice));
+    }
+
+    /// Leaves now: every link is told Bye and closes once it has read everything.
+    fn leave(&mut self) {
+        self.left = true;
+        self.herald.leave();
+        self.mesh_input(MeshInput::Leave);
+    }
+
+    /// What shows that the links still make progress while leaving.
+    fn progress(&self) -> (u64, u64, u64) {
+        let s = self.stats();
+        (s.frames_sent, s.recon_frames_sent, s.frames_received)
+    }
+
+    /// When leaving was asked for: leaves once the links have everything, or gives up on
+    /// links that made no progress for the stall timeout.
+    fn end_leaving(&mut self) {
+        let Some((seen, since)) = self.leaving else {
+            return;
+        };
+        if self.left {
+            return;
+        }
+        // Everything queued went out with this input's outputs; what counts is the links.
+        let linked_all = self.room.is_flushed();
+        if !linked_all {
+            let now = self.progress();
+            if now != seen {
+                self.leaving = Some((now, self.now));
+                return;
+            }
+            if self.now < since + self.config.stall_timeout {
+                return;
+            }
+            self.outputs
+                .push_back(Output::Notice(Notice::LeftUnfinished));
+        }
+        self.leave();
+    }
+
+    /// Whether the client left ([`Input::Leave`], or [`Input::EndOfInput`] once the links
+    /// had everything) and every connection is closed.
+    pub fn has_left(&self) -> bool {
+        self.left && self.conns.is_empty()
+    }
+
+    /// Ends joining the first contact once linked, or when nothing is left that could link.
+    fn end_joining(&mut self) {
+        let linked = self.link_count() > 0;
+        let hopeless = self.conns.is_empty() && self.mesh.pending_dials() == 0;
+        if self.herald.is_joining() && (linked || hopeless) {
+            let mut said = Vec::new();
+            self.herald.joined(linked, &mut said);
+            self.outputs.extend(said.into_iter().map(Output::Notice));
+        }
+    }
+
+    /// Tells the herald that `peer` ended, and queues what it says.
+    fn herald_ended(&mut self, peer: PeerId, reason: &DisconnectReason) {
+        let mut said = Vec::new();
+        self.herald.ended(self.now, peer, reason, &mut said);
+        self.outputs.extend(said.into_iter().map(Output::Notice));
     }
 
     fn arm_idle(&mut self, peer: PeerId) {
@@ -895,13 +797,12 @@ impl FloodState {
         self.timers.set((peer, TimerKind::Keepalive), due);
     }
 
-    /// Forgets `peer` and tells the driver and the mesh.
+    /// Forgets `peer` and tells the room, the driver and the mesh.
     fn disconnect(&mut self, peer: PeerId, reason: DisconnectReason) {
         if self.conns.remove(&peer).is_some() {
-            if let Ok(at) = self.order.binary_search(&peer) {
-                self.order.remove(at);
-            }
+            let _ = self.room_input(RoomInput::Gone(peer));
             self.timers.cancel_where(|&(p, _)| p == peer);
+            self.herald_ended(peer, &reason);
             self.outputs.push_back(Output::Disconnect { peer, reason });
             self.mesh_input(MeshInput::Closed { peer });
         }
@@ -925,20 +826,21 @@ impl FloodState {
             return;
         }
         c.phase = Phase::Closing;
-        c.closing = Some(reason);
-        Frame::Bye {
-            reason: bye,
-            addrs: addrs.into_iter().take(wire::MAX_ADDRS).collect(),
-        }
-        .encode(&mut c.control);
+        c.closing = Some(reason.clone());
+        // The link ends now for the user; the connection, once its Bye is out.
+        self.herald_ended(peer, &reason);
         self.timers.cancel_where(|&(p, _)| p == peer);
         let due = self.now.checked_add(self.config.linger);
         self.timers.set((peer, TimerKind::Linger), due);
-        self.pump(peer);
+        let bye = Frame::Bye {
+            reason: bye,
+            addrs: addrs.into_iter().take(wire::MAX_ADDRS).collect(),
+        };
+        let _ = self.room_input(RoomInput::Closing { peer, bye: &bye });
     }
 
     /// `peer` said a Hello the mesh accepted: it is a link of the room now.
-    fn link_up(&mut self, peer: PeerId) {
+    fn link_up(&mut self, peer: PeerId, client: ClientId) {
         let Some(c) = self.conns.get_mut(&peer) else {
             return;
         };
@@ -946,17 +848,14 @@ impl FloodState {
             return;
         }
         c.phase = Phase::Linked;
-        // Live flooding starts here; what came before, reconciliation finds.
-        c.cursor = self.store.len();
-        c.live_from = c.cursor;
-        if c.dialed {
-            let first = c.recon.initiate(&self.store);
-            Self::queue_recon(&mut self.stats, c, first);
-        }
+        let dialed = c.dialed;
         self.outputs.push_back(Output::PeerReady(peer));
+        let mut said = Vec::new();
+        self.herald.linked(self.now, peer, client, &mut said);
+        self.outputs.extend(said.into_iter().map(Output::Notice));
         self.arm_idle(peer);
         self.arm_keepalive(peer);
-        self.pump(peer);
+        let _ = self.room_input(RoomInput::LinkUp { peer, dialed });
     }
 
     /// Feeds the mesh and carries out what it decides.
@@ -965,1188 +864,59 @@ impl FloodState {
         while let Some(output) = self.mesh.poll() {
             match output {
                 MeshOutput::Dial(addr) => self.outputs.push_back(Output::Dial(addr)),
-                MeshOutput::LinkUp { peer, .. } => self.link_up(peer),
+                MeshOutput::LinkUp { peer, id } => self.link_up(peer, id),
                 MeshOutput::SendAddrs { peer, addrs } => {
-                    if let Some(c) = self.conns.get_mut(&peer)
-                        && c.phase != Phase::Closing
+                    if self
+                        .conns
+                        .get(&peer)
+                        .is_some_and(|c| c.phase != Phase::Closing)
                         && !addrs.is_empty()
                     {
-                        for chunk in addrs.chunks(wire::MAX_ADDRS) {
-                            Frame::Addrs(chunk.to_vec()).encode(&mut c.control);
-                        }
-                        self.pump(peer);
+                        let frames: Vec<Frame> = addrs
+                            .chunks(wire::MAX_ADDRS)
+                            .map(|chunk| Frame::Addrs(chunk.to_vec()))
+                            .collect();
+                        let _ = self.room_input(RoomInput::Control {
+                            peer,
+                            frames: &frames,
+                        });
                     }
                 }
                 MeshOutput::Close { peer, bye, why } => self.close(peer, bye, why),
                 MeshOutput::Notice(notice) => {
-                    self.outputs.push_back(Output::Notice(Notice::Mesh(notice)))
+                    let mut said = Vec::new();
+                    self.herald.mesh(notice, &mut said);
+                    self.outputs.extend(said.into_iter().map(Output::Notice));
                 }
             }
         }
     }
 
-    /// Adds `text` if it is new to this client, prints it and offers it to every link.
-    fn learn(&mut self, text: &str, origin: Option<PeerId>) -> Learned {
-        let full = self.store.len() >= self.config.max_room_strings
-            || self.store.text_bytes() + text.len() > self.config.max_room_bytes;
-        if full {
-            if self.store.contains(text) {
-                return Learned::Known;
-            }
-            self.stats.refused_full += 1;
-            if !self.room_full_said {
-                self.room_full_said = true;
-                self.outputs.push_back(Output::Notice(Notice::RoomFull {
-                    strings: self.store.len(),
-                    bytes: self.store.text_bytes(),
-                }));
-            }
-            return Learned::Full;
-        }
-        let Some(index) = self.store.insert(text) else {
-            return Learned::Known;
-        };
-        self.origins.push_back(origin_tag(origin));
-        if let Some(c) = origin.and_then(|peer| self.conns.get_mut(&peer))
-            && c.phase != Phase::Linked
-        {
-            c.early.push(index);
-        }
-        self.outputs.push_back(Output::Print(index));
-        if self.pumps_deferred {
-            self.learned_deferred = true;
-        } else {
-            self.pump_all();
-        }
-        Learned::New
-    }
-
-    /// Offers what is waiting to every link.
-    fn pump_all(&mut self) {
-        for i in 0..self.order.len() {
-            self.pump(self.order[i]);
-        }
-        self.trim_origins();
-    }
-
-    /// Forgets the origins of strings every link's live cursor has passed.
-    fn trim_origins(&mut self) {
-        let links = self.conns.values().filter(|c| c.phase == Phase::Linked);
-        let keep_from = links.map(|c| c.cursor).min().unwrap_or(self.store.len());
-        let passed = keep_from
-            .saturating_sub(self.origins_from)
-            .min(self.origins.len());
-        self.origins.drain(..passed);
-        self.origins_from += passed;
-        if self.origins.capacity() > 4 * self.origins.len() + 4096 {
-            self.origins.shrink_to(2 * self.origins.len());
-        }
-    }
-
-    /// Sends `peer` its waiting control frames, the live strings it lacks, then what it is
-    /// owed, as far as its in-flight budget allows.
-    fn pump(&mut self, peer: PeerId) {
-        let Some(c) = self.conns.get_mut(&peer) else {
-            return;
-        };
-        let linked = c.phase == Phase::Linked;
-        let len = self.store.len();
-        let tag = origin_tag(Some(peer));
-        let mut sent_any = false;
-        let mut walked = Vec::new();
-        while c.in_flight < self.config.max_in_flight
-            && (!c.control.is_empty() || (linked && (c.cursor < len || !c.owed.is_empty())))
-        {
-            let mut bytes = std::mem::take(&mut c.control);
-            let batch = self.config.send_batch;
-            while linked && c.cursor < len && bytes.len() < batch {
-                let index = c.cursor;
-                c.cursor += 1;
-                if self.origins[index - self.origins_from] != tag {
-                    wire::encode_text(self.store.get(index), &mut bytes);
-                    self.stats.frames_sent += 1;
-                }
-            }
-            while linked && bytes.len() < batch {
-                let Some(owed) = c.owed.pop_front() else {
-                    break;
-                };
-                match owed {
-                    Owed::Index(index) => {
-                        c.owed_indices -= 1;
-                        walked.push(index);
+    /// Feeds the room and carries out what it decides, before anything else happens.
+    fn room_input(&mut self, input: RoomInput<'_>) -> Result<(), Refused> {
+        let result = self.room.handle(input);
+        while let Some(output) = self.room.poll() {
+            match output {
+                RoomOutput::Print(index) => self.outputs.push_back(Output::Print(index)),
+                RoomOutput::Send { peer, bytes, first } => {
+                    if first {
+                        let due = self.now.checked_add(self.config.stall_timeout);
+                        self.timers.set((peer, TimerKind::Stall), due);
                     }
-                    Owed::Range(range) => {
-                        if let Some(rest) = self.store.walk(range, WALK_STEP, &mut walked) {
-                            c.owed.push_front(Owed::Range(rest));
-                        }
+                    if let Some(c) = self.conns.get_mut(&peer) {
+                        c.last_sent = self.now;
                     }
+                    self.outputs.push_back(Output::Send { peer, bytes });
                 }
-                for index in walked.drain(..) {
-                    // Sent live, or first heard from this very peer: it has it.
-                    if index >= c.live_from || c.early.binary_search(&index).is_ok() {
-                        continue;
-                    }
-                    wire::encode_text(self.store.get(index), &mut bytes);
-                    self.stats.frames_sent += 1;
-                }
+                RoomOutput::Close { peer, why } => self.disconnect(peer, why),
+                RoomOutput::Full { strings, bytes } => self
+                    .outputs
+                    .push_back(Output::Notice(Notice::RoomFull { strings, bytes })),
             }
-            if bytes.is_empty() {
-                continue;
-            }
-            if c.in_flight == 0 {
-                let due = self.now.checked_add(self.config.stall_timeout);
-                self.timers.set((peer, TimerKind::Stall), due);
-            }
-            c.in_flight += 1;
-            sent_any = true;
-            self.stats.bytes_sent += bytes.len() as u64;
-            self.outputs.push_back(Output::Send { peer, bytes });
         }
-        if sent_any {
-            c.last_sent = self.now;
-        }
-        if c.owed.len() < OWED_PAUSE
-            && c.control.is_empty()
-            && let Some(message) = c.recon_waiting.take()
-        {
-            self.reconcile(peer, &message);
-        }
+        result
     }
-}
-
-/// What [`FloodState::learn`] made of a string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Learned {
-    /// Added to the room.
-    New,
-    /// Already in the room.
-    Known,
-    /// Not added: the room is at its limit here.
-    Full,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::{FrameDecoder, encode_text};
-
-    const A: PeerId = PeerId(1);
-    const B: PeerId = PeerId(2);
-    const ME: ClientId = ClientId(100);
-
-    fn addr(i: u8) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, i], 4000))
-    }
-
-    /// A state under test with a clock the test moves.
-    struct Harness {
-        state: FloodState,
-        now: Instant,
-    }
-
-    impl Harness {
-        fn new() -> Self {
-            Self::with(Config::default())
-        }
-
-        fn with(config: Config) -> Self {
-            let now = Instant::now();
-            Self {
-                state: FloodState::new(
-                    Config {
-                        client: ME,
-                        listen_port: 4000,
-                        ..config
-                    },
-                    now,
-                ),
-                now,
-            }
-        }
-
-        fn input(&mut self, input: Input<'_>) -> Vec<Output> {
-            self.state.handle_input(self.now, input).unwrap();
-            self.drain()
-        }
-
-        /// The outputs so far, but the mesh's notices (its own tests cover them).
-        fn drain(&mut self) -> Vec<Output> {
-            std::iter::from_fn(|| self.state.poll_output())
-                .filter(|o| !matches!(o, Output::Notice(Notice::Mesh(_))))
-                .collect()
-        }
-
-        /// Accepts `peer`, acknowledges our greeting and feeds theirs with client id `peer + 1000`.
-        fn linked(&mut self, peer: PeerId) -> Vec<Output> {
-            let alone = self.state.link_count() == 0;
-            let out = self.input(Input::Accepted {
-                peer,
-                remote: addr(peer.0 as u8),
-            });
-            assert_eq!(out, vec![send(peer, hello_bytes(ME, alone))]);
-            self.input(Input::Sent(peer));
-            self.input(Input::Received(
-                peer,
-                &hello_bytes(ClientId(peer.0 + 1000), false),
-            ))
-        }
-
-        fn advance(&mut self, by: Duration) -> Vec<Output> {
-            self.now += by;
-            self.input(Input::Timeout)
-        }
-
-        /// Acknowledges every Send in `outputs`.
-        fn ack(&mut self, outputs: &[Output]) -> Vec<Output> {
-            let mut more = Vec::new();
-            for o in outputs {
-                if let Output::Send { peer, .. } = o
-                    && self.state.is_connected(*peer)
-                {
-                    more.extend(self.input(Input::Sent(*peer)));
-                }
-            }
-            more
-        }
-    }
-
-    fn hello_bytes(client: ClientId, alone: bool) -> Vec<u8> {
-        let mut bytes = GREETING.to_vec();
-        Frame::Hello(Hello {
-            client,
-            listen_port: 4000,
-            alone,
-        })
-        .encode(&mut bytes);
-        bytes
-    }
-
-    fn send(peer: PeerId, bytes: Vec<u8>) -> Output {
-        Output::Send { peer, bytes }
-    }
-
-    fn print(index: usize) -> Output {
-        Output::Print(index)
-    }
-
-    fn texts(messages: &[&str]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for m in messages {
-            encode_text(m, &mut bytes);
-        }
-        bytes
-    }
-
-    fn disconnect(peer: PeerId, reason: DisconnectReason) -> Output {
-        Output::Disconnect { peer, reason }
-    }
-
-    /// The frames carried by a peer's Sends (greeting skipped).
-    fn sent_frames(outputs: &[Output], to: PeerId) -> Vec<Frame> {
-        let mut decoder = FrameDecoder::new();
-        let mut input: &[u8] = &hello_bytes(ClientId(0), false);
-        while decoder.decode(&mut input).unwrap().is_some() {}
-        let mut got = Vec::new();
-        for o in outputs {
-            if let Output::Send { peer, bytes } = o
-                && *peer == to
-            {
-                let mut input = &bytes[..];
-                if input.starts_with(&GREETING) {
-                    continue;
-                }
-                while let Some(Decoded::Frame(f)) = decoder.decode(&mut input).unwrap() {
-                    got.push(f);
-                }
-                assert!(input.is_empty());
-            }
-        }
-        got
-    }
-
-    #[test]
-    fn typed_line_is_printed_and_sent_to_every_link() {
-        let mut h = Harness::new();
-        assert_eq!(h.linked(A), vec![Output::PeerReady(A)]);
-        // The mesh tells the newcomer about A, and A about the newcomer.
-        let out = h.linked(B);
-        assert_eq!(out[0], Output::PeerReady(B));
-        assert_eq!(
-            sent_frames(&out, B),
-            vec![Frame::Addrs(vec![addr(1)])],
-            "{out:?}"
-        );
-        h.ack(&out);
-        let out = h.input(Input::LineTyped(b"hello\r"));
-        assert_eq!(
-            out,
-            vec![
-                print(0),
-                send(A, texts(&["hello"])),
-                send(B, texts(&["hello"]))
-            ]
-        );
-        assert!(h.state.contains("hello"));
-        assert_eq!(h.state.message(0), "hello");
-        assert_eq!(h.state.link_count(), 2);
-    }
-
-    #[test]
-    fn origins_are_kept_only_as_far_back_as_the_slowest_link() {
-        let mut h = Harness::new();
-        let out = h.linked(A);
-        h.ack(&out);
-        let out = h.linked(B);
-        h.ack(&out);
-        let from_a: Vec<String> = (0..20_000).map(|i| format!("from a {i:05}")).collect();
-        let from_a: Vec<&str> = from_a.iter().map(String::as_str).collect();
-        let mut out = h.input(Input::Received(A, &texts(&from_a)));
-        // B's budget ran out before its live cursor reached the end: only what it has yet to
-        // be sent keeps an origin.
-        let kept = h.state.origins.len();
-        assert!(h.state.origins_from > 0 && kept < 20_000, "{kept} kept");
-        assert_eq!(h.state.origins_from + kept, 20_000);
-        // B types while it is behind: its strings go to A, never back to B.
-        out.extend(h.input(Input::Received(B, &texts(&["from b 1", "from b 2"]))));
-        let mut to_a = Vec::new();
-        let mut to_b = Vec::new();
-        while !out.is_empty() {
-            to_a.extend(sent_frames(&out, A));
-            to_b.extend(sent_frames(&out, B));
-            out = h.ack(&out);
-        }
-        let text = |f: &Frame| match f {
-            Frame::Text(t) => t.clone(),
-            other => panic!("{other:?}"),
-        };
-        let to_b: Vec<String> = to_b.iter().map(text).collect();
-        assert_eq!(to_b, from_a, "B gets A's strings once each, in order");
-        let to_a: Vec<String> = to_a.iter().map(text).collect();
-        assert_eq!(to_a, ["from b 1", "from b 2"]);
-        assert!(h.state.origins.is_empty(), "every link caught up");
-        assert_eq!(h.state.origins_from, 20_002);
-    }
-
-    #[test]
-    fn refused_lines_leave_the_state_unchanged() {
-        let mut h = Harness::new();
-        h.linked(A);
-        h.input(Input::LineTyped(b"once"));
-        let long = vec![b'x'; MAX + 1];
-        let cases: [(&[u8], InputError); 6] = [
-            (&long, InputError::BadLine(TextError::TooLong(MAX + 1))),
-            (b"\xff", InputError::BadLine(TextError::NotUtf8)),
-            (b"a\nb", InputError::BadLine(TextError::Control('\n'))),
-            (b"\x1b[2J", InputError::BadLine(TextError::Control('\x1b'))),
-            (
-                b"bye\ralice: hi",
-                InputError::BadLine(TextError::Control('\r')),
-            ),
-            (b"once", InputError::AlreadySaid),
-        ];
-        for (line, err) in cases {
-            assert_eq!(
-                h.state.handle_input(h.now, Input::LineTyped(line)),
-                Err(err)
-            );
-            assert_eq!(h.drain(), vec![]);
-        }
-        assert_eq!(h.state.messages().collect::<Vec<_>>(), ["once"]);
-        assert_eq!(
-            h.input(Input::LineTyped(b"")),
-            vec![],
-            "empty lines are ignored"
-        );
-        assert_eq!(h.input(Input::LineTyped(b"\r")), vec![]);
-        let max = "m".repeat(MAX);
-        assert_eq!(h.input(Input::LineTyped(max.as_bytes()))[0], print(1));
-    }
-
-    const MAX: usize = crate::MAX_MESSAGE_LEN;
-
-    #[test]
-    fn new_string_is_printed_and_forwarded_to_all_but_its_sender() {
-        let mut h = Harness::new();
-        h.linked(A);
-        h.linked(B);
-        let out = h.input(Input::Received(A, &texts(&["from a"])));
-        assert_eq!(out, vec![print(0), send(B, texts(&["from a"]))]);
-        h.input(Input::Sent(B));
-        assert_eq!(h.input(Input::Received(B, &texts(&["from a"]))), vec![]);
-        assert_eq!(h.input(Input::Received(A, &texts(&["from a"]))), vec![]);
-        assert_eq!(h.state.stats().frames_received, 3);
-        assert_eq!(h.state.messages().count(), 1);
-    }
-
-    #[test]
-    fn disconnect_forgets_the_peer() {
-        let mut h = Harness::new();
-        h.linked(A);
-        h.linked(B);
-        let out = h.input(Input::Closed(A));
-        assert_eq!(out, vec![disconnect(A, DisconnectReason::Closed)]);
-        assert!(!h.state.is_connected(A));
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Received(A, b"x")),
-            Err(InputError::UnknownPeer(A))
-        );
-        let out = h.input(Input::LineTyped(b"after"));
-        assert_eq!(out, vec![print(0), send(B, texts(&["after"]))]);
-    }
-
-    #[test]
-    fn close_reasons_tell_where_the_stream_stopped() {
-        let mut h = Harness::new();
-        h.input(Input::Accepted {
-            peer: A,
-            remote: addr(1),
-        });
-        h.input(Input::Received(A, &GREETING));
-        assert_eq!(
-            h.input(Input::Closed(A)),
-            vec![disconnect(A, DisconnectReason::ClosedBeforeGreeting)]
-        );
-        h.linked(B);
-        h.input(Input::Received(B, &texts(&["cut"])[..5]));
-        assert_eq!(
-            h.input(Input::Closed(B)),
-            vec![disconnect(B, DisconnectReason::ClosedMidFrame)]
-        );
-    }
-
-    #[test]
-    fn bytes_split_at_every_point_give_the_same_outputs() {
-        let mut stream = hello_bytes(ClientId(5), false);
-        stream.extend(texts(&["alpha", "βeta", "alpha", "gamma"]));
-        Frame::Ping.encode(&mut stream);
-        let run = |parts: &[&[u8]]| {
-            let mut h = Harness::new();
-            h.input(Input::Accepted {
-                peer: A,
-                remote: addr(1),
-            });
-            h.input(Input::Sent(A));
-            let mut out = Vec::new();
-            for p in parts {
-                out.extend(h.input(Input::Received(A, p)));
-            }
-            out
-        };
-        let whole = run(&[&stream]);
-        assert_eq!(
-            whole,
-            vec![Output::PeerReady(A), print(0), print(1), print(2)]
-        );
-        for split in 0..=stream.len() {
-            assert_eq!(
-                run(&[&stream[..split], &stream[split..]]),
-                whole,
-                "split at {split}"
-            );
-        }
-    }
-
-    #[test]
-    fn misbehaving_peers_are_disconnected_with_a_reason_and_print_nothing() {
-        let mut oversized = hello_bytes(ClientId(5), false);
-        oversized.extend_from_slice(&u32::MAX.to_be_bytes());
-        oversized.push(2);
-        let mut escape = hello_bytes(ClientId(5), false);
-        escape.extend_from_slice(&[0, 0, 0, 5, 2, b'a', 0x1b, b'[', b'J']);
-        let cases: [(&[u8], DecodeError); 4] = [
-            (
-                b"GET / HTTP/1.1\r\n",
-                DecodeError::BadMagic { got: b"G".to_vec() },
-            ),
-            (b"FLOODCHAT\x01", DecodeError::UnsupportedVersion(1)),
-            (
-                &oversized,
-                DecodeError::FrameTooLarge {
-                    kind: 2,
-                    len: u32::MAX as usize - 1,
-                },
-            ),
-            (&escape, DecodeError::BadText(TextError::Control('\x1b'))),
-        ];
-        for (bytes, err) in cases {
-            let mut h = Harness::new();
-            h.linked(B);
-            h.input(Input::Accepted {
-                peer: A,
-                remote: addr(1),
-            });
-            let out = h.input(Input::Received(A, bytes));
-            assert_eq!(
-                out.last(),
-                Some(&disconnect(A, DisconnectReason::Protocol(err)))
-            );
-            assert!(!out.iter().any(|o| matches!(o, Output::Print(_))));
-            assert!(!h.state.is_connected(A));
-            assert!(h.state.is_connected(B), "other peers carry on");
-        }
-    }
-
-    #[test]
-    fn silent_connection_times_out_waiting_for_the_greeting() {
-        let mut h = Harness::new();
-        h.input(Input::Accepted {
-            peer: A,
-            remote: addr(1),
-        });
-        h.input(Input::Sent(A));
-        assert_eq!(h.state.poll_timeout(), Some(h.now + Duration::from_secs(5)));
-        assert_eq!(h.advance(Duration::from_millis(4999)), vec![]);
-        assert_eq!(
-            h.advance(Duration::from_millis(1)),
-            vec![disconnect(
-                A,
-                DisconnectReason::GreetingTimeout(Duration::from_secs(5))
-            )]
-        );
-        assert_eq!(h.state.poll_timeout(), None);
-    }
-
-    #[test]
-    fn a_begun_frame_must_end_in_time_however_slowly_it_trickles() {
-        let mut h = Harness::new();
-        h.linked(A);
-        let frame = texts(&["slow"]);
-        h.input(Input::Received(A, &frame[..2]));
-        h.advance(Duration::from_secs(9));
-        h.input(Input::Received(A, &frame[2..4]));
-        assert_eq!(
-            h.advance(Duration::from_secs(1)),
-            vec![disconnect(
-                A,
-                DisconnectReason::FrameTimeout(Duration::from_secs(10))
-            )]
-        );
-        // A read that ends one frame and begins the next gives the new one its own time.
-        let mut h = Harness::new();
-        h.linked(A);
-        let two = texts(&["first", "second"]);
-        h.input(Input::Received(A, &two[..3]));
-        h.advance(Duration::from_secs(9));
-        h.input(Input::Received(A, &two[..3 + 8][3..]));
-        let out = h.advance(Duration::from_secs(9));
-        h.ack(&out);
-        assert!(
-            h.state.is_ready(A),
-            "dropped 18 s into a frame begun 9 s ago"
-        );
-        // Whole frames, however far apart, set no frame timer.
-        let mut h = Harness::new();
-        h.linked(A);
-        for i in 0..5 {
-            h.input(Input::Received(A, &texts(&[&format!("m{i}")])));
-            let out = h.advance(Duration::from_secs(11));
-            h.ack(&out);
-            assert!(h.state.is_ready(A), "{out:?}");
-        }
-    }
-
-    #[test]
-    fn a_keepalive_is_due_a_keepalive_after_the_last_send() {
-        let mut h = Harness::new();
-        h.linked(A);
-        h.advance(Duration::from_secs(5));
-        let out = h.input(Input::LineTyped(b"at five seconds"));
-        h.ack(&out);
-        assert!(
-            h.advance(Duration::from_secs(15)).is_empty(),
-            "not quiet yet at 20 s"
-        );
-        assert_eq!(
-            h.state.poll_timeout(),
-            Some(h.now + Duration::from_secs(5)),
-            "the next keepalive is 20 s after the send at 5 s"
-        );
-        let out = h.advance(Duration::from_secs(5));
-        assert_eq!(sent_frames(&out, A), vec![Frame::Ping]);
-    }
-
-    #[test]
-    fn quiet_links_get_keepalives_and_silent_peers_are_dropped() {
-        let mut h = Harness::new();
-        h.linked(A);
-        let out = h.advance(Duration::from_secs(20));
-        assert_eq!(sent_frames(&out, A), vec![Frame::Ping]);
-        h.ack(&out);
-        // A peer that pings back stays.
-        for _ in 0..5 {
-            let mut ping = Vec::new();
-            Frame::Ping.encode(&mut ping);
-            h.input(Input::Received(A, &ping));
-            let out = h.advance(Duration::from_secs(20));
-            h.ack(&out);
-            assert!(h.state.is_connected(A));
-        }
-        // One that says nothing for a minute goes.
-        let mut out = Vec::new();
-        for _ in 0..3 {
-            let o = h.advance(Duration::from_secs(20));
-            h.ack(&o);
-            out.extend(o);
-        }
-        assert_eq!(
-            out.last(),
-            Some(&disconnect(
-                A,
-                DisconnectReason::Idle(Duration::from_secs(60))
-            ))
-        );
-    }
-
-    #[test]
-    fn peer_that_stops_reading_is_dropped() {
-        let mut h = Harness::with(Config {
-            keepalive: Duration::MAX,
-            idle_timeout: Duration::MAX,
-            ..Config::default()
-        });
-        h.linked(A);
-        assert_eq!(h.state.poll_timeout(), None, "idle: no timer, no spinning");
-        h.input(Input::LineTyped(b"unread"));
-        let stall = Config::default().stall_timeout;
-        assert_eq!(h.state.poll_timeout(), Some(h.now + stall));
-        assert_eq!(h.advance(stall - Duration::from_millis(1)), vec![]);
-        assert_eq!(
-            h.advance(Duration::from_millis(1)),
-            vec![disconnect(A, DisconnectReason::Stalled(stall))]
-        );
-    }
-
-    #[test]
-    fn the_room_stops_growing_at_its_limit_and_says_so_once() {
-        let mut h = Harness::with(Config {
-            max_room_strings: 2,
-            ..Config::default()
-        });
-        h.linked(A);
-        h.input(Input::LineTyped(b"one"));
-        h.input(Input::Received(A, &texts(&["two"])));
-        let out = h.input(Input::Received(A, &texts(&["three", "four"])));
-        assert_eq!(
-            out,
-            vec![Output::Notice(Notice::RoomFull {
-                strings: 2,
-                bytes: 6
-            })]
-        );
-        assert_eq!(
-            h.state.handle_input(h.now, Input::LineTyped(b"five")),
-            Err(InputError::RoomFull)
-        );
-        assert_eq!(h.drain(), vec![]);
-        assert_eq!(h.state.stats().refused_full, 3);
-        assert!(
-            h.state.is_connected(A),
-            "a full room still relays what it has"
-        );
-        let mut h = Harness::with(Config {
-            max_room_bytes: 5,
-            ..Config::default()
-        });
-        h.input(Input::LineTyped(b"12345"));
-        assert_eq!(
-            h.state.handle_input(h.now, Input::LineTyped(b"6")),
-            Err(InputError::RoomFull)
-        );
-    }
-
-    #[test]
-    fn a_connection_to_oneself_is_closed_with_a_bye() {
-        let mut h = Harness::new();
-        h.input(Input::Dialed {
-            peer: A,
-            addr: addr(1),
-        });
-        h.input(Input::Sent(A));
-        let out = h.input(Input::Received(A, &hello_bytes(ME, true)));
-        assert_eq!(
-            sent_frames(&out, A),
-            vec![Frame::Bye {
-                reason: ByeReason::SelfConnection,
-                addrs: vec![]
-            }]
-        );
-        assert!(!out.contains(&Output::PeerReady(A)));
-        assert_eq!(h.ack(&out), vec![]);
-        // The other end (ourselves) says Bye as well: the link ends at once, no linger.
-        let mut bye = Vec::new();
-        Frame::Bye {
-            reason: ByeReason::SelfConnection,
-            addrs: vec![],
-        }
-        .encode(&mut bye);
-        assert_eq!(
-            h.input(Input::Received(A, &bye)),
-            vec![disconnect(
-                A,
-                DisconnectReason::Local(CloseWhy::SelfConnection)
-            )]
-        );
-        h.input(Input::Dialed {
-            peer: B,
-            addr: addr(1),
-        });
-        h.input(Input::Sent(B));
-        let out = h.input(Input::Received(B, &hello_bytes(ME, true)));
-        h.ack(&out);
-        assert_eq!(
-            h.input(Input::Closed(B)),
-            vec![disconnect(
-                B,
-                DisconnectReason::Local(CloseWhy::SelfConnection)
-            )]
-        );
-    }
-
-    #[test]
-    fn of_two_connections_between_the_same_clients_both_ends_keep_the_same_one() {
-        // Client ME (100) and client 7 and 200 each dial the other at once.
-        for (other, kept_dialed_by_me) in [(ClientId(7), false), (ClientId(200), true)] {
-            let mut h = Harness::new();
-            h.input(Input::Dialed {
-                peer: A,
-                addr: addr(1),
-            });
-            h.input(Input::Accepted {
-                peer: B,
-                remote: addr(1),
-            });
-            let ack = h.drain();
-            h.ack(&ack);
-            h.input(Input::Sent(A));
-            h.input(Input::Sent(B));
-            let mut out = h.input(Input::Received(A, &hello_bytes(other, false)));
-            out.extend(h.input(Input::Received(B, &hello_bytes(other, false))));
-            let (kept, dropped) = if kept_dialed_by_me { (A, B) } else { (B, A) };
-            assert_eq!(
-                sent_frames(&out, dropped).last(),
-                Some(&Frame::Bye {
-                    reason: ByeReason::Duplicate,
-                    addrs: vec![]
-                })
-            );
-            h.ack(&out);
-            assert!(h.state.is_ready(kept));
-            assert!(!h.state.is_ready(dropped));
-            // A peer that does not close after the Bye is closed after the linger; one that
-            // says Bye too is closed at once.
-            assert_eq!(
-                h.advance(Duration::from_secs(1)),
-                vec![disconnect(
-                    dropped,
-                    DisconnectReason::Local(CloseWhy::Duplicate)
-                )]
-            );
-        }
-    }
-
-    #[test]
-    fn a_bye_from_the_peer_ends_the_link() {
-        let mut h = Harness::new();
-        h.linked(A);
-        let mut bye = Vec::new();
-        Frame::Bye {
-            reason: ByeReason::Leaving,
-            addrs: vec![addr(9)],
-        }
-        .encode(&mut bye);
-        assert_eq!(
-            h.input(Input::Received(A, &bye)),
-            vec![disconnect(A, DisconnectReason::Bye(ByeReason::Leaving))]
-        );
-    }
-
-    #[test]
-    fn a_start_with_a_contact_dials_it() {
-        let mut h = Harness::new();
-        assert_eq!(
-            h.input(Input::Start {
-                contact: Some(addr(3))
-            }),
-            vec![Output::Dial(addr(3))]
-        );
-    }
-
-    #[test]
-    fn caller_mistakes_are_errors() {
-        let mut h = Harness::new();
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Received(A, b"x")),
-            Err(InputError::UnknownPeer(A))
-        );
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Closed(A)),
-            Err(InputError::UnknownPeer(A))
-        );
-        h.linked(A);
-        assert_eq!(
-            h.state.handle_input(
-                h.now,
-                Input::Accepted {
-                    peer: A,
-                    remote: addr(1)
-                }
-            ),
-            Err(InputError::PeerExists(A))
-        );
-        assert_eq!(
-            h.state.handle_input(h.now, Input::Sent(A)),
-            Err(InputError::NothingInFlight(A))
-        );
-        assert_eq!(h.drain(), vec![]);
-    }
-
-    /// Two states joined by one in-memory link that delivers every write at once, in order.
-    struct Pair {
-        sides: [FloodState; 2],
-        now: Instant,
-        /// Bytes each side wrote.
-        bytes: [u64; 2],
-        disconnects: Vec<(usize, DisconnectReason)>,
-        /// Writes not yet delivered, per side.
-        pending: [VecDeque<Vec<u8>>; 2],
-        /// The side whose write moves next.
-        turn: usize,
-    }
-
-    const LINK: PeerId = PeerId(1);
-
-    impl Pair {
-        /// Side 0 dials side 1; each first types its own strings.
-        fn new(config: Config, typed: [&[String]; 2]) -> Self {
-            let now = Instant::now();
-            let side = |i: u64| {
-                let mut s = FloodState::new(
-                    Config {
-                        client: ClientId(i + 1),
-                        ..config.clone()
-                    },
-                    now,
-                );
-                for t in typed[i as usize] {
-                    s.handle_input(now, Input::LineTyped(t.as_bytes())).unwrap();
-                }
-                while s.poll_output().is_some() {}
-                s
-            };
-            Self {
-                sides: [side(0), side(1)],
-                now,
-                bytes: [0; 2],
-                disconnects: Vec::new(),
-                pending: Default::default(),
-                turn: 0,
-            }
-        }
-
-        fn link(&mut self) {
-            let (now, addr) = (self.now, addr(1));
-            self.sides[0]
-                .handle_input(now, Input::Dialed { peer: LINK, addr })
-                .unwrap();
-            self.sides[1]
-                .handle_input(
-                    now,
-                    Input::Accepted {
-                        peer: LINK,
-                        remote: addr,
-                    },
-                )
-                .unwrap();
-        }
-
-        /// Side `i` types `text` now.
-        fn type_line(&mut self, i: usize, text: &str) {
-            self.sides[i]
-                .handle_input(self.now, Input::LineTyped(text.as_bytes()))
-                .unwrap();
-        }
-
-        /// Moves writes both ways, oldest first, until neither side has anything to say or
-        /// `steps` writes moved (`usize::MAX` for all). Returns what each side printed.
-        fn drive(&mut self, steps: usize) -> [Vec<String>; 2] {
-            let mut printed: [Vec<String>; 2] = Default::default();
-            for _ in 0..steps {
-                for (i, printed) in printed.iter_mut().enumerate() {
-                    while let Some(o) = self.sides[i].poll_output() {
-                        match o {
-                            Output::Send { bytes, .. } => self.pending[i].push_back(bytes),
-                            Output::Print(index) => {
-                                printed.push(self.sides[i].message(index).to_string())
-                            }
-                            Output::Disconnect { reason, .. } => self.disconnects.push((i, reason)),
-                            _ => {}
-                        }
-                    }
-                }
-                let from = if self.pending[self.turn].is_empty() {
-                    1 - self.turn
-                } else {
-                    self.turn
-                };
-                self.turn = 1 - self.turn;
-                let Some(bytes) = self.pending[from].pop_front() else {
-                    break;
-                };
-                self.bytes[from] += bytes.len() as u64;
-                let now = self.now;
-                if self.sides[1 - from].is_connected(LINK) {
-                    self.sides[1 - from]
-                        .handle_input(now, Input::Received(LINK, &bytes))
-                        .unwrap();
-                }
-                if self.sides[from].is_connected(LINK) {
-                    self.sides[from]
-                        .handle_input(now, Input::Sent(LINK))
-                        .unwrap();
-                }
-            }
-            printed
-        }
-    }
-
-    fn strings(prefix: &str, n: usize) -> Vec<String> {
-        (0..n)
-            .map(|i| format!("{prefix} string number {i}"))
-            .collect()
-    }
-
-    /// Both sides hold `shared`; each holds `k` more of its own. Returns the pair after it
-    /// linked and went quiet.
-    fn reconcile_with(shared: usize, k: usize) -> Pair {
-        let common = strings("shared", shared);
-        let own: [Vec<String>; 2] = [strings("a", k), strings("b", k)];
-        let typed = [
-            [&common[..], &own[0][..]].concat(),
-            [&common[..], &own[1][..]].concat(),
-        ];
-        let mut pair = Pair::new(Config::default(), [&typed[0], &typed[1]]);
-        pair.link();
-        let printed = pair.drive(usize::MAX);
-        assert!(pair.disconnects.is_empty(), "{:?}", pair.disconnects);
-        for i in 0..2 {
-            let mut got = printed[i].clone();
-            got.sort();
-            let mut want = own[1 - i].clone();
-            want.sort();
-            assert_eq!(got, want, "side {i} printed exactly what it lacked");
-            assert_eq!(pair.sides[i].messages().count(), shared + 2 * k);
-            assert!(pair.sides[i].is_flushed());
-        }
-        pair
-    }
-
-    #[test]
-    fn equal_sets_exchange_only_a_few_small_frames() {
-        let pair = reconcile_with(20_000, 0);
-        for i in 0..2 {
-            let stats = pair.sides[i].stats();
-            assert_eq!(stats.frames_sent, 0, "no string is sent again");
-            assert!(stats.recon_frames_sent <= 2, "{stats:?}");
-        }
-        // Greeting, Hello and one short Recon frame each way.
-        assert!(pair.bytes.iter().all(|&b| b < 100), "{:?}", pair.bytes);
-    }
-
-    #[test]
-    fn reconnecting_sends_exactly_the_difference() {
-        for k in [1, 10, 1000] {
-            let pair = reconcile_with(20_000, k);
-            let full_history: u64 = 20_000 * (5 + 30);
-            for i in 0..2 {
-                let stats = pair.sides[i].stats();
-                assert_eq!(stats.frames_sent, k as u64, "side {i}, k = {k}");
-                assert!(
-                    pair.bytes[i] < full_history / 4,
-                    "k = {k}: {} bytes against {full_history} for the whole history",
-                    pair.bytes[i]
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_late_joiner_gets_everything_in_bounded_batches_without_being_dropped() {
-        let config = Config {
-            send_batch: 1000,
-            max_in_flight: 2,
-            ..Config::default()
-        };
-        let history = strings("history", 5000);
-        for joiner in [0, 1] {
-            let typed: [&[String]; 2] = if joiner == 0 {
-                [&[], &history]
-            } else {
-                [&history, &[]]
-            };
-            let mut pair = Pair::new(config.clone(), typed);
-            pair.link();
-            let mut printed = Vec::new();
-            // One write at a time, with the clock moving: slow, never dropped as stalled.
-            for _ in 0..100_000 {
-                pair.now += Duration::from_millis(500);
-                let now = pair.now;
-                for side in &mut pair.sides {
-                    side.handle_input(now, Input::Timeout).unwrap();
-                }
-                let [a, b] = pair.drive(1);
-                printed.extend(if joiner == 0 { a } else { b });
-                if printed.len() == history.len() {
-                    break;
-                }
-            }
-            assert!(pair.disconnects.is_empty(), "{:?}", pair.disconnects);
-            printed.sort();
-            let mut want = history.clone();
-            want.sort();
-            assert_eq!(printed, want);
-        }
-    }
-
-    #[test]
-    fn strings_typed_during_reconciliation_are_neither_lost_nor_printed_twice() {
-        let common = strings("shared", 3000);
-        let a = [&common[..], &strings("a", 500)[..]].concat();
-        let b = [&common[..], &strings("b", 500)[..]].concat();
-        let mut pair = Pair::new(Config::default(), [&a, &b]);
-        pair.link();
-        let mut printed: [Vec<String>; 2] = Default::default();
-        for round in 0..200 {
-            pair.type_line(round % 2, &format!("live {round}"));
-            for (all, new) in printed.iter_mut().zip(pair.drive(3)) {
-                all.extend(new);
-            }
-        }
-        let p = pair.drive(usize::MAX);
-        for i in 0..2 {
-            printed[i].extend(p[i].iter().cloned());
-            let mut once = printed[i].clone();
-            once.sort();
-            once.dedup();
-            assert_eq!(
-                once.len(),
-                printed[i].len(),
-                "side {i} printed something twice"
-            );
-        }
-        let all = |s: &FloodState| {
-            let mut m: Vec<String> = s.messages().map(str::to_string).collect();
-            m.sort();
-            m
-        };
-        assert_eq!(all(&pair.sides[0]), all(&pair.sides[1]));
-        assert_eq!(pair.sides[0].messages().count(), 3000 + 1000 + 200);
-    }
-
-    #[test]
-    fn a_peer_that_sends_reconciliation_without_reading_cannot_pile_up_answers() {
-        let mut h = Harness::with(Config {
-            max_in_flight: 1,
-            ..Config::default()
-        });
-        for t in strings("history", 2000) {
-            h.input(Input::LineTyped(t.as_bytes()));
-        }
-        h.linked(A);
-        // A peer's opening message, sent again and again while our answers stay unread.
-        let mut peer_view = Store::new();
-        for t in strings("other", 2000) {
-            peer_view.insert(&t);
-        }
-        let mut opening = Vec::new();
-        Frame::Recon(crate::Reconciler::new().initiate(&peer_view)).encode(&mut opening);
-        let mut out = Vec::new();
-        for _ in 0..10 {
-            if !h.state.is_connected(A) {
-                break;
-            }
-            out.extend(h.input(Input::Received(A, &opening)));
-        }
-        assert_eq!(
-            out.last(),
-            Some(&disconnect(A, DisconnectReason::ReconcileOutOfTurn))
-        );
-    }
-
-    #[test]
-    fn a_peer_that_lacks_the_room_again_every_round_loses_its_link() {
-        let mut h = Harness::new();
-        let room = strings("room", 20_000);
-        for t in &room {
-            h.input(Input::LineTyped(t.as_bytes()));
-        }
-        h.linked(A);
-        // "I hold nothing in the lower half of the id space, and one string in the upper
-        // half": we answer the upper half (so the same message may come again) and owe the
-        // peer every string of the lower half, each time.
-        let mut lie = vec![1 << 5 | 1, 0x80, 0]; // Fingerprint, bound 0x80..., count 0
-        lie.extend([1 << 5 | 17, 1]); // Fingerprint to the end, count 1,
-        lie.extend([0x11; 16]); // and a sum no set of ours has.
-        let mut opening = Vec::new();
-        Frame::Recon(lie).encode(&mut opening);
-        let mut sent = 0;
-        for _ in 0..20 {
-            if !h.state.is_connected(A) {
-                break;
-            }
-            let out = h.input(Input::Received(A, &opening));
-            // Read everything we send, so that our answers are never out of turn.
-            let mut more = h.ack(&out);
-            while !more.is_empty() {
-                more = h.ack(&more);
-            }
-            sent = h.state.stats().frames_sent;
-        }
-        assert!(!h.state.is_connected(A), "still linked after 20 rounds");
-        assert!(
-            sent >= room.len() as u64 / 3,
-            "the first round is believed: the peer gets the lower half ({sent} strings)"
-        );
-        assert!(
-            sent <= 2 * room.len() as u64 + OWED_MAX as u64,
-            "sent {sent} strings for a room of {}",
-            room.len()
-        );
-    }
-
-    #[test]
-    fn broken_reconciliation_and_greedy_asks_cost_the_peer_its_link() {
-        let mut h = Harness::new();
-        h.linked(A);
-        let mut bad = Vec::new();
-        Frame::Recon(vec![0xff, 1, 2]).encode(&mut bad);
-        let out = h.input(Input::Received(A, &bad));
-        assert!(
-            matches!(
-                out.last(),
-                Some(Output::Disconnect {
-                    reason: DisconnectReason::Reconcile(_),
-                    ..
-                })
-            ),
-            "{out:?}"
-        );
-        let mut h = Harness::new();
-        h.input(Input::LineTyped(b"the only string"));
-        h.linked(A);
-        let id = crate::store::Id::of("the only string").0;
-        let mut want = Vec::new();
-        Frame::Want(vec![id; wire::MAX_WANT]).encode(&mut want);
-        let mut out = Vec::new();
-        for _ in 0..2 * OWED_MAX / wire::MAX_WANT {
-            out.extend(h.input(Input::Received(A, &want)));
-            if !h.state.is_connected(A) {
-                break;
-            }
-        }
-        assert_eq!(
-            out.last(),
-            Some(&disconnect(A, DisconnectReason::AskedTooMuch))
-        );
-    }
-}
+mod tests;

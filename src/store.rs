@@ -8,7 +8,7 @@
 //! run. The sorted view is a few sorted runs of growing size (64, 1 Ki, 16 Ki, ... entries);
 //! an insert goes into the smallest run, and a run that outgrows its size is merged into the
 //! next. So an insert moves a handful of entries on average and never the whole set. Each run
-//! keeps the sum of its ids every [`BLOCK`] entries, so the
+//! keeps the sum of its ids every 32 entries, so the
 //! [`Fingerprint`] of any range of ids costs a few binary searches.
 
 use std::fmt;
@@ -17,8 +17,7 @@ use filter::Filter;
 
 mod filter;
 
-/// Bytes in an [`Id`].
-pub const ID_LEN: usize = 16;
+pub use crate::wire::ID_LEN;
 
 /// Entries in the smallest sorted run before it is merged into the next.
 const FIRST_RUN: usize = 64;

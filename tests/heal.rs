@@ -133,6 +133,40 @@ fn a_client_whose_only_neighbour_dies_reconnects_through_a_learned_address() {
                 "{} is noisy after losing its only neighbour: {said:#?}",
                 client.name
             );
+            client.assert_notices_hold_together();
+        }
+        leave_all(&mut [a, c], &want);
+    }
+}
+
+/// The race behind the notices that contradicted each other, run again and again: in a chain
+/// a–b–c of clients keeping one link each, b is killed, and a and c, who both heard of each
+/// other through b, often dial each other at once. Each time they end up in one room, and
+/// neither tells its user "no links" about the moment it announced the other.
+#[test]
+fn a_middle_client_killed_again_and_again_leaves_notices_that_hold_together() {
+    for round in 0..6 {
+        let rts = [[Smol, AsyncStd, Smol], [AsyncStd, Smol, AsyncStd]][round % 2];
+        let mut room = chain(&rts, &["--links", "1"]);
+        let first = format!("round {round}, before");
+        room[0].say(&first);
+        for c in &room {
+            c.wait_printed(&[&first]);
+        }
+        room[1].kill();
+        let mut a = room.remove(0);
+        let mut c = room.pop().unwrap();
+        let (from_a, from_c) = (
+            format!("round {round}, from a"),
+            format!("round {round}, from c"),
+        );
+        a.say(&from_a);
+        c.say(&from_c);
+        let want = [first.as_str(), &from_a, &from_c];
+        a.wait_printed(&want);
+        c.wait_printed(&want);
+        for client in [&a, &c] {
+            client.assert_notices_hold_together();
         }
         leave_all(&mut [a, c], &want);
     }
@@ -167,12 +201,23 @@ fn a_full_client_still_lets_a_newcomer_join_the_room() {
         for c in &room {
             c.wait_printed(&want);
         }
-        // The hub really was full: the newcomer was sent elsewhere, not taken in.
-        let hub_errors = hub.errors();
-        assert_eq!(
-            hub_errors.iter().filter(|l| l.ends_with(" joined")).count(),
-            3,
-            "the hub took more than its inbound maximum: {hub_errors:#?}"
+        // The hub really was full: the newcomer was sent elsewhere, not taken in. Unless the
+        // hub had shed a filler first to keep the room mixed (it may, at a random moment of its
+        // first shuffle interval): that filler is told so, and then the hub had room.
+        let turned_away = newcomer
+            .errors()
+            .iter()
+            .any(|l| l.ends_with(": it is full"));
+        let shed = room.iter().any(|c| {
+            c.errors()
+                .iter()
+                .any(|l| l.ends_with("it made room for another client"))
+        });
+        assert!(
+            turned_away || shed,
+            "the hub took the newcomer although full: hub {:#?}, newcomer {:#?}",
+            hub.errors(),
+            newcomer.errors()
         );
         room.push(hub);
         room.push(newcomer);

@@ -230,3 +230,74 @@ fn after_churn_the_survivors_form_one_room_with_the_union() {
     );
     assert!(ran >= cases && one_room * 2 >= cases, "{ran} {one_room}");
 }
+
+/// The heal test's race, for any seed and latency: in a chain a–b–c of clients that keep one
+/// link each, b dies; a and c both hold the other's address and may dial each other at once,
+/// and one of the two connections is then closed as a duplicate. Whatever the order, a and c
+/// end up linked, and neither tells its user "no links" about the moment it announced the
+/// other (the simulator checks every notice against `NoticeCheck`).
+#[test]
+fn simultaneous_dials_after_a_death_never_contradict_the_notices() {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut config = Config::with_cases(cases);
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(0x51_D1A1);
+    }
+    config.failure_persistence = None;
+    let simultaneous = Cell::new(0u32);
+    let mut runner = TestRunner::new(config);
+    // Equal latencies make both survivors hear of the death at once, and dial at once.
+    let spread = prop_oneof![Just(0u64), 0u64..50];
+    // Jitter delays each write on its own, as a busy receiver reads two sockets in any
+    // order: a Bye on one connection may overtake a Hello sent earlier on the other.
+    let strategy = (any::<u64>(), 0u64..200, spread, 0u64..3, 0u64..300);
+    let result = runner.run(&strategy, |(seed, lo, spread, crash_at, jitter)| {
+        let flood = floodchat::Config {
+            mesh: floodchat::mesh::MeshConfig::with_links(1),
+            ..floodchat::Config::default()
+        };
+        let config = SimConfig {
+            seed,
+            latency_min: Duration::from_millis(lo),
+            latency_max: Duration::from_millis(lo + spread),
+            jitter: Duration::from_millis(jitter),
+            flood,
+            ..SimConfig::default()
+        };
+        let mut sim = Sim::new(0, config);
+        let a = sim.join(None);
+        let b = sim.join(Some(a));
+        sim.advance(Duration::from_secs(1));
+        let c = sim.join(Some(b));
+        sim.advance(Duration::from_secs(2) + Duration::from_millis(crash_at * 7));
+        let closed = sim.report().closed_on_purpose;
+        sim.crash(b);
+        sim.advance(Duration::from_secs(20));
+        // Both survivors' connections met: one was closed as a duplicate.
+        let race = sim.report().closed_on_purpose > closed;
+        let linked = sim
+            .graph()
+            .iter()
+            .any(|&[x, y]| [x, y] == [a, c] || [x, y] == [c, a]);
+        let violations = sim.check().clone();
+        prop_assert!(violations.is_empty(), "seed {seed:#x}: {violations:?}");
+        prop_assert!(
+            linked,
+            "seed {seed:#x}: a and c are not linked: {:?}",
+            sim.graph()
+        );
+        if race {
+            simultaneous.set(simultaneous.get() + 1);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let raced = simultaneous.get();
+    eprintln!("runs where both survivors' connections met: {raced}");
+    assert!(raced > 0, "no run raced: the property was not exercised");
+}

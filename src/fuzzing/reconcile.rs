@@ -4,12 +4,13 @@
 //!
 //! Byte 0 bit 0 picks the other mode: the rest is split into messages (2-byte big-endian
 //! lengths) fed to one reconciler over a small store, which must answer or refuse each
-//! without panicking and never write a reply over [`MAX_RECON_LEN`].
+//! without panicking and never write a reply over [`MAX_RECON`].
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 
-use crate::reconcile::{MAX_RECON_LEN, Progress, Reconciler};
+use crate::reconcile::{Progress, Reconciler};
 use crate::store::Store;
+use crate::wire::MAX_RECON;
 
 /// Most strings a side starts with, and most steps.
 const MAX_ITEMS: usize = 2000;
@@ -57,7 +58,7 @@ fn raw(mut data: &[u8]) {
         match reconciler.handle(&store, msg) {
             Ok(progress) => {
                 let reply = progress.reply.unwrap_or_default();
-                assert!(reply.len() <= MAX_RECON_LEN, "reply of {}", reply.len());
+                assert!(reply.len() <= MAX_RECON, "reply of {}", reply.len());
                 // The answer itself must be well-formed for a fresh peer.
                 let _ = Reconciler::new()
                     .handle(&store, &reply)
@@ -98,7 +99,7 @@ fn pair(u: &mut Unstructured<'_>) -> Result<()> {
     let mut msg = Some(ra.initiate(&a));
     let mut to_b = true;
     while let Some(m) = msg.take() {
-        assert!(m.len() <= MAX_RECON_LEN);
+        assert!(m.len() <= MAX_RECON);
         for step in steps.by_ref() {
             match step {
                 Step::Type { on_a, text: n } => {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
+use super::addr::can_listen;
 use crate::rng::SplitMix64;
 
 /// One known address.
@@ -97,15 +98,6 @@ impl Book {
         self.per_source.get(&source).copied().unwrap_or(0)
     }
 
-    /// Whether anyone could listen on `addr`.
-    pub(crate) fn is_dialable(addr: SocketAddr) -> bool {
-        let ip = addr.ip();
-        addr.port() != 0
-            && !ip.is_unspecified()
-            && !ip.is_multicast()
-            && !matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
-    }
-
     fn recently_failed(&self, addr: SocketAddr, now: Instant) -> bool {
         self.failed.get(&addr).is_some_and(|&until| until > now)
             || self
@@ -122,7 +114,7 @@ impl Book {
         now: Instant,
         rng: &mut SplitMix64,
     ) -> Result<(), Skip> {
-        if !Self::is_dialable(addr) {
+        if !can_listen(addr) {
             return Err(Skip::Invalid);
         }
         if self.index.contains_key(&addr) {
@@ -161,7 +153,7 @@ impl Book {
             }
             return true;
         }
-        if !Self::is_dialable(addr) {
+        if !can_listen(addr) {
             return false;
         }
         if self.entries.len() >= self.cap && !self.evict(rng, true) {

@@ -312,14 +312,13 @@ fn admission_limits_per_ip_unproven_and_total_evict_the_oldest_unproven() {
         peer: newcomer,
         id: ClientId(1)
     }));
-    // Unproven connections that stay silent are closed at the Hello deadline.
+    // Unproven connections that stay silent are the parent's to time out: the mesh keeps
+    // them, and frees their slots when told they closed.
     let out = t.advance(Duration::from_secs(6));
-    let mut timed_out: Vec<_> = closes(&out).into_iter().map(|c| (c.0, c.2)).collect();
-    timed_out.sort_by_key(|c| c.0);
-    assert_eq!(
-        timed_out,
-        [(p2, CloseWhy::HelloTimeout), (q, CloseWhy::HelloTimeout)]
-    );
+    assert_eq!(closes(&out), []);
+    assert_eq!(t.mesh.unproven(), 2);
+    t.input(MeshInput::Closed { peer: p2 });
+    t.input(MeshInput::Closed { peer: q });
     assert_eq!(t.mesh.connections(), 1);
 }
 
@@ -600,4 +599,36 @@ fn addresses_nobody_listens_at_and_foreign_loopback_are_never_learned() {
         "198.51.100.7:4000".parse().unwrap(),
         stranger
     ));
+}
+
+/// A stranger (on a dual-stack socket, so its own address is IPv4-mapped) advertises the
+/// IPv6 spellings of addresses its IPv4 spellings would not pass: none is learned or dialed,
+/// while a real address in a mapped spelling is learned in its IPv4 spelling, once.
+#[test]
+fn ipv6_spellings_of_ipv4_addresses_meet_the_same_rules() {
+    let mut t = T::new(MeshConfig::with_links(8));
+    t.input(MeshInput::Start { contact: None });
+    let stranger: SocketAddr = "[::ffff:203.0.113.9]:50000".parse().unwrap();
+    let (peer, _) = t.inbound_link(stranger, 1);
+    let spelled: Vec<SocketAddr> = [
+        "[::ffff:0.0.0.0]:4000",
+        "[::ffff:127.0.0.1]:4000",
+        "[::127.0.0.1]:4000",
+        "[::ffff:224.0.0.1]:4000",
+        "[::ffff:255.255.255.255]:4000",
+        "[::ffff:198.51.100.7]:4000",
+        "198.51.100.7:4000",
+    ]
+    .iter()
+    .map(|a| a.parse().unwrap())
+    .collect();
+    let out = t.input(MeshInput::Addrs {
+        peer,
+        addrs: &spelled,
+    });
+    let real: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    assert_eq!(dials(&out), [real], "{out:?}");
+    // The stranger's own address, from its Hello, and the real one.
+    assert_eq!(t.mesh.book_len(), 2);
+    assert!(t.mesh.knows(real));
 }

@@ -37,6 +37,7 @@
 pub mod model;
 mod network;
 mod node;
+pub mod notices;
 mod report;
 mod scenario;
 mod script;
@@ -45,6 +46,7 @@ mod shape;
 pub use crate::rng::SplitMix64;
 pub use network::{Fault, LISTEN_PORT, Sim, SimConfig, client_addr, client_at};
 pub use node::{MeshNode, Node};
+pub use notices::{NoticeCheck, Said};
 pub use report::{Report, Violations};
 
 pub use scenario::{Broadcast, BroadcastRun, JoinCrash, JoinThenCrash, broadcast, join_then_crash};

@@ -11,6 +11,7 @@ use hashbrown::{HashMap, HashSet};
 
 use super::Components;
 use super::node::Node;
+use super::notices::{NoticeCheck, Said};
 use super::report::{Report, Violations};
 use crate::rng::SplitMix64;
 use crate::wire::{ByeReason, ClientId, Decoded, Frame, FrameDecoder};
@@ -158,6 +159,11 @@ struct Client<N> {
     links: Vec<usize>,
     frames_sent: u64,
     bytes_sent: u64,
+    /// The story this incarnation's notices told so far.
+    notices: NoticeCheck,
+    /// Connections that were under way when this incarnation last said it had no links: one
+    /// of them becoming a link shows that the notice was said too soon.
+    under_way_when_alone: Vec<PeerId>,
 }
 
 /// One direction of a link: a FIFO byte stream.
@@ -385,6 +391,8 @@ impl<N: Node> Sim<N> {
             links: Vec::new(),
             frames_sent: 0,
             bytes_sent: 0,
+            notices: NoticeCheck::default(),
+            under_way_when_alone: Vec::new(),
         });
         c
     }
@@ -590,6 +598,8 @@ impl<N: Node> Sim<N> {
         client.links.clear();
         client.frames_sent = 0;
         client.bytes_sent = 0;
+        client.notices = NoticeCheck::default();
+        client.under_way_when_alone.clear();
         self.feed(c, Input::Start { contact });
         true
     }
@@ -876,6 +886,12 @@ impl<N: Node> Sim<N> {
                             ));
                         }
                         self.links[l].ready[e] = true;
+                        if self.clients[c].under_way_when_alone.contains(&peer) {
+                            self.violation(format!(
+                                "client {c}: said \"no links\" while {peer}, linked now, was \
+                                 under way"
+                            ));
+                        }
                     }
                     None => self.violation(format!(
                         "client {c}: PeerReady({peer}), which is not connected"
@@ -884,7 +900,18 @@ impl<N: Node> Sim<N> {
                 Output::Disconnect { peer, reason } => {
                     self.on_disconnect(c, peer, reason, origin == Some(peer));
                 }
-                Output::Notice(_) => self.counts.notices += 1,
+                Output::Notice(notice) => {
+                    self.counts.notices += 1;
+                    let links = self.clients[c].state.as_ref().map(N::link_count);
+                    let at = self.now();
+                    let said = Said::from_notice(&notice);
+                    if said == Said::Alone {
+                        self.clients[c].under_way_when_alone = self.under_way(c);
+                    }
+                    if let Err(e) = self.clients[c].notices.said(at, said, links) {
+                        self.violation(format!("client {c}: notice \"{notice}\": {e}"));
+                    }
+                }
             }
         }
         self.outputs = outputs;
@@ -1103,6 +1130,25 @@ impl<N: Node> Sim<N> {
     }
 
     /// Which link and end `peer` is at client `c`, if that end is open.
+    /// Client `c`'s connections that are open and not yet links.
+    fn under_way(&self, c: usize) -> Vec<PeerId> {
+        let incarnation = self.clients[c].incarnation;
+        let mut peers = Vec::new();
+        for &l in &self.clients[c].links {
+            let link = &self.links[l];
+            for e in 0..2 {
+                if link.ends[e] == c
+                    && link.incarnations[e] == incarnation
+                    && link.open[e]
+                    && !link.ready[e]
+                {
+                    peers.push(peer_id(l, e));
+                }
+            }
+        }
+        peers
+    }
+
     fn end_of(&self, c: usize, peer: PeerId) -> Option<(usize, usize)> {
         let l = usize::try_from(peer.0 / 2).ok()?;
         let e = (peer.0 % 2) as usize;
@@ -1636,6 +1682,7 @@ fn input_code(input: &Input<'_>) -> u64 {
         Input::Dialed { peer, addr } => mix(8 ^ (peer.0 << 8), addr_code(addr)),
         Input::DialFailed(addr) => mix(9, addr_code(addr)),
         Input::Leave => 10,
+        Input::EndOfInput => 11,
     }
 }
 

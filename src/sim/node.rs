@@ -7,9 +7,7 @@ use std::time::Instant;
 
 use crate::mesh::{CloseWhy, Mesh, MeshInput, MeshOutput};
 use crate::wire::{self, ByeReason, Decoded, Frame, FrameDecoder, GREETING, Hello};
-use crate::{
-    Config, DisconnectReason, FloodState, Input, InputError, Notice, Output, PeerId, Stats,
-};
+use crate::{Config, DisconnectReason, FloodState, Input, InputError, Output, PeerId, Stats};
 
 /// A sans-IO client the simulator can run: the door of [`FloodState`].
 pub trait Node {
@@ -29,6 +27,8 @@ pub trait Node {
     fn messages(&self) -> impl ExactSizeIterator<Item = &str>;
     /// The client's counters.
     fn stats(&self) -> Stats;
+    /// Links the client has (connections whose Hello it accepted).
+    fn link_count(&self) -> usize;
 }
 
 impl Node for FloodState {
@@ -56,10 +56,13 @@ impl Node for FloodState {
     fn stats(&self) -> Stats {
         FloodState::stats(self)
     }
+    fn link_count(&self) -> usize {
+        FloodState::link_count(self)
+    }
 }
 
 /// A client that runs only the [`Mesh`]: it greets, says Hello, and carries the mesh's
-/// Addrs and Bye frames, but holds no room (typed lines are ignored).
+/// Addrs and Bye frames, but holds no room (typed lines are ignored) and says no notices.
 ///
 /// For properties of membership alone, where the test must see each mesh's address book
 /// ([`MeshNode::mesh`]), and for runs too large for whole clients. It closes a connection
@@ -165,7 +168,8 @@ impl MeshNode {
                     }
                 }
                 MeshOutput::Close { peer, bye, why } => self.mesh_closes(peer, bye, why),
-                MeshOutput::Notice(n) => self.outputs.push_back(Output::Notice(Notice::Mesh(n))),
+                // What a user is told is FloodState's to decide; a mesh node tells nobody.
+                MeshOutput::Notice(_) => {}
             }
         }
     }
@@ -244,7 +248,7 @@ impl Node for MeshNode {
                 self.feed(now, MeshInput::Closed { peer });
             }
             Input::Timeout => self.feed(now, MeshInput::Timeout),
-            Input::Leave => self.feed(now, MeshInput::Leave),
+            Input::Leave | Input::EndOfInput => self.feed(now, MeshInput::Leave),
             Input::LineTyped(_) => {}
         }
         Ok(())
@@ -272,5 +276,9 @@ impl Node for MeshNode {
 
     fn stats(&self) -> Stats {
         self.stats
+    }
+
+    fn link_count(&self) -> usize {
+        self.mesh.links()
     }
 }

@@ -19,6 +19,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Default)]
 struct Lines {
     lines: Vec<String>,
+    /// When each line was read.
+    read_at: Vec<Instant>,
     ended: bool,
 }
 
@@ -38,7 +40,10 @@ impl Watched {
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&line);
                         let text = text.strip_suffix('\n').unwrap_or(&text).to_string();
-                        me.0.0.lock().unwrap().lines.push(text);
+                        let mut lines = me.0.0.lock().unwrap();
+                        lines.lines.push(text);
+                        lines.read_at.push(Instant::now());
+                        drop(lines);
                         me.0.1.notify_all();
                     }
                 }
@@ -70,6 +75,16 @@ impl Watched {
     fn snapshot(&self) -> Vec<String> {
         self.0.0.lock().unwrap().lines.clone()
     }
+
+    /// The lines so far, each with when it was read, from `since`.
+    fn timed(&self, since: Instant) -> Vec<(Duration, String)> {
+        let lines = self.0.0.lock().unwrap();
+        let at = lines
+            .read_at
+            .iter()
+            .map(|t| t.saturating_duration_since(since));
+        at.zip(lines.lines.iter().cloned()).collect()
+    }
 }
 
 /// Which driver a client runs on.
@@ -99,6 +114,8 @@ pub struct Client {
     pub port: u16,
     /// A stdout pipe held open and never read.
     _unread: Option<ChildStdout>,
+    /// When the process was started.
+    started: Instant,
 }
 
 /// Builder of a client's command line.
@@ -258,6 +275,7 @@ impl Spawn {
             stderr,
             port: 0,
             _unread: unread,
+            started: Instant::now(),
         }
     }
 }
@@ -367,6 +385,16 @@ impl Client {
     /// What was printed on stderr so far.
     pub fn errors(&self) -> Vec<String> {
         self.stderr.snapshot()
+    }
+
+    /// Checks that the notices on stderr so far tell a story a user can trust (see
+    /// `floodchat::sim::NoticeCheck`): never "no links" about the moment a link was announced.
+    #[cfg(feature = "sim")]
+    pub fn assert_notices_hold_together(&self) {
+        let lines = self.stderr.timed(self.started);
+        if let Err(e) = floodchat::sim::NoticeCheck::check_lines(&lines) {
+            panic!("{}: {e}\nall of stderr: {lines:#?}", self.name);
+        }
     }
 
     /// Waits until the process has exactly `want` open file descriptors (Linux `/proc`).
