@@ -19,6 +19,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Default)]
 struct Lines {
     lines: Vec<String>,
+    /// When each line of `lines` was read, in the same order.
+    times: Vec<Instant>,
     ended: bool,
 }
 
@@ -38,7 +40,10 @@ impl Watched {
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&line);
                         let text = text.strip_suffix('\n').unwrap_or(&text).to_string();
-                        me.0.0.lock().unwrap().lines.push(text);
+                        let mut lines = me.0.0.lock().unwrap();
+                        lines.lines.push(text);
+                        lines.times.push(Instant::now());
+                        drop(lines);
                         me.0.1.notify_all();
                     }
                 }
@@ -69,6 +74,16 @@ impl Watched {
 
     fn snapshot(&self) -> Vec<String> {
         self.0.0.lock().unwrap().lines.clone()
+    }
+
+    fn timed_snapshot(&self) -> Vec<(Instant, String)> {
+        let lines = self.0.0.lock().unwrap();
+        lines
+            .times
+            .iter()
+            .copied()
+            .zip(lines.lines.iter().cloned())
+            .collect()
     }
 }
 
@@ -291,6 +306,13 @@ impl Client {
         stdin.flush().unwrap();
     }
 
+    /// Types one line; an error (the client is gone) is returned instead of panicking.
+    pub fn try_say(&mut self, line: &str) -> std::io::Result<()> {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(format!("{line}\n").as_bytes())?;
+        stdin.flush()
+    }
+
     /// Types many lines at once, in one write.
     pub fn say_many<S: AsRef<str>>(&mut self, lines: &[S]) {
         let mut bytes = Vec::new();
@@ -362,6 +384,11 @@ impl Client {
     /// What was printed on stdout so far.
     pub fn printed(&self) -> Vec<String> {
         self.stdout.snapshot()
+    }
+
+    /// What was printed on stdout so far, each line with the time the test read it.
+    pub fn printed_timed(&self) -> Vec<(Instant, String)> {
+        self.stdout.timed_snapshot()
     }
 
     /// What was printed on stderr so far.
