@@ -453,6 +453,10 @@ struct Proc {
     client: Client,
     /// The address it printed, for others to join through.
     addr: SocketAddr,
+    /// Its host (0 on loopback).
+    host: usize,
+    /// When it printed its address.
+    started: Instant,
     killed: bool,
 }
 
@@ -494,6 +498,10 @@ struct Verdict {
     /// For each running client, from the heal until it had printed every line of the final
     /// set typed before the heal (zero if it had them all by then).
     converged: Vec<Duration>,
+    /// What each process printed, with arrival times.
+    printed: Vec<Vec<(Instant, String)>>,
+    /// The set every running client printed.
+    final_set: HashSet<String>,
 }
 
 fn median_max(mut v: Vec<Duration>) -> (Duration, Duration) {
@@ -655,6 +663,63 @@ fn check(record: &mut Record, heal: Instant, context: &str) -> Verdict {
         lost_unacknowledged,
         final_lines: final_set.len(),
         converged,
+        printed,
+        final_set,
+    }
+}
+
+/// What one fault did, from the record: lines typed while it held, the longest any of them
+/// took to reach every client, and how long after it ended every client had every line typed
+/// before its end. Only clients running at the end of the run count (and a client started
+/// after `end` only if `restarted` names it); hosts in `skip` (under another fault at the
+/// end) are left out, as clients and as authors.
+struct StepFigures {
+    typed: usize,
+    slowest: Duration,
+    settled: Duration,
+}
+
+fn step_figures(
+    record: &Record,
+    verdict: &Verdict,
+    (start, end): (Instant, Instant),
+    skip: &[usize],
+    restarted: Option<usize>,
+) -> StepFigures {
+    let clients: Vec<usize> = record
+        .running()
+        .filter(|&p| !skip.contains(&record.procs[p].host))
+        .filter(|&p| record.procs[p].started <= end || restarted == Some(p))
+        .collect();
+    let counted = |line: &String| {
+        verdict.final_set.contains(line)
+            && !skip.contains(&record.procs[record.typed[line].by].host)
+    };
+    // The last arrival of each counted line over the clients.
+    let mut last: HashMap<&String, Instant> = HashMap::new();
+    for &p in &clients {
+        for (at, line) in &verdict.printed[p] {
+            if counted(line) {
+                let e = last.entry(line).or_insert(*at);
+                *e = (*e).max(*at);
+            }
+        }
+    }
+    let (mut typed, mut slowest, mut settled) = (0, Duration::ZERO, Duration::ZERO);
+    for (line, at) in last {
+        let t = record.typed[line].at;
+        if t >= start && t <= end {
+            typed += 1;
+            slowest = slowest.max(at.saturating_duration_since(t));
+        }
+        if t <= end {
+            settled = settled.max(at.saturating_duration_since(end));
+        }
+    }
+    StepFigures {
+        typed,
+        slowest,
+        settled,
     }
 }
 
@@ -713,6 +778,8 @@ fn chaos(seed: u64, seconds: u64) {
             name,
             client,
             addr,
+            host: h,
+            started: Instant::now(),
             killed: false,
         }
     };
@@ -734,6 +801,10 @@ fn chaos(seed: u64, seconds: u64) {
     }
     events.sort_by_key(|&(at, i, begins)| (at, !begins, i));
     let mut next_event = 0;
+    // When each step began and ended, and the process a Kill started again.
+    let mut began: Vec<Option<Instant>> = vec![None; steps.len()];
+    let mut ended: Vec<Option<Instant>> = vec![None; steps.len()];
+    let mut restarted: Vec<Option<usize>> = vec![None; steps.len()];
     let mut active: Vec<usize> = Vec::new();
     let mut down: HashSet<usize> = HashSet::new();
     // When the last fault ended: from then on the network is whole and every client runs.
@@ -762,8 +833,11 @@ fn chaos(seed: u64, seconds: u64) {
                 now.as_secs_f64(),
                 if begins { "begin" } else { "end  " }
             );
-            if !begins {
+            if begins {
+                began[i] = Some(Instant::now());
+            } else {
                 healed = Instant::now();
+                ended[i] = Some(healed);
             }
             match fault {
                 Fault::Kill { seat, contact } => {
@@ -777,6 +851,7 @@ fn chaos(seed: u64, seconds: u64) {
                         let via = seat_proc[*contact];
                         let proc = start(&record, *seat, generation[*seat], Some(via));
                         seat_proc[*seat] = record.procs.len();
+                        restarted[i] = Some(record.procs.len());
                         record.procs.push(proc);
                         down.remove(seat);
                     }
@@ -858,6 +933,43 @@ fn chaos(seed: u64, seconds: u64) {
                 .count()
         })
         .sum();
+    eprintln!(
+        "per fault: lines typed while it held; the slowest of them to reach every client; \
+               every client had every line typed before its end this long after it ended"
+    );
+    for (i, step) in steps.iter().enumerate() {
+        let (start, end) = (began[i].unwrap(), ended[i].unwrap());
+        // Hosts under another network fault when this one ended.
+        let skip: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i && began[j].unwrap() <= end && ended[j].unwrap() > end)
+            .flat_map(|(_, s)| match &s.fault {
+                Fault::BlackHole { host }
+                | Fault::Loss { host, .. }
+                | Fault::Bandwidth { host, .. } => {
+                    vec![*host]
+                }
+                Fault::Partition { a, b } | Fault::OneWay { from: a, to: b } => {
+                    a.iter().chain(b).copied().collect()
+                }
+                Fault::Kill { seat, .. } | Fault::Stop { seat } => vec![host_of(*seat)],
+            })
+            .collect();
+        let f = step_figures(&record, &verdict, (start, end), &skip, restarted[i]);
+        eprintln!(
+            "  {:<44} typed {:4}, slowest {:6.2} s, settled {:6.2} s after{}",
+            step.fault.to_string(),
+            f.typed,
+            f.slowest.as_secs_f64(),
+            f.settled.as_secs_f64(),
+            if skip.is_empty() {
+                String::new()
+            } else {
+                format!(" (hosts {skip:?} left out: another fault held them)")
+            }
+        );
+    }
     let (median, max) = median_max(verdict.converged.clone());
     eprintln!(
         "chaos seed {seed}, {seconds} s, {} processes ({} restarts): typed {}, acknowledged {}, \
@@ -938,6 +1050,8 @@ fn hundred_clients_on_loopback() {
             name: format!("c{i:03}"),
             client,
             addr,
+            host: 0,
+            started: Instant::now(),
             killed: false,
         });
     }
