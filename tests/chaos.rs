@@ -262,7 +262,8 @@ enum Fault {
     Bandwidth { host: usize, kbit: u64 },
     /// Host `host`'s link drops every packet, and nothing is closed.
     BlackHole { host: usize },
-    /// Client `seat` is SIGKILLed, and started afresh at the end through `contact`.
+    /// Client `seat` (a writer) types a line and is SIGKILLed at once; it is started afresh
+    /// at the end through `contact`.
     Kill { seat: usize, contact: usize },
     /// Client `seat` is SIGSTOPped, and SIGCONTed at the end.
     Stop { seat: usize },
@@ -372,11 +373,11 @@ fn schedule(seed: u64, total: Duration) -> Vec<Step> {
             }
             2 => Fault::Loss {
                 host: free[0],
-                percent: rng.range(10, 30),
+                percent: rng.range(15, 45),
             },
             3 => Fault::Bandwidth {
                 host: free[0],
-                kbit: rng.range(128, 1024),
+                kbit: rng.range(48, 256),
             },
             4 => {
                 // A writer, so that some lines typed there may be lost with it.
@@ -842,7 +843,21 @@ fn chaos(seed: u64, seconds: u64) {
             match fault {
                 Fault::Kill { seat, contact } => {
                     if begins {
+                        // A line typed just before the crash: it may be lost, but if any
+                        // other client prints it, every client must.
                         let p = seat_proc[*seat];
+                        let line = format!(
+                            "{} #{} at {:.3}s, last words",
+                            record.procs[p].name,
+                            sequence[*seat],
+                            now.as_secs_f64()
+                        );
+                        sequence[*seat] += 1;
+                        assert!(
+                            record.type_line(p, line),
+                            "{}: stdin closed",
+                            record.procs[p].name
+                        );
                         record.procs[p].client.kill();
                         record.procs[p].killed = true;
                         down.insert(*seat);
