@@ -110,6 +110,7 @@ struct Net {
 
 impl Net {
     fn new() -> Self {
+        Self::sweep_stale();
         // Unique per run: the pid, and a counter in case one process builds two.
         use std::sync::atomic::{AtomicU32, Ordering};
         static RUNS: AtomicU32 = AtomicU32::new(0);
@@ -152,6 +153,24 @@ impl Net {
             run("ip", &["netns", "exec", &ns, "nft", "-f", "-"], Some(table));
         }
         net
+    }
+
+    /// Deletes the namespaces of earlier runs whose test process is gone (killed before its
+    /// guard could run, as by a second Ctrl-C): only names of this test's form, `fcc<pid>x…`.
+    fn sweep_stale() {
+        let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            let Some((pid, _)) = name.strip_prefix("fcc").and_then(|r| r.split_once('x')) else {
+                continue;
+            };
+            let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+            if pid.parse::<u32>().is_ok() && gone {
+                let _ = Command::new("ip").args(["netns", "del", name]).status();
+            }
+        }
     }
 
     fn bridge(&self) -> String {
