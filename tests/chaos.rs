@@ -48,6 +48,7 @@ const POLL: Duration = Duration::from_millis(200);
 struct Rng(u64);
 
 impl Rng {
+    /// The next number of the sequence.
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -66,10 +67,12 @@ impl Rng {
         lo + self.next() % (hi - lo + 1)
     }
 
+    /// A duration from `lo` to `hi` seconds, to the millisecond.
     fn secs(&mut self, lo: u64, hi: u64) -> Duration {
         Duration::from_millis(self.range(lo * 1000, hi * 1000))
     }
 
+    /// Shuffles `items` in place (Fisher-Yates).
     fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
             items.swap(i, self.below(i + 1));
@@ -82,6 +85,7 @@ fn host_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 7, 1 + i as u8)
 }
 
+/// Runs `program` with `args`, feeding it `stdin`; panics unless it succeeds.
 fn run(program: &str, args: &[&str], stdin: Option<&str>) {
     let mut child = Command::new(program)
         .args(args)
@@ -97,6 +101,7 @@ fn run(program: &str, args: &[&str], stdin: Option<&str>) {
     assert!(status.success(), "{program} {}: {status}", args.join(" "));
 }
 
+/// Runs iproute2's `ip`; panics unless it succeeds.
 fn ip(args: &[&str]) {
     run("ip", args, None);
 }
@@ -173,10 +178,12 @@ impl Net {
         }
     }
 
+    /// The namespace that holds the bridge.
     fn bridge(&self) -> String {
         format!("{}b", self.prefix)
     }
 
+    /// Host `h`'s namespace.
     fn host(&self, h: usize) -> String {
         format!("{}h{h}", self.prefix)
     }
@@ -504,6 +511,7 @@ impl Record {
         true
     }
 
+    /// The processes not killed.
     fn running(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.procs.len()).filter(|&p| !self.procs[p].killed)
     }
@@ -524,11 +532,13 @@ struct Verdict {
     final_set: HashSet<String>,
 }
 
+/// The median and the maximum of `v` (not empty).
 fn median_max(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
     (v[v.len() / 2], *v.last().unwrap())
 }
 
+/// The median and the maximum of `v` (not empty).
 fn median_max_u64(mut v: Vec<u64>) -> (u64, u64) {
     v.sort();
     (v[v.len() / 2], *v.last().unwrap())
@@ -1041,6 +1051,7 @@ fn seed_from_env() -> u64 {
     }
 }
 
+/// CI's schedule (or `CHAOS_SECONDS` with `CHAOS_SEED`) on four hosts, then the checker.
 #[test]
 #[ignore = "needs root, iproute2 and nftables; CI runs it with --ignored"]
 fn four_hosts_sixteen_clients_under_a_nemesis() {
@@ -1050,14 +1061,20 @@ fn four_hosts_sixteen_clients_under_a_nemesis() {
     chaos(seed_from_env(), seconds);
 }
 
-/// How many clients the loopback run starts, and how many of them it kills at once.
+/// How many clients the loopback run starts.
 const SCALE_CLIENTS: usize = 100;
+/// How many of them it kills at once.
 const SCALE_KILLED: usize = 30;
-/// Lines typed in the loopback run, one every [`SCALE_EVERY`], and how many before the kill.
+/// Lines typed in the loopback run, one every [`SCALE_EVERY`].
 const SCALE_LINES: usize = 1_000;
+/// Lines typed before the kill.
 const SCALE_BEFORE_KILL: usize = 100;
+/// One line is typed this often, at a random running client.
 const SCALE_EVERY: Duration = Duration::from_millis(20);
 
+/// 100 clients on loopback, each joining through a random one; 1,000 lines typed, 30 clients
+/// killed at once after the 100th; the same checker, with time to one room again, peak RSS
+/// and descriptors per client.
 #[test]
 #[ignore = "100 processes; run it with --ignored --nocapture hundred_clients"]
 fn hundred_clients_on_loopback() {
@@ -1117,7 +1134,7 @@ fn hundred_clients_on_loopback() {
     let kill_at = kill_at.unwrap();
     // Peak RSS and descriptors are read before the checker ends the clients' input.
     let survivors: Vec<usize> = record.running().collect();
-    let check_record = |record: &Record| {
+    let rss_and_fds = |record: &Record| {
         let rss: Vec<u64> = survivors
             .iter()
             .map(|&p| record.procs[p].client.status_kb("VmHWM"))
@@ -1128,9 +1145,9 @@ fn hundred_clients_on_loopback() {
             .collect();
         (rss, fds)
     };
-    let verdict_and_more = {
-        // Wait for the room first (the checker does), then read the processes' figures
-        // while they still run: the checker ends them.
+    let (figures, one_room) = {
+        // Wait for the room first (the checker waits again, and says what differs if it
+        // never comes), then read the processes' figures while they still run.
         let deadline = typing_done + CONVERGE_BOUND;
         loop {
             let printed: Vec<_> = record
@@ -1153,7 +1170,7 @@ fn hundred_clients_on_loopback() {
             }
             thread::sleep(POLL);
         }
-        let figures = check_record(&record);
+        let figures = rss_and_fds(&record);
         // The first line typed after the kill from which on every line reached every survivor.
         let printed: Vec<_> = record
             .procs
@@ -1181,7 +1198,7 @@ fn hundred_clients_on_loopback() {
         }
         (figures, one_room)
     };
-    let ((rss, fds), one_room) = verdict_and_more;
+    let (rss, fds) = figures;
     let verdict = check(&mut record, typing_done, &context);
     let (median, max) = median_max(verdict.converged.clone());
     let (rss_median, rss_max) = median_max_u64(rss);
