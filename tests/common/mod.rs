@@ -19,8 +19,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Default)]
 struct Lines {
     lines: Vec<String>,
-    /// When each line was read.
-    read_at: Vec<Instant>,
+    /// When each line of `lines` was read, in the same order.
+    times: Vec<Instant>,
     ended: bool,
 }
 
@@ -42,7 +42,7 @@ impl Watched {
                         let text = text.strip_suffix('\n').unwrap_or(&text).to_string();
                         let mut lines = me.0.0.lock().unwrap();
                         lines.lines.push(text);
-                        lines.read_at.push(Instant::now());
+                        lines.times.push(Instant::now());
                         drop(lines);
                         me.0.1.notify_all();
                     }
@@ -76,14 +76,14 @@ impl Watched {
         self.0.0.lock().unwrap().lines.clone()
     }
 
-    /// The lines so far, each with when it was read, from `since`.
-    fn timed(&self, since: Instant) -> Vec<(Duration, String)> {
+    fn timed_snapshot(&self) -> Vec<(Instant, String)> {
         let lines = self.0.0.lock().unwrap();
-        let at = lines
-            .read_at
+        lines
+            .times
             .iter()
-            .map(|t| t.saturating_duration_since(since));
-        at.zip(lines.lines.iter().cloned()).collect()
+            .copied()
+            .zip(lines.lines.iter().cloned())
+            .collect()
     }
 }
 
@@ -309,6 +309,13 @@ impl Client {
         stdin.flush().unwrap();
     }
 
+    /// Types one line; an error (the client is gone) is returned instead of panicking.
+    pub fn try_say(&mut self, line: &str) -> std::io::Result<()> {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(format!("{line}\n").as_bytes())?;
+        stdin.flush()
+    }
+
     /// Types many lines at once, in one write.
     pub fn say_many<S: AsRef<str>>(&mut self, lines: &[S]) {
         let mut bytes = Vec::new();
@@ -382,6 +389,11 @@ impl Client {
         self.stdout.snapshot()
     }
 
+    /// What was printed on stdout so far, each line with the time the test read it.
+    pub fn printed_timed(&self) -> Vec<(Instant, String)> {
+        self.stdout.timed_snapshot()
+    }
+
     /// What was printed on stderr so far.
     pub fn errors(&self) -> Vec<String> {
         self.stderr.snapshot()
@@ -391,7 +403,9 @@ impl Client {
     /// `floodchat::sim::NoticeCheck`): never "no links" about the moment a link was announced.
     #[cfg(feature = "sim")]
     pub fn assert_notices_hold_together(&self) {
-        let lines = self.stderr.timed(self.started);
+        let lines: Vec<(Duration, String)> = (self.stderr.timed_snapshot().into_iter())
+            .map(|(at, line)| (at.saturating_duration_since(self.started), line))
+            .collect();
         if let Err(e) = floodchat::sim::NoticeCheck::check_lines(&lines) {
             panic!("{}: {e}\nall of stderr: {lines:#?}", self.name);
         }
