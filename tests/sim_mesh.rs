@@ -276,7 +276,7 @@ fn simultaneous_dials_after_a_death_never_contradict_the_notices() {
         let closed = sim.report().closed_on_purpose;
         sim.crash(b);
         sim.advance(Duration::from_secs(20));
-        // Both survivors' connections met: one was closed as a duplicate.
+        // A connection closed on purpose after the death: the duplicate, when both dials met.
         let race = sim.report().closed_on_purpose > closed;
         let linked = sim
             .graph()
