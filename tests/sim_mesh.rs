@@ -100,6 +100,21 @@ fn meshes_cut_apart_become_one_component_again_on_their_own() {
     assert!(sim.violations().is_empty(), "{}", sim.violations());
 }
 
+/// A proptest configuration of `cases` cases (or `PROPTEST_CASES`) from a fixed seed (or
+/// `PROPTEST_RNG_SEED`), and the number of cases.
+fn runner_config(cases: u32, seed: u64) -> (Config, u32) {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(cases);
+    let mut config = Config::with_cases(cases);
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(seed);
+    }
+    config.failure_persistence = None;
+    (config, cases)
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Churn {
     Join(u32),
@@ -130,15 +145,7 @@ fn churn() -> impl Strategy<Value = Churn> {
 /// check).
 #[test]
 fn after_churn_the_survivors_form_one_room_with_the_union() {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
-    let mut config = Config::with_cases(cases);
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(0xC4_0C4);
-    }
-    config.failure_persistence = None;
+    let (config, cases) = runner_config(40, 0xC4_0C4);
     let (ran, one_room, crashes) = (Cell::new(0u32), Cell::new(0u32), Cell::new(0u64));
     let mut runner = TestRunner::new(config);
     let result = runner.run(
@@ -238,15 +245,7 @@ fn after_churn_the_survivors_form_one_room_with_the_union() {
 /// other (the simulator checks every notice against `NoticeCheck`).
 #[test]
 fn simultaneous_dials_after_a_death_never_contradict_the_notices() {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let mut config = Config::with_cases(cases);
-    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
-        config.rng_seed = RngSeed::Fixed(0x51_D1A1);
-    }
-    config.failure_persistence = None;
+    let (config, _) = runner_config(200, 0x51_D1A1);
     let simultaneous = Cell::new(0u32);
     let mut runner = TestRunner::new(config);
     // Equal latencies make both survivors hear of the death at once, and dial at once.

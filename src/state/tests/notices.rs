@@ -48,6 +48,18 @@ fn joined_through(h: &mut Harness, x: SocketAddr) {
     assert!(!h.state.is_joining());
 }
 
+/// Joined through `x` (connection A) while `x` dialed us (B, not yet greeted); `x` closes A
+/// as a duplicate of B, which says nothing.
+fn duplicate_closed_before_its_twin_greets(h: &mut Harness, x: SocketAddr) {
+    joined_through(h, x);
+    h.input_written(Input::Accepted {
+        peer: B,
+        remote: at(1, 50_000),
+    });
+    h.input_written(Input::Received(A, &bye(ByeReason::Duplicate, vec![])));
+    assert_eq!(h.said(), Vec::<String>::new());
+}
+
 /// The race behind contradictory notices: we dialed X (A) while X dialed us (B). X keeps
 /// B and closes A as a duplicate, and its Bye on A is read before its Hello on B. The user
 /// was told "connected to X" once; nothing changed for them, so nothing more is said: no
@@ -56,13 +68,7 @@ fn joined_through(h: &mut Harness, x: SocketAddr) {
 fn a_duplicate_closed_by_the_peer_before_its_twin_greets_is_not_news() {
     let x = at(1, 4000);
     let mut h = client(1);
-    joined_through(&mut h, x);
-    h.input_written(Input::Accepted {
-        peer: B,
-        remote: at(1, 50_000),
-    });
-    h.input_written(Input::Received(A, &bye(ByeReason::Duplicate, vec![])));
-    assert_eq!(h.said(), Vec::<String>::new());
+    duplicate_closed_before_its_twin_greets(&mut h, x);
     h.input_written(Input::Received(B, &hello_bytes(X, false)));
     assert_eq!(h.said(), Vec::<String>::new());
     assert_eq!(h.state.link_count(), 1);
@@ -77,13 +83,7 @@ fn a_duplicate_closed_by_the_peer_before_its_twin_greets_is_not_news() {
 fn a_duplicate_whose_twin_never_greets_is_said_lost_before_being_alone() {
     let x = at(1, 4000);
     let mut h = client(1);
-    joined_through(&mut h, x);
-    h.input_written(Input::Accepted {
-        peer: B,
-        remote: at(1, 50_000),
-    });
-    h.input_written(Input::Received(A, &bye(ByeReason::Duplicate, vec![])));
-    assert_eq!(h.said(), Vec::<String>::new());
+    duplicate_closed_before_its_twin_greets(&mut h, x);
     h.input_written(Input::Closed(B));
     assert_eq!(
         h.said(),
