@@ -102,7 +102,8 @@ use book::Book;
 /// How many addresses of our own the mesh remembers (they are never dialed).
 const MAX_SELF_ADDRS: usize = 16;
 
-/// Tunables of a [`Mesh`].
+/// Tunables of the mesh, the part of [`FloodState`](crate::FloodState) that decides which
+/// clients to be linked to.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
     /// Target number of links: below it, the mesh dials.
