@@ -82,6 +82,7 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
@@ -94,14 +95,17 @@ mod state;
 mod timers;
 pub mod wire;
 
-// What the benches measure and the accessors the simulator reads are used only with `sim`
-// (through `internals` and `sim`).
-#[cfg_attr(not(feature = "sim"), allow(dead_code))]
+// The `pub` items of these four are for the benches, the simulator and the fuzz targets, which
+// reach them through `internals` and `sim` (feature `sim`). Without `sim` nothing outside the
+// crate can reach them, and some (what the benches measure, accessors the simulator reads) are
+// not used at all.
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub, dead_code))]
 mod mesh;
-#[cfg_attr(not(feature = "sim"), allow(dead_code))]
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub, dead_code))]
 mod reconcile;
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub))]
 mod rng;
-#[cfg_attr(not(feature = "sim"), allow(dead_code))]
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub, dead_code))]
 mod store;
 
 pub use herald::LinkNotice;

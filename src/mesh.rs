@@ -91,11 +91,11 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
-pub use crate::peer::CloseWhy;
+pub(crate) use crate::peer::CloseWhy;
 use crate::peer::PeerId;
 use crate::rng::SplitMix64;
 use crate::timers::Timers;
-pub use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
+pub(crate) use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
 use addr::{canonical, canonical_ip, dialable};
 use book::Book;
 
