@@ -1,5 +1,5 @@
 //! Bytes and time to bring two stores together by reconciliation, against sending the whole
-//! history both ways, measured in the same run: `cargo bench --bench reconcile`.
+//! history both ways, measured in the same run: `cargo bench --features sim --bench reconcile`.
 //!
 //! Two stores share 100,000 strings of 32 bytes and differ by k more (half on each side).
 //! Reconciliation counts its messages (5-byte frame head each), the strings each side then
@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use floodchat::{Progress, Reconciler, Store};
+use floodchat::internals::{Progress, Reconciler, Store};
 
 const SHARED: usize = 100_000;
 const RUNS: usize = 3;

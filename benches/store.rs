@@ -1,4 +1,4 @@
-//! Memory and insert speed of the room's string store: `cargo bench --bench store`.
+//! Memory and insert speed of the room's string store: `cargo bench --features sim --bench store`.
 //!
 //! Inserts 1,000,000 distinct strings of 32 bytes, then inserts them all again (every one a
 //! duplicate), and reports the time per string, the heap the store holds (capacity included)
@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use floodchat::{Id, Store};
+use floodchat::internals::{Id, Store};
 
 const STRINGS: usize = 1_000_000;
 const RUNS: usize = 3;

@@ -93,7 +93,7 @@ fn run(args: &Args, partitions: bool, failed: &mut bool) -> Report {
         ..SimConfig::default()
     };
     if let Some(links) = args.links {
-        config.flood.mesh = floodchat::mesh::MeshConfig::with_links(links);
+        config.flood.mesh = floodchat::MeshConfig::with_links(links);
     }
     let setting = Broadcast {
         clients: args.clients,

@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use floodchat::mesh::MeshConfig;
+use floodchat::MeshConfig;
 use floodchat::sim::{JoinCrash, JoinThenCrash, MeshNode, Node, Sim, SimConfig, join_then_crash};
 
 mod common;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use async_channel::{Receiver, Sender, TryRecvError};
 use async_io::{Async, Timer};
-use floodchat::mesh::MeshConfig;
+use floodchat::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, Output, PeerId};
 use futures_lite::future::{or, pending, race};
 use hashbrown::HashMap;

@@ -34,11 +34,12 @@ use crate::state::Notice;
 use crate::wire::{ByeReason, ClientId};
 
 /// How long a link ended by the room's upkeep stays shown while its client may come back.
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub))] // `sim::notices` re-exports it
 pub const STALE_FOR: Duration = Duration::from_secs(5);
 /// The window over which notices about connections are counted.
-pub const WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 /// Notices about connections shown per [`WINDOW`]; the rest are summed up at its end.
-pub const SHOWN_MAX: u32 = 20;
+pub(crate) const SHOWN_MAX: u32 = 20;
 
 /// A line about one link or connection, for [`Notice::Link`].
 #[derive(Debug, Clone, PartialEq, Eq)]

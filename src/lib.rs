@@ -7,11 +7,26 @@
 //! drivers in `runtimes/` move bytes between it and the world.
 //!
 //! Two sub-machines sit behind the one door, each with its own small inputs and outputs: the
-//! [`mesh`] decides which clients to be linked to (admission limits, an address book,
-//! dialing, healing), and the room (over [`store`] and [`reconcile`]) keeps the set and
-//! decides what each link must be sent. [`FloodState`] routes between them and owns the
-//! connections: their bytes, their deadlines, their ends. The wire format is in [`wire`] and
-//! `PROTOCOL.md`.
+//! mesh decides which clients to be linked to (admission limits, an address book, dialing,
+//! healing; [`MeshConfig`] sets its limits), and the room, over a string store and a set
+//! reconciler, keeps the set and decides what each link must be sent. [`FloodState`] routes
+//! between them and owns the connections: their bytes, their deadlines, their ends. The wire
+//! format is in [`wire`] and `PROTOCOL.md`.
+//!
+//! # What is public
+//!
+//! - [`FloodState`], its [`Config`] (with [`MeshConfig`]), its [`Input`]s and [`Output`]s, and
+//!   [`InputError`], the caller's mistakes;
+//! - what the outputs carry: [`PeerId`], [`ClientId`], [`DisconnectReason`] (with [`CloseWhy`]
+//!   and [`ByeReason`]), [`Notice`] (with [`LinkNotice`] and [`MeshNotice`]), [`Stats`], and
+//!   [`MAX_MESSAGE_LEN`], the longest string;
+//! - [`wire`], the protocol itself, for programs that speak it without a [`FloodState`] (the
+//!   tests build fake peers with it).
+//!
+//! The mesh, the string store and the reconciler are private. The feature `sim` adds `sim`, the
+//! deterministic network simulator, and a hidden `internals` module through which the benches
+//! reach the store and the reconciler; `fuzzing` adds the fuzz targets' entry points. Neither
+//! is part of the API.
 //!
 //! Iteration over hash maps never decides the order of outputs, so the same inputs always
 //! give the same outputs.
@@ -67,26 +82,48 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod herald;
-pub mod mesh;
 mod peer;
-pub mod reconcile;
-mod rng;
 mod room;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod state;
-pub mod store;
 mod timers;
 pub mod wire;
 
+// The `pub` items of these four are for the benches, the simulator and the fuzz targets, which
+// reach them through `internals` and `sim` (feature `sim`). Without `sim` nothing outside the
+// crate can reach them, and some (what the benches measure, accessors the simulator reads) are
+// not used at all.
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub, dead_code))]
+mod mesh;
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub, dead_code))]
+mod reconcile;
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub))]
+mod rng;
+#[cfg_attr(not(feature = "sim"), allow(unreachable_pub, dead_code))]
+mod store;
+
 pub use herald::LinkNotice;
-pub use peer::{DisconnectReason, PeerId};
-pub use reconcile::{Progress, ReconcileError, Reconciler};
+pub use mesh::{MeshConfig, MeshNotice};
+pub use peer::{CloseWhy, DisconnectReason, PeerId};
 pub use room::Stats;
 pub use state::{Config, FloodState, Input, InputError, Notice, Output};
-pub use store::{Fingerprint, Id, IdRange, Store};
-pub use wire::{ClientId, DecodeError, FrameDecoder, MAX_MESSAGE_LEN};
+// Listed at the root with the rest of the API, though they belong to the protocol.
+#[doc(inline)]
+pub use wire::{ByeReason, ClientId, MAX_MESSAGE_LEN};
+
+/// The internal machines, for the benches and the simulator's users: not part of the API.
+///
+/// Compiled only with the `sim` feature; nothing here is promised to stay.
+#[cfg(feature = "sim")]
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::mesh::{Mesh, MeshInput, MeshOutput};
+    pub use crate::reconcile::{Progress, ReconcileError, Reconciler};
+    pub use crate::store::{Fingerprint, Id, IdRange, Store};
+}

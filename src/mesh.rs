@@ -91,18 +91,19 @@ use std::time::{Duration, Instant};
 
 use hashbrown::{HashMap, HashSet};
 
-pub use crate::peer::CloseWhy;
+pub(crate) use crate::peer::CloseWhy;
 use crate::peer::PeerId;
 use crate::rng::SplitMix64;
 use crate::timers::Timers;
-pub use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
+pub(crate) use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
 use addr::{canonical, canonical_ip, dialable};
 use book::Book;
 
 /// How many addresses of our own the mesh remembers (they are never dialed).
 const MAX_SELF_ADDRS: usize = 16;
 
-/// Tunables of a [`Mesh`].
+/// Tunables of the mesh, the part of [`FloodState`](crate::FloodState) that decides which
+/// clients to be linked to.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
     /// Target number of links: below it, the mesh dials.

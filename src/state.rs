@@ -20,7 +20,6 @@ use crate::herald::{Herald, LinkNotice};
 use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshNotice, MeshOutput};
 use crate::peer::{DisconnectReason, PeerId};
 use crate::room::{Refused, Room, RoomConfig, RoomInput, RoomOutput, Stats};
-use crate::store::Store;
 use crate::timers::Timers;
 use crate::wire::{
     self, ByeReason, ClientId, Decoded, DecodedRef, Frame, FrameDecoder, GREETING, Hello, TextError,
@@ -277,7 +276,7 @@ struct Conn {
 /// a `now` earlier than one already given is taken as the latest time seen, so a clock that
 /// steps back delays deadlines rather than firing or reordering them.
 ///
-/// Every string is kept in a [`Store`] in the order it was learned. When a link is made the
+/// Every string is kept in a string store in the order it was learned. When a link is made the
 /// two sides reconcile their sets, so each sends only what the other lacks, as ranges of ids
 /// walked in batches; strings learned after the link is made are flooded live from a cursor.
 /// So a slow peer or a late joiner costs no queue: what it lacks is sent as fast as it reads,
@@ -415,11 +414,6 @@ impl FloodState {
     /// If `index` is not below the number of strings.
     pub fn message(&self, index: usize) -> &str {
         self.room.store().get(index)
-    }
-
-    /// The room's strings.
-    pub fn store(&self) -> &Store {
-        self.room.store()
     }
 
     /// The strings of the room from the `start`th on, in the order this client learned them.

@@ -17,7 +17,7 @@ use filter::Filter;
 
 mod filter;
 
-pub use crate::wire::ID_LEN;
+pub(crate) use crate::wire::ID_LEN;
 
 /// Entries in the smallest sorted run before it is merged into the next.
 const FIRST_RUN: usize = 64;

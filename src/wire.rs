@@ -37,13 +37,13 @@ pub const ID_LEN: usize = 16;
 
 /// The kind byte of each frame.
 mod kind {
-    pub const HELLO: u8 = 1;
-    pub const TEXT: u8 = 2;
-    pub const ADDRS: u8 = 3;
-    pub const PING: u8 = 4;
-    pub const BYE: u8 = 5;
-    pub const RECON: u8 = 6;
-    pub const WANT: u8 = 7;
+    pub(super) const HELLO: u8 = 1;
+    pub(super) const TEXT: u8 = 2;
+    pub(super) const ADDRS: u8 = 3;
+    pub(super) const PING: u8 = 4;
+    pub(super) const BYE: u8 = 5;
+    pub(super) const RECON: u8 = 6;
+    pub(super) const WANT: u8 = 7;
 }
 
 /// Bytes of one encoded address: family, up to 16 bytes of IP, port.

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Instant;
 
 use common::{Client, DEADLINE, Rt, Spawn, assert_exactly};
-use floodchat::mesh::MeshConfig;
+use floodchat::MeshConfig;
 use floodchat::{ClientId, Config, FloodState, Input, Output, PeerId};
 
 use Rt::{AsyncStd, Smol};

@@ -255,7 +255,7 @@ fn simultaneous_dials_after_a_death_never_contradict_the_notices() {
     let strategy = (any::<u64>(), 0u64..200, spread, 0u64..3, 0u64..300);
     let result = runner.run(&strategy, |(seed, lo, spread, crash_at, jitter)| {
         let flood = floodchat::Config {
-            mesh: floodchat::mesh::MeshConfig::with_links(1),
+            mesh: floodchat::MeshConfig::with_links(1),
             ..floodchat::Config::default()
         };
         let config = SimConfig {

@@ -1,7 +1,9 @@
 //! Unit tests of [`FloodState`]: rules of the core, on one harness.
 
 use super::*;
+use crate::reconcile::Reconciler;
 use crate::room::OWED_MAX;
+use crate::store::Store;
 use crate::wire::{DecodeError, FrameDecoder, encode_text};
 
 const A: PeerId = PeerId(1);
@@ -987,7 +989,7 @@ fn a_peer_that_sends_reconciliation_without_reading_cannot_pile_up_answers() {
         peer_view.insert(&t);
     }
     let mut opening = Vec::new();
-    Frame::Recon(crate::Reconciler::new().initiate(&peer_view)).encode(&mut opening);
+    Frame::Recon(Reconciler::new().initiate(&peer_view)).encode(&mut opening);
     let mut out = Vec::new();
     for _ in 0..10 {
         if !h.state.is_connected(A) {
