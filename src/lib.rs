@@ -3,8 +3,8 @@
 //!
 //! This crate is the sans-IO core: [`FloodState`] takes [`Input`]s (a typed line, bytes from
 //! a peer, a peer connected or gone, a dial's outcome, a timer) and yields [`Output`]s (print
-//! this, send these bytes, dial that address, drop that peer). It has no sockets, no async, no clock and no randomness; the
-//! drivers in `runtimes/` move bytes between it and the world.
+//! this, send these bytes, dial that address, drop that peer). It has no sockets, no async,
+//! no clock and no randomness; the drivers in `runtimes/` move bytes between it and the world.
 //!
 //! Two sub-machines sit behind the one door, each with its own small inputs and outputs: the
 //! mesh decides which clients to be linked to (admission limits, an address book, dialing,
