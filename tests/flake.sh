@@ -8,6 +8,8 @@
 #                                                  terminal)
 #   tests/flake.sh --suite [--runs N] [--load]      the whole `cargo test --all-features`
 #                                                  N times (default 20)
+#   tests/flake.sh --ignored [--runs N] TEST ...    the ignored tests of TEST (the ones that
+#                                                  need root: netns, chaos)
 #
 # --load starts one busy loop per core for as long as the runs take. Failed runs' output goes
 # to target/flake/. Exits 1 if any run failed.
@@ -17,13 +19,15 @@ cd "$(dirname "$0")/.."
 runs=""
 load=false
 suite=false
+ignored=()
 tests=()
 while (($#)); do
     case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --load) load=true; shift ;;
     --suite) suite=true; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    --ignored) ignored=(-- --ignored); shift ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) tests+=("$1"); shift ;;
     esac
@@ -79,7 +83,7 @@ if $suite; then
 else
     for t in "${tests[@]}"; do
         echo "== $t, $runs runs"
-        run_many "$t" cargo test --all-features -q --test "$t"
+        run_many "$t" cargo test --all-features -q --test "$t" "${ignored[@]}"
     done
 fi
 
