@@ -328,8 +328,9 @@ enum Dir {
     Out(SocketAddr),
 }
 
+/// A connection as the mesh sees it: where it comes from, and the client once it said Hello.
 #[derive(Debug)]
-struct Conn {
+struct Neighbor {
     remote: SocketAddr,
     dir: Dir,
     since: Instant,
@@ -358,7 +359,7 @@ pub struct Mesh {
     me: ClientId,
     rng: SplitMix64,
     book: Book,
-    conns: BTreeMap<PeerId, Conn>,
+    conns: BTreeMap<PeerId, Neighbor>,
     by_client: HashMap<ClientId, PeerId>,
     dialing: BTreeSet<SocketAddr>,
     self_addrs: HashSet<SocketAddr>,
@@ -610,7 +611,7 @@ impl Mesh {
         }
         self.conns.insert(
             peer,
-            Conn {
+            Neighbor {
                 remote,
                 dir: Dir::In,
                 since: now,
@@ -665,7 +666,7 @@ impl Mesh {
         }
         self.conns.insert(
             peer,
-            Conn {
+            Neighbor {
                 remote: addr,
                 dir: Dir::Out(addr),
                 since: now,
@@ -962,7 +963,7 @@ impl Mesh {
     }
 
     /// Forgets a connection and everything that pointed at it.
-    fn drop_conn(&mut self, peer: PeerId) -> Option<Conn> {
+    fn drop_conn(&mut self, peer: PeerId) -> Option<Neighbor> {
         let conn = self.conns.remove(&peer)?;
         match &conn.link {
             Some(link) => {

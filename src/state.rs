@@ -248,7 +248,7 @@ enum TimerKind {
 
 /// A connection's life: its decoder, phase and clocks. What it is sent is the room's.
 #[derive(Debug)]
-struct Conn {
+struct Connection {
     decoder: FrameDecoder,
     phase: Phase,
     /// Whether we dialed it, and so start reconciliation.
@@ -285,7 +285,7 @@ struct Conn {
 pub struct FloodState {
     config: Config,
     now: Instant,
-    conns: HashMap<PeerId, Conn>,
+    conns: HashMap<PeerId, Connection>,
     timers: Timers<(PeerId, TimerKind)>,
     mesh: Mesh,
     /// The set of strings and what each link is sent.
@@ -478,7 +478,7 @@ impl FloodState {
         self.config.listen_port = port;
     }
 
-    fn conn(&mut self, peer: PeerId) -> Result<&mut Conn, InputError> {
+    fn conn(&mut self, peer: PeerId) -> Result<&mut Connection, InputError> {
         self.conns
             .get_mut(&peer)
             .ok_or(InputError::UnknownPeer(peer))
@@ -511,7 +511,7 @@ impl FloodState {
         .encode(&mut hello);
         self.conns.insert(
             peer,
-            Conn {
+            Connection {
                 decoder: FrameDecoder::new(),
                 phase: Phase::Greeting,
                 dialed,
