@@ -64,7 +64,10 @@ run_many() {
     shift
     local fails=0 start=$SECONDS
     for i in $(seq "$runs"); do
-        ((i % 20)) || echo "   $name: $i of $runs runs, $fails failed, $((SECONDS - start)) s"
+        # A line every 20 runs, or every run when the runs are few (a run of the suite is long).
+        if ((runs <= 20 || i % 20 == 0)); then
+            echo "   $name: run $i of $runs, $fails failed so far, $((SECONDS - start)) s"
+        fi
         if ! "$@" >"$out/$name.last" 2>&1; then
             fails=$((fails + 1))
             cp "$out/$name.last" "$out/$name.fail.$i"
