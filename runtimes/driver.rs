@@ -423,8 +423,6 @@ impl<R: Runtime> Client<R> {
         }
         self.flush();
         self.print();
-        // The prompt counts the links; a change of links is rare, this store is cheap.
-        terminal::set_peers(self.state.link_count());
     }
 
     /// Handles one wake-up.
@@ -634,14 +632,18 @@ impl<R: Runtime> Client<R> {
                     self.events_tx.clone(),
                 ));
             }
-            Output::Notice(notice) => say(notice),
-            // The prompt's count of peers follows the state's links: see `feed`.
-            Output::PeerReady(_) => {}
+            // The prompt, redrawn with the notice, counts the links as they are now.
+            Output::Notice(notice) => {
+                terminal::set_peers(self.state.link_count());
+                say(notice);
+            }
+            Output::PeerReady(_) => terminal::set_peers(self.state.link_count()),
             // What the user hears of it, the state said in a notice.
             Output::Disconnect { peer, .. } => {
                 if let Some(socket) = self.sockets.remove(&peer) {
                     shutdown(&socket.stream);
                 }
+                terminal::set_peers(self.state.link_count());
             }
         }
     }
