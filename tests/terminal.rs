@@ -229,6 +229,52 @@ fn chat_in_a_terminal(rt: Rt) {
     me.assert_left_cleanly();
 }
 
+/// The prompt counts the peers as they come and go, redrawn with the notice that says so, not
+/// one line later.
+fn the_prompt_counts_peers_as_they_come_and_go(rt: Rt) {
+    let mut me = Screen::start(rt, &[]);
+    me.wait_for("Address of a peer (IP:PORT), or empty to start a new network:");
+    me.keys("\r");
+    let rows = me.wait_for("Listening on 127.0.0.1:");
+    let addr = rows
+        .iter()
+        .find_map(|r| r.split("Listening on ").nth(1))
+        .expect("the address")
+        .trim()
+        .to_string();
+    me.wait_for("peers:0>");
+    for round in 0..2 {
+        let mut other = Spawn::new(&format!("other{round}"), Rt::Smol)
+            .arg("--peer")
+            .arg(&addr)
+            .start();
+        me.wait("a join and peers:1 in the prompt", |rows| {
+            rows.iter().filter(|r| r.ends_with(" joined")).count() > round
+                && Screen::prompt_row(rows).is_some_and(|(_, l)| l == "peers:1>")
+        });
+        other.kill();
+        me.wait("the link lost and peers:0 in the prompt", |rows| {
+            rows.iter()
+                .filter(|r| r.contains(": connection closed"))
+                .count()
+                > round
+                && Screen::prompt_row(rows).is_some_and(|(_, l)| l == "peers:0>")
+        });
+    }
+    me.keys(CTRL_C);
+    me.assert_left_cleanly();
+}
+
+#[test]
+fn the_prompt_counts_peers_as_they_come_and_go_smol() {
+    the_prompt_counts_peers_as_they_come_and_go(Rt::Smol);
+}
+
+#[test]
+fn the_prompt_counts_peers_as_they_come_and_go_async_std() {
+    the_prompt_counts_peers_as_they_come_and_go(Rt::AsyncStd);
+}
+
 /// The start-up question is answered in the editor; Ctrl-C leaves with the terminal restored.
 fn interrupt_in_a_terminal(rt: Rt) {
     let mut me = Screen::start(rt, &[]);
