@@ -143,16 +143,19 @@ impl Screen {
     /// Waits for floodchat to exit, then checks it exited 0 and `stty -a` shows echo and
     /// canonical (cooked) mode back on.
     fn assert_left_cleanly(&mut self) {
+        const FLAGS: [&str; 4] = ["echo", "icanon", "isig", "icrnl"];
+        // All of `stty -a`, not its first lines: each flag shows, set or cleared ("-echo").
         let rows = self.wait("the exit status and stty -a", |rows| {
+            let words: Vec<&str> = rows.iter().flat_map(|r| r.split_whitespace()).collect();
             rows.iter().any(|r| r.contains("EXIT="))
-                && rows
+                && FLAGS
                     .iter()
-                    .any(|r| r.split_whitespace().any(|w| w == "eol2"))
+                    .all(|f| words.iter().any(|w| w.strip_prefix('-').unwrap_or(w) == *f))
         });
         let text = rows.join("\n");
         assert!(text.contains("EXIT=0"), "floodchat failed:\n{text}");
         let words: Vec<&str> = text.split_whitespace().collect();
-        for flag in ["echo", "icanon", "isig", "icrnl"] {
+        for flag in FLAGS {
             assert!(
                 words.contains(&flag),
                 "{flag} is not back on after floodchat:\n{text}"
