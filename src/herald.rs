@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use crate::mesh::{CloseWhy, MeshNotice};
 use crate::peer::{DisconnectReason, PeerId};
-use crate::state::Notice;
 use crate::wire::{ByeReason, ClientId};
 
 /// How long a link ended by the room's upkeep stays shown while its client may come back.
@@ -126,6 +125,41 @@ impl fmt::Display for LinkNotice {
                 thousands(*count),
                 over.as_secs()
             ),
+        }
+    }
+}
+
+/// What the user should hear of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The room reached this client's size limit; said once.
+    RoomFull {
+        /// Strings held.
+        strings: usize,
+        /// Bytes of text held.
+        bytes: usize,
+    },
+    /// From the mesh: alone, back in the room, connections refused.
+    Mesh(MeshNotice),
+    /// Leaving gave up on links that stopped making progress before they had everything.
+    LeftUnfinished,
+    /// About one link or connection.
+    Link(LinkNotice),
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::RoomFull { strings, bytes } => write!(
+                f,
+                "the room reached this client's limit ({strings} strings, {bytes} bytes): \
+                 newer lines are no longer shown or relayed by this client"
+            ),
+            Self::Mesh(n) => n.fmt(f),
+            Self::Link(n) => n.fmt(f),
+            Self::LeftUnfinished => {
+                f.write_str("leaving although some links never finished comparing what they hold")
+            }
         }
     }
 }

@@ -109,10 +109,11 @@ mod rng;
 mod store;
 
 pub use herald::LinkNotice;
+pub use herald::Notice;
 pub use mesh::{MeshConfig, MeshNotice};
 pub use peer::{CloseWhy, DisconnectReason, PeerId};
 pub use room::Stats;
-pub use state::{Config, FloodState, Input, InputError, Notice, Output};
+pub use state::{Config, FloodState, Input, InputError, Output};
 // Listed at the root with the rest of the API, though they belong to the protocol.
 #[doc(inline)]
 pub use wire::{ByeReason, ClientId, MAX_MESSAGE_LEN};

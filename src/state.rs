@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
-use crate::herald::{Herald, LinkNotice};
-use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshNotice, MeshOutput};
+use crate::herald::{Herald, Notice};
+use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshOutput};
 use crate::peer::{DisconnectReason, PeerId};
 use crate::room::{Refused, Room, RoomConfig, RoomInput, RoomOutput, Stats};
 use crate::timers::Timers;
@@ -148,41 +148,6 @@ pub enum Output {
     },
     /// Something the user should hear of, on stderr.
     Notice(Notice),
-}
-
-/// What the user should hear of.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// The room reached this client's size limit; said once.
-    RoomFull {
-        /// Strings held.
-        strings: usize,
-        /// Bytes of text held.
-        bytes: usize,
-    },
-    /// From the mesh: alone, back in the room, connections refused.
-    Mesh(MeshNotice),
-    /// Leaving gave up on links that stopped making progress before they had everything.
-    LeftUnfinished,
-    /// About one link or connection.
-    Link(LinkNotice),
-}
-
-impl fmt::Display for Notice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::RoomFull { strings, bytes } => write!(
-                f,
-                "the room reached this client's limit ({strings} strings, {bytes} bytes): \
-                 newer lines are no longer shown or relayed by this client"
-            ),
-            Self::Mesh(n) => n.fmt(f),
-            Self::Link(n) => n.fmt(f),
-            Self::LeftUnfinished => {
-                f.write_str("leaving although some links never finished comparing what they hold")
-            }
-        }
-    }
 }
 
 /// A local caller's mistake or a refused line, returned by [`FloodState::handle_input`]; the

@@ -17,8 +17,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::herald::Notice;
 use crate::mesh::{CloseWhy, MeshNotice};
-use crate::state::Notice;
 use crate::wire::ByeReason;
 use crate::{DisconnectReason, LinkNotice};
 
