@@ -28,7 +28,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::mesh::{CloseWhy, MeshNotice};
+use crate::mesh::MeshNotice;
 use crate::peer::{DisconnectReason, PeerId};
 use crate::wire::{ByeReason, ClientId};
 
@@ -345,7 +345,7 @@ impl Herald {
             // Its joining was held back with the other notices of a busy time: so is this.
             return;
         };
-        if is_upkeep(reason) && !self.links.is_empty() || is_duplicate(reason) {
+        if reason.is_routine() && !self.links.is_empty() || reason.is_duplicate() {
             shown.stale = Some((now + STALE_FOR, reason.clone()));
             return;
         }
@@ -418,7 +418,7 @@ impl Herald {
             let shown = self.shown.remove(&client).expect("listed above");
             let (_, reason) = shown.stale.expect("stale");
             // A duplicate's client was to stay on its other connection, which never came.
-            let reason = if is_duplicate(&reason) {
+            let reason = if reason.is_duplicate() {
                 DisconnectReason::Closed
             } else {
                 reason
@@ -462,16 +462,3 @@ impl Herald {
 
 /// Where the herald's notices go.
 pub(crate) type Out = Vec<Notice>;
-
-/// Whether the link ended as a duplicate of another link to the same client.
-fn is_duplicate(reason: &DisconnectReason) -> bool {
-    matches!(
-        reason,
-        DisconnectReason::Bye(ByeReason::Duplicate) | DisconnectReason::Local(CloseWhy::Duplicate)
-    )
-}
-
-/// Whether the link ended by the room's own upkeep rather than a fault or a departure.
-fn is_upkeep(reason: &DisconnectReason) -> bool {
-    reason.is_routine()
-}

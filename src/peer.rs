@@ -57,6 +57,15 @@ impl DisconnectReason {
         matches!(self, Self::Closed | Self::Bye(_) | Self::Local(_))
     }
 
+    /// Whether the link ended as the duplicate of another link to the same client, which
+    /// stays.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(
+            self,
+            Self::Bye(ByeReason::Duplicate) | Self::Local(CloseWhy::Duplicate)
+        )
+    }
+
     /// Whether this is the mesh's own upkeep, which a user need not hear of: a duplicate or
     /// self connection, a link shed or refused to keep the room mixed, a stranger turned away
     /// by a limit (those the mesh summarises in a [`MeshNotice::Refused`](crate::mesh::MeshNotice::Refused)).

@@ -670,9 +670,7 @@ impl FloodState {
             self.disconnect(peer, reason);
         }
         self.mesh_input(MeshInput::Timeout);
-        let mut said = Vec::new();
-        self.herald.timeout(now, &mut said);
-        self.outputs.extend(said.into_iter().map(Output::Notice));
+        self.tell(|h, out| h.timeout(now, out));
     }
 
     /// Leaves now: every link is told Bye and closes once it has read everything.
@@ -725,17 +723,21 @@ impl FloodState {
         let linked = self.link_count() > 0;
         let hopeless = self.conns.is_empty() && self.mesh.pending_dials() == 0;
         if self.herald.is_joining() && (linked || hopeless) {
-            let mut said = Vec::new();
-            self.herald.joined(linked, &mut said);
-            self.outputs.extend(said.into_iter().map(Output::Notice));
+            self.tell(|h, out| h.joined(linked, out));
         }
     }
 
-    /// Tells the herald that `peer` ended, and queues what it says.
-    fn herald_ended(&mut self, peer: PeerId, reason: &DisconnectReason) {
+    /// Tells the herald something, and queues the notices it says.
+    fn tell(&mut self, event: impl FnOnce(&mut Herald, &mut Vec<Notice>)) {
         let mut said = Vec::new();
-        self.herald.ended(self.now, peer, reason, &mut said);
+        event(&mut self.herald, &mut said);
         self.outputs.extend(said.into_iter().map(Output::Notice));
+    }
+
+    /// Tells the herald that `peer` ended.
+    fn herald_ended(&mut self, peer: PeerId, reason: &DisconnectReason) {
+        let now = self.now;
+        self.tell(|h, out| h.ended(now, peer, reason, out));
     }
 
     fn arm_idle(&mut self, peer: PeerId) {
@@ -809,9 +811,8 @@ impl FloodState {
         c.phase = Phase::Linked;
         let dialed = c.dialed;
         self.outputs.push_back(Output::PeerReady(peer));
-        let mut said = Vec::new();
-        self.herald.linked(self.now, peer, client, &mut said);
-        self.outputs.extend(said.into_iter().map(Output::Notice));
+        let now = self.now;
+        self.tell(|h, out| h.linked(now, peer, client, out));
         self.arm_idle(peer);
         self.arm_keepalive(peer);
         let _ = self.room_input(RoomInput::LinkUp { peer, dialed });
@@ -843,9 +844,7 @@ impl FloodState {
                 }
                 MeshOutput::Close { peer, bye, why } => self.close(peer, bye, why),
                 MeshOutput::Notice(notice) => {
-                    let mut said = Vec::new();
-                    self.herald.mesh(notice, &mut said);
-                    self.outputs.extend(said.into_iter().map(Output::Notice));
+                    self.tell(|h, out| h.mesh(notice, out));
                 }
             }
         }

@@ -17,10 +17,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::LinkNotice;
 use crate::herald::Notice;
 use crate::mesh::{CloseWhy, MeshNotice};
 use crate::wire::ByeReason;
-use crate::{DisconnectReason, LinkNotice};
 
 pub use crate::herald::STALE_FOR;
 
@@ -66,11 +66,7 @@ impl Said {
                 LinkNotice::Lost { addr, reason } | LinkNotice::Failed { addr, reason },
             ) => Self::Ended {
                 addr: addr.to_string(),
-                duplicate: matches!(
-                    reason,
-                    DisconnectReason::Bye(ByeReason::Duplicate)
-                        | DisconnectReason::Local(CloseWhy::Duplicate)
-                ),
+                duplicate: reason.is_duplicate(),
             },
             Notice::Mesh(MeshNotice::Alone) => Self::Alone,
             Notice::Mesh(MeshNotice::Rejoined) => Self::Rejoined,
