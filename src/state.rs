@@ -720,9 +720,13 @@ impl FloodState {
 
     /// Ends joining the first contact once linked, or when nothing is left that could link.
     fn end_joining(&mut self) {
+        // Every input comes here, a relayed line's too: only a joining client counts links.
+        if !self.herald.is_joining() {
+            return;
+        }
         let linked = self.link_count() > 0;
         let hopeless = self.conns.is_empty() && self.mesh.pending_dials() == 0;
-        if self.herald.is_joining() && (linked || hopeless) {
+        if linked || hopeless {
             self.tell(|h, out| h.joined(linked, out));
         }
     }
