@@ -108,6 +108,10 @@ impl fmt::Display for LinkNotice {
                     "{contact} is full, and no client it named could be reached; \
                      starting a new network"
                 ),
+                // A floodchat client answered, in a room this client cannot enter.
+                Some(why @ DisconnectReason::Link(e)) if e.is_room_mismatch() => {
+                    write!(f, "cannot join {contact}: {why}; starting a new network")
+                }
                 Some(why) => {
                     write!(
                         f,

@@ -10,8 +10,9 @@
 //! mesh decides which clients to be linked to (admission limits, an address book, dialing,
 //! healing; [`MeshConfig`] sets its limits), and the room, over a string store and a set
 //! reconciler, keeps the set and decides what each link must be sent. [`FloodState`] routes
-//! between them and owns the connections: their bytes, their deadlines, their ends. The wire
-//! format is in [`wire`] and `PROTOCOL.md`.
+//! between them and owns the connections: their record layer ([`secure`]: every link is
+//! encrypted and each peer's identity is its key), their bytes, their deadlines, their ends.
+//! The wire format is in [`wire`], [`secure`] and `PROTOCOL.md`.
 //!
 //! # What is public
 //!
@@ -20,8 +21,9 @@
 //! - what the outputs carry: [`PeerId`], [`ClientId`], [`DisconnectReason`] (with [`CloseWhy`]
 //!   and [`ByeReason`]), [`Notice`] (with [`LinkNotice`] and [`MeshNotice`]), [`Stats`], and
 //!   [`MAX_MESSAGE_LEN`], the longest string;
-//! - [`wire`], the protocol itself, for programs that speak it without a [`FloodState`] (the
-//!   tests build fake peers with it).
+//! - [`wire`], the frames, and [`secure`], the record layer around them (the prologue, the
+//!   Noise handshake, the encrypted records, identities, room keys and invites), for programs
+//!   that speak the protocol without a [`FloodState`] (the tests build fake peers with them).
 //!
 //! The mesh, the string store and the reconciler are private. The feature `sim` adds `sim`, the
 //! deterministic network simulator, and a hidden `internals` module through which the benches
@@ -39,15 +41,19 @@
 //!
 //! ```no_run
 //! use std::time::Instant;
-//! use floodchat::{ClientId, Config, FloodState, Input, Output, PeerId};
+//! use floodchat::secure::{Identity, RoomKey};
+//! use floodchat::{Config, FloodState, Input, Output, PeerId};
 //!
 //! # fn wait_for_event(_: Option<Instant>) -> Option<(PeerId, Vec<u8>)> { None }
 //! # fn dial(_: std::net::SocketAddr) {}
 //! # fn write(_: PeerId, _: &[u8]) {}
 //! # fn close(_: PeerId) {}
+//! # let [secret, entropy] = [[7u8; 32], [9u8; 32]];
 //! let config = Config {
-//!     client: ClientId(0x5eed), // random per run, from the OS
-//!     seed: 42,                 // likewise
+//!     identity: Identity::from_secret(secret), // 32 random bytes, from the OS
+//!     entropy,                                 // likewise, for the handshakes
+//!     seed: 42,                                // likewise
+//!     room: RoomKey::Open,                     // or RoomKey::private(key)
 //!     listen_port: 4000,
 //!     ..Config::default()
 //! };
@@ -89,6 +95,7 @@ pub mod fuzzing;
 mod herald;
 mod peer;
 mod room;
+pub mod secure;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod state;

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::reconcile::ReconcileError;
+use crate::secure::LinkError;
 use crate::wire::{ByeReason, DecodeError};
 
 /// A connection, named by the driver; never reused within one [`FloodState`](crate::FloodState).
@@ -30,6 +31,8 @@ pub enum DisconnectReason {
     ClosedMidFrame,
     /// The peer sent bytes that are not floodchat.
     Protocol(DecodeError),
+    /// The encrypted link failed: a wrong room key, a failed handshake, an altered record.
+    Link(LinkError),
     /// The peer sent no greeting and Hello in time.
     GreetingTimeout(Duration),
     /// The peer began a frame and did not finish it in time.
@@ -89,6 +92,7 @@ impl fmt::Display for DisconnectReason {
             Self::ClosedBeforeGreeting => f.write_str("connection closed before the greeting"),
             Self::ClosedMidFrame => f.write_str("connection closed in the middle of a frame"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::Link(e) => e.fmt(f),
             Self::GreetingTimeout(d) => write!(f, "no greeting within {}s", secs(d)),
             Self::FrameTimeout(d) => write!(f, "a frame took longer than {}s", secs(d)),
             Self::Idle(d) => write!(f, "silent for {}s", secs(d)),

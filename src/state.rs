@@ -20,6 +20,7 @@ use crate::herald::{Herald, Notice};
 use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshOutput};
 use crate::peer::{DisconnectReason, PeerId};
 use crate::room::{Refused, Room, RoomConfig, RoomInput, RoomOutput, Stats};
+use crate::secure::{Identity, Link, LinkError, Read, Role, RoomKey};
 use crate::timers::Timers;
 use crate::wire::{
     self, ByeReason, ClientId, Decoded, DecodedRef, Frame, FrameDecoder, GREETING, Hello, TextError,
@@ -28,9 +29,13 @@ use crate::wire::{
 /// Tunables and identity of a [`FloodState`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// This client's identity, random per run (chosen by the driver).
-    pub client: ClientId,
-    /// Seeds every random choice of the core.
+    /// This client's identity: its Noise static key (random, from the driver).
+    pub identity: Identity,
+    /// The room this client is in: open, or private to holders of its key.
+    pub room: RoomKey,
+    /// Secret randomness for the handshakes' ephemeral keys (random, from the driver).
+    pub entropy: [u8; 32],
+    /// Seeds every other random choice of the core.
     pub seed: u64,
     /// The port this client accepts connections on, told to peers in the Hello (0: none).
     pub listen_port: u16,
@@ -61,7 +66,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            client: ClientId(0),
+            identity: Identity::default(),
+            room: RoomKey::Open,
+            entropy: [0; 32],
             seed: 0,
             listen_port: 0,
             greeting_timeout: Duration::from_secs(5),
@@ -186,6 +193,8 @@ impl std::error::Error for InputError {}
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// The encrypted handshake is under way.
+    Handshake,
     /// Waiting for the peer's greeting and Hello.
     Greeting,
     /// A link of the room.
@@ -211,9 +220,14 @@ enum TimerKind {
     Linger,
 }
 
-/// A connection's life: its decoder, phase and clocks. What it is sent is the room's.
+/// A connection's life: its record layer, decoder, phase and clocks. What it is sent is the
+/// room's.
 #[derive(Debug)]
 struct Connection {
+    /// The prologue, handshake and records around the frame stream.
+    link: Link,
+    /// Handshake messages written and not yet reported [`Input::Sent`].
+    handshake_in_flight: usize,
     decoder: FrameDecoder,
     phase: Phase,
     /// Whether we dialed it, and so start reconciliation.
@@ -262,12 +276,30 @@ pub struct FloodState {
     /// Whether the client left: links were told Bye.
     left: bool,
     outputs: VecDeque<Output>,
+    /// The secret the next handshake's randomness is drawn from; it moves on at each draw.
+    entropy: [u8; 32],
+    /// The frame stream a read's records carried, reused from read to read.
+    plain: Vec<u8>,
+    /// What the simulator sees inside the records, when it asks.
+    #[cfg(feature = "sim")]
+    tap: Option<Tap>,
+}
+
+/// The frame streams inside the records, for the simulator's checks: per [`Output::Send`] in
+/// order, what it carried (empty for a handshake message), and what the last read opened.
+#[cfg(feature = "sim")]
+#[derive(Debug, Default)]
+struct Tap {
+    sent: VecDeque<Vec<u8>>,
+    opened: Vec<u8>,
 }
 
 impl FloodState {
     /// An empty room at time `now`.
     pub fn new(config: Config, now: Instant) -> Self {
-        let mesh = Mesh::new(config.mesh.clone(), config.client, config.seed, now);
+        let config_entropy = config.entropy;
+        let client = config.identity.client_id();
+        let mesh = Mesh::new(config.mesh.clone(), client, config.seed, now);
         let room = Room::new(RoomConfig {
             send_batch: config.send_batch,
             max_in_flight: config.max_in_flight,
@@ -285,6 +317,10 @@ impl FloodState {
             leaving: None,
             left: false,
             outputs: VecDeque::new(),
+            entropy: config_entropy,
+            plain: Vec::new(),
+            #[cfg(feature = "sim")]
+            tap: None,
         }
     }
 
@@ -326,7 +362,7 @@ impl FloodState {
                     reason.clone()
                 } else if !c.decoder.hello_seen() {
                     DisconnectReason::ClosedBeforeGreeting
-                } else if c.decoder.is_mid_item() {
+                } else if c.decoder.is_mid_item() || c.link.is_mid_record() {
                     DisconnectReason::ClosedMidFrame
                 } else {
                     DisconnectReason::Closed
@@ -438,6 +474,40 @@ impl FloodState {
         &self.config
     }
 
+    /// Starts keeping the frame streams inside the records for the simulator's checks.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn tap(&mut self) {
+        self.tap = Some(Tap::default());
+    }
+
+    /// The frame stream the oldest [`Output::Send`] not yet asked about carried (empty for a
+    /// handshake message); `None` without [`tap`](Self::tap).
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn tapped_send(&mut self) -> Option<Vec<u8>> {
+        self.tap.as_mut()?.sent.pop_front()
+    }
+
+    /// The frame stream the last [`Input::Received`] carried; `None` without
+    /// [`tap`](Self::tap).
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn tapped_read(&self) -> Option<&[u8]> {
+        self.tap.as_ref().map(|t| &t.opened[..])
+    }
+
+    /// The id this client's key proves.
+    pub fn client_id(&self) -> ClientId {
+        self.config.identity.client_id()
+    }
+
+    /// Sets the room later connections are made in (before [`Input::Start`], once the user
+    /// chose it).
+    pub fn set_room(&mut self, room: RoomKey) {
+        self.config.room = room;
+    }
+
     /// Sets the port told to peers in later Hellos, once the driver has bound it.
     pub fn set_listen_port(&mut self, port: u16) {
         self.config.listen_port = port;
@@ -462,23 +532,27 @@ impl FloodState {
             })
     }
 
-    /// A new connection: sends the greeting and Hello, and waits for the peer's.
+    /// A new connection: starts the handshake (the prologue, and the first message if we
+    /// dialed); the greeting and Hello follow in records once it is done.
     fn open(&mut self, peer: PeerId, dialed: bool) -> Result<(), InputError> {
         if self.conns.contains_key(&peer) {
             return Err(InputError::PeerExists(peer));
         }
-        let mut hello = GREETING.to_vec();
-        Frame::Hello(Hello {
-            client: self.config.client,
-            listen_port: self.config.listen_port,
-            alone: self.link_count() == 0,
-        })
-        .encode(&mut hello);
+        let seed = blake3::derive_key("floodchat 3 handshake", &self.entropy);
+        self.entropy = blake3::derive_key("floodchat 3 next entropy", &self.entropy);
+        let role = if dialed {
+            Role::Initiator
+        } else {
+            Role::Responder
+        };
+        let (link, first) = Link::new(role, &self.config.identity, &self.config.room, seed);
         self.conns.insert(
             peer,
             Connection {
+                link,
+                handshake_in_flight: 0,
                 decoder: FrameDecoder::new(),
-                phase: Phase::Greeting,
+                phase: Phase::Handshake,
                 dialed,
                 last_received: self.now,
                 last_sent: self.now,
@@ -487,11 +561,91 @@ impl FloodState {
         );
         let due = self.now.checked_add(self.config.greeting_timeout);
         self.timers.set((peer, TimerKind::Greeting), due);
-        let _ = self.room_input(RoomInput::Opened { peer, hello });
+        self.send_handshake(peer, first);
         Ok(())
     }
 
-    fn received(&mut self, peer: PeerId, mut bytes: &[u8]) -> Result<(), InputError> {
+    /// Writes handshake bytes, which the room does not count: their [`Input::Sent`]s come
+    /// before any of the room's.
+    fn send_handshake(&mut self, peer: PeerId, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&peer) else {
+            return;
+        };
+        c.handshake_in_flight += 1;
+        c.last_sent = self.now;
+        #[cfg(feature = "sim")]
+        if let Some(tap) = &mut self.tap {
+            tap.sent.push_back(Vec::new());
+        }
+        self.outputs.push_back(Output::Send { peer, bytes });
+    }
+
+    /// The handshake is done: the room sends the greeting and Hello, in records.
+    fn established(&mut self, peer: PeerId) {
+        let mut hello = GREETING.to_vec();
+        Frame::Hello(Hello {
+            client: self.config.identity.client_id(),
+            listen_port: self.config.listen_port,
+            alone: self.link_count() == 0,
+        })
+        .encode(&mut hello);
+        if let Some(c) = self.conns.get_mut(&peer) {
+            c.phase = Phase::Greeting;
+        }
+        let _ = self.room_input(RoomInput::Opened { peer, hello });
+    }
+
+    /// Bytes from `peer` through its record layer: handshake messages are answered, and the
+    /// frame stream the records carry is decoded.
+    fn received(&mut self, peer: PeerId, bytes: &[u8]) -> Result<(), InputError> {
+        self.conn(peer)?;
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        let c = self.conns.get_mut(&peer).expect("checked above");
+        let mut reply = Vec::new();
+        let read = c.link.read(bytes, &mut reply, &mut plain);
+        let handshaking = c.phase == Phase::Handshake;
+        let refusal = read.is_err() && !reply.is_empty();
+        self.send_handshake(peer, reply);
+        #[cfg(feature = "sim")]
+        if let Some(tap) = &mut self.tap {
+            tap.opened.clone_from(&plain);
+        }
+        let result = match read {
+            Err(e) => {
+                if refusal {
+                    // The refusal must reach the peer before the connection closes.
+                    self.linger(peer, DisconnectReason::Link(e));
+                } else if self
+                    .conns
+                    .get(&peer)
+                    .is_some_and(|c| c.phase != Phase::Closing)
+                {
+                    self.disconnect(peer, DisconnectReason::Link(e));
+                } else if let Some(c) = self.conns.get_mut(&peer) {
+                    c.last_received = self.now;
+                }
+                Ok(())
+            }
+            Ok(read) => {
+                if handshaking && matches!(read, Read::Established(_)) {
+                    self.established(peer);
+                }
+                if let Some(c) = self.conns.get_mut(&peer) {
+                    c.last_received = self.now;
+                }
+                self.received_frames(peer, &plain)
+            }
+        };
+        self.plain = plain;
+        result
+    }
+
+    /// The frame stream from `peer`'s records (possibly nothing, mid-record or mid-handshake).
+    fn received_frames(&mut self, peer: PeerId, mut bytes: &[u8]) -> Result<(), InputError> {
         let now = self.now;
         let c = self.conn(peer)?;
         if c.phase == Phase::Closing {
@@ -515,8 +669,9 @@ impl FloodState {
                 Err(e) => break Some(e),
             }
         };
-        let mid_frame = c.decoder.greeted() && c.decoder.is_mid_item();
-        // An item ended in this read, so the unfinished one began in it.
+        let mid_frame = (c.decoder.greeted() && c.decoder.is_mid_item()) || c.link.is_mid_record();
+        // An item ended in this read, so the unfinished one (or the record under way) began
+        // in it.
         let began_here = !decoded.is_empty();
         // The strings of one read are offered to the links once, after it (the room waits for
         // `ReadDone`): one send to each link for all of them, not one for each string until
@@ -572,6 +727,12 @@ impl FloodState {
     fn frame(&mut self, peer: PeerId, frame: Frame) {
         let input = match frame {
             Frame::Hello(hello) => {
+                let proven = self.conns.get(&peer).and_then(|c| c.link.remote());
+                if proven != Some(hello.client) {
+                    // Identities are keys: a Hello may only name the client its key proves.
+                    self.disconnect(peer, DisconnectReason::Link(LinkError::NotItsId));
+                    return;
+                }
                 self.timers.set((peer, TimerKind::Greeting), None);
                 self.mesh_input(MeshInput::Hello {
                     peer,
@@ -609,7 +770,11 @@ impl FloodState {
     }
 
     fn sent(&mut self, peer: PeerId) -> Result<(), InputError> {
-        self.conn(peer)?;
+        let c = self.conn(peer)?;
+        if c.handshake_in_flight > 0 {
+            c.handshake_in_flight -= 1;
+            return Ok(());
+        }
         if self.room.in_flight(peer) == 0 {
             return Err(InputError::NothingInFlight(peer));
         }
@@ -783,25 +948,34 @@ impl FloodState {
         let Some(c) = self.conns.get_mut(&peer) else {
             return;
         };
-        let Some((bye, addrs)) = bye else {
+        // A Bye needs the records of a finished handshake.
+        let Some((bye, addrs)) = bye.filter(|_| c.phase != Phase::Handshake) else {
             self.disconnect(peer, reason);
             return;
         };
         if c.phase == Phase::Closing {
             return;
         }
-        c.phase = Phase::Closing;
-        c.closing = Some(reason.clone());
-        // The link ends now for the user; the connection, once its Bye is out.
-        self.herald_ended(peer, &reason);
-        self.timers.cancel_where(|&(p, _)| p == peer);
-        let due = self.now.checked_add(self.config.linger);
-        self.timers.set((peer, TimerKind::Linger), due);
+        self.linger(peer, reason);
         let bye = Frame::Bye {
             reason: bye,
             addrs: addrs.into_iter().take(wire::MAX_ADDRS).collect(),
         };
         let _ = self.room_input(RoomInput::Closing { peer, bye: &bye });
+    }
+
+    /// Ends `peer` for the user now, and the connection once what was written to it is out
+    /// (the peer closes on reading it) or the linger ends.
+    fn linger(&mut self, peer: PeerId, reason: DisconnectReason) {
+        let Some(c) = self.conns.get_mut(&peer) else {
+            return;
+        };
+        c.phase = Phase::Closing;
+        c.closing = Some(reason.clone());
+        self.herald_ended(peer, &reason);
+        self.timers.cancel_where(|&(p, _)| p == peer);
+        let due = self.now.checked_add(self.config.linger);
+        self.timers.set((peer, TimerKind::Linger), due);
     }
 
     /// `peer` said a Hello the mesh accepted: it is a link of the room now.
@@ -865,10 +1039,20 @@ impl FloodState {
                         let due = self.now.checked_add(self.config.stall_timeout);
                         self.timers.set((peer, TimerKind::Stall), due);
                     }
-                    if let Some(c) = self.conns.get_mut(&peer) {
-                        c.last_sent = self.now;
+                    let Some(c) = self.conns.get_mut(&peer) else {
+                        continue;
+                    };
+                    c.last_sent = self.now;
+                    let mut sealed = Vec::new();
+                    c.link.seal(&bytes, &mut sealed);
+                    #[cfg(feature = "sim")]
+                    if let Some(tap) = &mut self.tap {
+                        tap.sent.push_back(bytes);
                     }
-                    self.outputs.push_back(Output::Send { peer, bytes });
+                    self.outputs.push_back(Output::Send {
+                        peer,
+                        bytes: sealed,
+                    });
                 }
                 RoomOutput::Close { peer, why } => self.disconnect(peer, why),
                 RoomOutput::Full { strings, bytes } => self

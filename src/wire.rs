@@ -1,4 +1,6 @@
-//! The wire format, version 2: a greeting, then typed, length-prefixed frames.
+//! The frame stream of protocol 3: a greeting, then typed, length-prefixed frames. On the
+//! wire it travels inside the encrypted records of [`crate::secure`], after a clear prologue
+//! (the same greeting and a room byte) and the handshake.
 //!
 //! ```text
 //! greeting = "FLOODCHAT" version:u8            (10 bytes, sent once by each side)
@@ -17,9 +19,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// The magic word that opens every floodchat connection.
 pub const MAGIC: &[u8; 9] = b"FLOODCHAT";
 /// The protocol version this crate speaks.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// The full greeting each side sends first: [`MAGIC`] then [`VERSION`].
-pub const GREETING: [u8; 10] = *b"FLOODCHAT\x02";
+pub const GREETING: [u8; 10] = *b"FLOODCHAT\x03";
 /// The largest chat string, in bytes of UTF-8, that is typed, sent or accepted.
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 /// Bytes of a frame's head: the length prefix and the kind.
@@ -338,7 +340,7 @@ impl DecodedRef<'_> {
     }
 }
 
-/// Why a peer's bytes are not floodchat version 2.
+/// Why a peer's frame stream is not floodchat's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
     /// The greeting did not start with [`MAGIC`]; `got` holds the bytes seen, up to the first wrong one.
@@ -939,7 +941,7 @@ mod tests {
         let err = FrameDecoder::new().decode(&mut input).unwrap_err();
         assert_eq!(err, DecodeError::UnsupportedVersion(1));
         assert!(err.to_string().contains("the peer must upgrade"), "{err}");
-        let mut input: &[u8] = b"FLOODCHAT\x03";
+        let mut input: &[u8] = b"FLOODCHAT\x04";
         let err = FrameDecoder::new().decode(&mut input).unwrap_err();
         assert!(
             err.to_string().contains("this client must upgrade"),

@@ -58,3 +58,8 @@ fn reconcile_corpus() {
 fn mesh_corpus() {
     replay("mesh", floodchat::fuzzing::mesh::run);
 }
+
+#[test]
+fn secure_corpus() {
+    replay("secure", floodchat::fuzzing::secure::run);
+}

@@ -348,7 +348,8 @@ mod tests {
                 seed(0, &[], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
             ),
             ("old-version", seed(0, &[], b"FLOODCHAT\x01\0\0\0\x05hello")),
-            ("newer-version", seed(0, &[], b"FLOODCHAT\x03")),
+            ("newer-version", seed(0, &[], b"FLOODCHAT\x04")),
+            ("version-2", seed(0, &[], b"FLOODCHAT\x02")),
             (
                 "4gib-length",
                 seed(HELLO_FIRST, &[], &[0xff, 0xff, 0xff, 0xff, 2]),

@@ -6,6 +6,7 @@ pub mod mesh;
 pub mod network;
 pub mod reconcile;
 pub mod reference;
+pub mod secure;
 pub mod state;
 
 /// Checks that the committed seed `fuzz/corpus/<target>/<name>` holds exactly `bytes`, or

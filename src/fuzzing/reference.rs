@@ -1,9 +1,11 @@
-//! A plain reading and writing of the version 2 wire format, written from the specification
+//! A plain reading and writing of the version 3 frame stream (the plaintext the records of
+//! [`crate::secure`] carry; unchanged since version 2 but for the greeting's version byte),
+//! written from the specification
 //! and not from [`crate::wire`]'s code, so the fuzz targets have something independent to
 //! compare the implementation with. Only types are borrowed from [`crate::wire`].
 //!
 //! ```text
-//! greeting = "FLOODCHAT" 2
+//! greeting = "FLOODCHAT" 3
 //! frame    = length:u32 BE | kind:u8 | body        length = 1 + body length
 //! ```
 
@@ -12,10 +14,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::wire::{ByeReason, ClientId, DecodeError, Decoded, Frame, Hello, TextError};
 
 /// The ten bytes each side sends first.
-pub const GREETING: &[u8; 10] = b"FLOODCHAT\x02";
+pub const GREETING: &[u8; 10] = b"FLOODCHAT\x03";
 /// The longest chat string, in bytes.
 pub const TEXT_MAX: usize = 65_536;
-/// Bytes a frame of a known kind may carry beyond what version 2 reads.
+/// Bytes a frame of a known kind may carry beyond what version 3 reads.
 pub const SLACK: usize = 64;
 /// Bytes of one address entry at most: family, 16 bytes of IPv6, port.
 pub const ADDR_MAX: usize = 19;
@@ -26,7 +28,7 @@ pub const WANT_MAX: usize = 2048;
 /// The largest Recon body.
 pub const RECON_MAX: usize = 60 * 1024;
 
-/// Kind bytes of version 2.
+/// Kind bytes of version 3.
 pub mod kind {
     /// Hello.
     pub const HELLO: u8 = 0x01;
@@ -59,7 +61,7 @@ pub fn max_body(kind: u8) -> usize {
     }
 }
 
-/// Whether `kind` is one version 2 reads (the others are skipped).
+/// Whether `kind` is one version 3 reads (the others are skipped).
 pub fn is_known(kind: u8) -> bool {
     (kind::HELLO..=kind::WANT).contains(&kind)
 }
@@ -333,7 +335,7 @@ impl Reader {
                 if rest.len() < 10 {
                     break None;
                 }
-                if rest[9] != 2 {
+                if rest[9] != GREETING[9] {
                     break Some(DecodeError::UnsupportedVersion(rest[9]));
                 }
                 self.greeted = true;

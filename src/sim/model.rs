@@ -49,6 +49,7 @@ use hashbrown::HashMap;
 
 use super::Components;
 use super::network::{LISTEN_PORT, client_addr, client_at};
+use crate::secure::Identity;
 use crate::wire::{ByeReason, ClientId, Decoded, Frame, FrameDecoder, GREETING, Hello};
 use crate::{Config, DisconnectReason, FloodState, Input, Output, PeerId};
 
@@ -165,6 +166,8 @@ struct AbsLink {
     bye: [Option<ByeReason>; 2],
     /// `queue[e]`: writes of `ends[e]` not yet delivered.
     queue: [VecDeque<Vec<u8>>; 2],
+    /// How many of `queue[e]`'s first writes are handshake messages.
+    handshake: [usize; 2],
     /// Whether `ends[e]` has yet to hear that the link closed.
     close_pending: [bool; 2],
 }
@@ -267,6 +270,9 @@ struct Node {
 /// `Err` describes the first violation found, with the path that reaches it.
 pub fn explore(config: &ModelConfig) -> Result<ModelStats, String> {
     assert!(config.events.len() <= 64, "at most 64 events");
+    // Every state is rebuilt by replaying its clients' inputs, handshakes included: each
+    // X25519 result is computed once and remembered.
+    crate::secure::memoize_dh(true);
     let ctx = Ctx {
         t0: Instant::now(),
         clients: config.clients,
@@ -413,18 +419,25 @@ struct Succ<'a> {
 impl Ctx {
     /// Client `c`'s identity.
     fn id(c: usize) -> ClientId {
-        ClientId(c as u64 + 1)
+        Self::identity(c).client_id()
+    }
+
+    /// Client `c`'s key.
+    fn identity(c: usize) -> Identity {
+        Identity::from_seed(c as u64 + 1)
     }
 
     /// Client `c`, started with no contact.
     fn fresh(&self, c: usize) -> FloodState {
         let config = Config {
-            client: Self::id(c),
+            identity: Self::identity(c),
+            entropy: [c as u8; 32],
             seed: c as u64,
             listen_port: LISTEN_PORT,
             ..Config::default()
         };
         let mut s = FloodState::new(config, self.t0);
+        s.tap();
         s.handle_input(self.t0, Input::Start { contact: None })
             .expect("a client starts");
         while s.poll_output().is_some() {}
@@ -504,30 +517,35 @@ impl Ctx {
                             ready: [false, false],
                             bye: [None, None],
                             queue: Default::default(),
+                            handshake: [0, 0],
                             close_pending: [false, false],
                         });
                         let remote = SocketAddr::new(client_addr(a).ip(), 49152 + l as u16);
                         step.feed(a, Owned::Dialed(peer_id(l, 0).0, client_addr(b)))?;
                         step.feed(b, Owned::Accepted(peer_id(l, 1).0, remote))?;
+                        step.handshake(l)?;
                     }
                     Event::Disconnect(a, b) => {
                         let l = newest_link(&step.node.abs, a, b).expect("enabled");
                         let link = &mut step.node.abs.links[l];
                         link.up = false;
                         link.queue = Default::default();
+                        link.handshake = [0, 0];
                         link.close_pending = link.open;
                     }
                 }
             }
             Move::Deliver { link, from } => {
-                let bytes = step.node.abs.links[link].queue[from]
-                    .pop_front()
-                    .expect("enabled");
+                let l = &mut step.node.abs.links[link];
+                l.handshake[from] = l.handshake[from].saturating_sub(1);
+                let bytes = l.queue[from].pop_front().expect("enabled");
                 let c = step.node.abs.links[link].ends[1 - from];
                 step.feed(c, Owned::Received(peer_id(link, 1 - from).0, bytes))?;
             }
             Move::Lose { link, from } => {
-                step.node.abs.links[link].queue[from].pop_front();
+                let link = &mut step.node.abs.links[link];
+                link.queue[from].pop_front();
+                link.handshake[from] = link.handshake[from].saturating_sub(1);
             }
             Move::Close { link, end } => {
                 step.node.abs.links[link].close_pending[end] = false;
@@ -630,6 +648,26 @@ impl Ctx {
 }
 
 impl Succ<'_> {
+    /// Delivers link `l`'s handshake messages at once, in order, until neither end has one
+    /// to deliver: the model explores interleavings of the links' frames; those of the
+    /// handshake are the random simulator's and the fuzzers' to explore.
+    fn handshake(&mut self, l: usize) -> Result<(), String> {
+        loop {
+            let link = &self.node.abs.links[l];
+            let Some(from) = (0..2).find(|&e| link.handshake[e] > 0) else {
+                return Ok(());
+            };
+            let link = &mut self.node.abs.links[l];
+            link.handshake[from] -= 1;
+            let bytes = link.queue[from].pop_front().expect("a handshake message");
+            if !(link.up && link.open[1 - from]) {
+                continue;
+            }
+            let c = link.ends[1 - from];
+            self.feed(c, Owned::Received(peer_id(l, 1 - from).0, bytes))?;
+        }
+    }
+
     /// The state of client `c`, rebuilt from its history on first use.
     fn state(&mut self, c: usize) -> &mut FloodState {
         let ctx = self.ctx;
@@ -640,6 +678,7 @@ impl Succ<'_> {
                 s.handle_input(ctx.t0, input.as_input())
                     .expect("an input accepted before is accepted again");
                 while s.poll_output().is_some() {}
+                while s.tapped_send().is_some() {}
             }
             s
         })
@@ -657,15 +696,22 @@ impl Succ<'_> {
                 .map_err(|e| format!("client {c} refused {input:?}: {e}"))?;
             let mut outputs = Vec::new();
             let mut printed = VecDeque::new();
+            // What each Send's records carry, in order.
+            let mut carried = VecDeque::new();
             while let Some(o) = state.poll_output() {
-                if let Output::Print(index) = o {
-                    printed.push_back(state.message(index).to_string());
+                match o {
+                    Output::Print(index) => printed.push_back(state.message(index).to_string()),
+                    Output::Send { .. } => {
+                        carried.push_back(state.tapped_send().unwrap_or_default())
+                    }
+                    _ => {}
                 }
                 outputs.push(o);
             }
+            let opened = state.tapped_read().unwrap_or_default().to_vec();
             let (origin, bye_in) = match &input {
-                Owned::Received(p, bytes) => {
-                    let bye = decode_write(bytes).ok().and_then(|items| {
+                Owned::Received(p, _) => {
+                    let bye = decode_write(&opened).ok().and_then(|items| {
                         items.iter().find_map(|item| match item {
                             Decoded::Frame(Frame::Bye { reason, .. }) => Some(*reason),
                             _ => None,
@@ -701,9 +747,14 @@ impl Succ<'_> {
                     }
                     Output::Send { peer, bytes } => {
                         let (l, e) = self.end(c, peer)?;
-                        self.check_send(c, l, e, &bytes)?;
+                        let plain = carried.pop_front().unwrap_or_default();
+                        // A handshake message carries no frames.
+                        if !plain.is_empty() {
+                            self.check_send(c, l, e, &plain)?;
+                        }
                         let link = &mut self.node.abs.links[l];
                         if link.up && link.open[1 - e] {
+                            link.handshake[e] += usize::from(plain.is_empty());
                             link.queue[e].push_back(bytes);
                         }
                         inputs.push_back(Owned::Sent(peer.0));
@@ -754,6 +805,7 @@ impl Succ<'_> {
         link.open[e] = false;
         link.close_pending[e] = false;
         link.queue[1 - e].clear();
+        link.handshake[1 - e] = 0;
         link.close_pending[1 - e] = link.open[1 - e] && self.closing != Some((l, 1 - e));
     }
 

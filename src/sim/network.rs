@@ -14,6 +14,7 @@ use super::node::Node;
 use super::notices::{NoticeCheck, Said};
 use super::report::{Report, Violations};
 use crate::rng::SplitMix64;
+use crate::secure::{Framing, Identity};
 use crate::wire::{ByeReason, ClientId, Decoded, Frame, FrameDecoder};
 use crate::{Config, DisconnectReason, FloodState, Input, MAX_MESSAGE_LEN, Output, PeerId};
 
@@ -180,6 +181,8 @@ struct Direction {
     tx: FrameDecoder,
     /// Decodes what the receiver is fed, for the checks.
     rx: FrameDecoder,
+    /// Follows the records the receiver is fed, to know when one is cut short.
+    framing: Framing,
     /// Strings sent this way, to catch a string sent twice on one connection.
     sent: HashSet<u32>,
 }
@@ -424,9 +427,11 @@ impl<N: Node> Sim<N> {
     fn new_state(&self, c: usize, incarnation: u32) -> (ClientId, N) {
         // A bijection of (incarnation, c), so identities never collide.
         let unique = (u64::from(incarnation) << 32) | c as u64;
-        let id = ClientId(scramble(unique.wrapping_add(self.config.seed)));
+        let identity = Identity::from_seed(scramble(unique.wrapping_add(self.config.seed)));
+        let id = identity.client_id();
         let config = Config {
-            client: id,
+            identity,
+            entropy: blake3::derive_key("floodchat simulated entropy", &id.0.to_le_bytes()),
             seed: scramble(id.0 ^ 0x5eed_0fc1_1e47),
             listen_port: LISTEN_PORT,
             ..self.config.flood.clone()
@@ -856,6 +861,15 @@ impl<N: Node> Sim<N> {
         while let Some(output) = state.poll_output() {
             outputs.push(output);
         }
+        self.rx_ids.clear();
+        self.rx_bye = None;
+        if let Input::Received(peer, piece) = input {
+            // What the client was given to decode: the frames the records carried.
+            let plain = state.tapped_read().unwrap_or(piece).to_vec();
+            if let Some((l, e)) = self.end_of(c, peer) {
+                self.decode_received(l, 1 - e, &plain);
+            }
+        }
         if let Err(e) = result {
             self.violation(format!("client {c} refused {}: {e}", describe(&input)));
         }
@@ -951,9 +965,17 @@ impl<N: Node> Sim<N> {
         };
         self.sends += 1;
         self.bytes += bytes.len() as u64;
-        self.clients[c].bytes_sent += bytes.len() as u64;
+        // What the records carry, when the client has a record layer.
+        let plain = self.clients[c].state.as_mut().and_then(N::tapped_send);
+        if N::RECORDS && plain.is_none() {
+            self.violation(format!(
+                "client {c}: a Send to {peer} the tap does not know"
+            ));
+        }
+        // The client's own count is of the frame stream, inside the records.
+        self.clients[c].bytes_sent += plain.as_ref().map_or(bytes.len(), Vec::len) as u64;
         let mut texts = 0;
-        let mut input = &bytes[..];
+        let mut input = plain.as_deref().unwrap_or(&bytes[..]);
         loop {
             let decoded = match self.links[l].dirs[e].tx.decode(&mut input) {
                 Ok(Some(item)) => item,
@@ -1105,7 +1127,8 @@ impl<N: Node> Sim<N> {
                 matches!(reason, DisconnectReason::Local(_))
             } else if !rx.hello_seen() {
                 reason == DisconnectReason::ClosedBeforeGreeting
-            } else if rx.is_mid_item() {
+            } else if rx.is_mid_item() || (N::RECORDS && link.dirs[1 - e].framing.is_mid_message())
+            {
                 reason == DisconnectReason::ClosedMidFrame
             } else {
                 reason == DisconnectReason::Closed
@@ -1258,9 +1281,14 @@ impl<N: Node> Sim<N> {
 
     fn feed_received(&mut self, l: usize, dir: usize, piece: &[u8]) {
         let c = self.links[l].ends[1 - dir];
+        self.links[l].dirs[dir].framing.feed(piece, |_, _| {});
+        self.feed(c, Input::Received(peer_id(l, 1 - dir), piece));
         self.rx_ids.clear();
         self.rx_bye = None;
-        let mut input = piece;
+    }
+
+    /// Decodes what end `1 - dir` of link `l` was just given, for the checks of its outputs.
+    fn decode_received(&mut self, l: usize, dir: usize, mut input: &[u8]) {
         loop {
             match self.links[l].dirs[dir].rx.decode(&mut input) {
                 Ok(Some(Decoded::Frame(Frame::Text(text)))) => {
@@ -1273,9 +1301,6 @@ impl<N: Node> Sim<N> {
                 Ok(None) | Err(_) => break,
             }
         }
-        self.feed(c, Input::Received(peer_id(l, 1 - dir), piece));
-        self.rx_ids.clear();
-        self.rx_bye = None;
     }
 
     fn closed(&mut self, l: usize, e: usize) {

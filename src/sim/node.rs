@@ -29,11 +29,31 @@ pub trait Node {
     fn stats(&self) -> Stats;
     /// Links the client has (connections whose Hello it accepted).
     fn link_count(&self) -> usize;
+    /// Whether its connections carry frames in records (protocol 3's record layer), so the
+    /// simulator reads them through [`Node::tapped_send`] and [`Node::tapped_read`].
+    const RECORDS: bool = false;
+    /// The frame stream the oldest [`Output::Send`] not yet asked about carried.
+    fn tapped_send(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+    /// The frame stream the last [`Input::Received`] carried.
+    fn tapped_read(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 impl Node for FloodState {
+    const RECORDS: bool = true;
     fn start(config: Config, now: Instant) -> Self {
-        FloodState::new(config, now)
+        let mut state = FloodState::new(config, now);
+        state.tap();
+        state
+    }
+    fn tapped_send(&mut self) -> Option<Vec<u8>> {
+        FloodState::tapped_send(self)
+    }
+    fn tapped_read(&self) -> Option<&[u8]> {
+        FloodState::tapped_read(self)
     }
     fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
         FloodState::handle_input(self, now, input)
@@ -200,12 +220,12 @@ impl MeshNode {
 impl Node for MeshNode {
     fn start(config: Config, now: Instant) -> Self {
         let hello = Hello {
-            client: config.client,
+            client: config.identity.client_id(),
             listen_port: config.listen_port,
             alone: true,
         };
         Self {
-            mesh: Mesh::new(config.mesh, config.client, config.seed, now),
+            mesh: Mesh::new(config.mesh, hello.client, config.seed, now),
             hello,
             decoders: BTreeMap::new(),
             outputs: VecDeque::new(),

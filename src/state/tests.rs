@@ -3,12 +3,29 @@
 use super::*;
 use crate::reconcile::Reconciler;
 use crate::room::OWED_MAX;
+use crate::secure::{Identity, Link, Role};
 use crate::store::Store;
 use crate::wire::{DecodeError, FrameDecoder, encode_text};
 
 const A: PeerId = PeerId(1);
 const B: PeerId = PeerId(2);
-const ME: ClientId = ClientId(100);
+/// The seed of the client under test's identity.
+const ME_SEED: u64 = 100;
+
+/// The id the key of seed `seed` proves ([`Identity::from_seed`]).
+fn client_of(seed: u64) -> ClientId {
+    Identity::from_seed(seed).client_id()
+}
+
+/// The client under test's id.
+fn me() -> ClientId {
+    client_of(ME_SEED)
+}
+
+/// The seed of a harness peer's key unless the test chose one ([`Harness::peer_seed`]).
+fn default_seed(peer: PeerId) -> u64 {
+    1000 + peer.0
+}
 
 fn addr(i: u8) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, i], 4000))
@@ -33,6 +50,11 @@ struct Harness {
     turn: usize,
     /// The notices the client under test said, as its user reads them, not yet taken.
     said: Vec<String>,
+    /// The far end of each connection of the client under test: the harness's peers speak
+    /// through a record layer of their own, so tests read and write frame streams.
+    far: HashMap<PeerId, Link>,
+    /// The key seeds tests chose for their peers.
+    seeds: HashMap<PeerId, u64>,
 }
 
 /// The connection between the two sides of a pair, the same name at both ends.
@@ -47,7 +69,7 @@ impl Harness {
         let now = Instant::now();
         let state = FloodState::new(
             Config {
-                client: ME,
+                identity: Identity::from_seed(ME_SEED),
                 listen_port: 4000,
                 ..config
             },
@@ -66,7 +88,14 @@ impl Harness {
             pending: Default::default(),
             turn: 0,
             said: Vec::new(),
+            far: HashMap::new(),
+            seeds: HashMap::new(),
         }
+    }
+
+    /// Makes `peer` prove the key of `seed` from its next connection on.
+    fn peer_seed(&mut self, peer: PeerId, seed: u64) {
+        self.seeds.insert(peer, seed);
     }
 
     /// Two clients (ids 1 and 2); each first types its own strings. [`Harness::link`]
@@ -76,7 +105,8 @@ impl Harness {
         let side = |i: u64| {
             let mut s = FloodState::new(
                 Config {
-                    client: ClientId(i + 1),
+                    identity: Identity::from_seed(i + 1),
+                    entropy: [i as u8; 32],
                     ..config.clone()
                 },
                 now,
@@ -106,13 +136,44 @@ impl Harness {
         }
     }
 
+    /// Feeds `input` to the client under test. A new connection's handshake is carried out
+    /// at once (its messages are written and acknowledged, and not returned); bytes a peer
+    /// sends are sealed into records, and the Sends returned hold the frame stream.
     fn input(&mut self, input: Input<'_>) -> Vec<Output> {
-        self.state.handle_input(self.now, input).unwrap();
+        match input {
+            Input::Received(peer, bytes)
+                if self.far.get(&peer).is_some_and(Link::is_established) =>
+            {
+                let mut sealed = Vec::new();
+                self.far.get_mut(&peer).unwrap().seal(bytes, &mut sealed);
+                self.state
+                    .handle_input(self.now, Input::Received(peer, &sealed))
+                    .unwrap();
+            }
+            Input::Accepted { peer, .. } | Input::Dialed { peer, .. } => {
+                self.state.handle_input(self.now, input).unwrap();
+                let role = match input {
+                    Input::Accepted { .. } => Role::Initiator,
+                    _ => Role::Responder,
+                };
+                let seed = self.seeds.get(&peer).copied().unwrap_or(default_seed(peer));
+                let room = self.state.config().room.clone();
+                let (far, first) =
+                    Link::new(role, &Identity::from_seed(seed), &room, [seed as u8; 32]);
+                self.far.insert(peer, far);
+                if !first.is_empty() {
+                    self.state
+                        .handle_input(self.now, Input::Received(peer, &first))
+                        .unwrap();
+                }
+            }
+            input => self.state.handle_input(self.now, input).unwrap(),
+        }
         self.drain()
     }
 
     /// The outputs so far, but the notices about links, which are kept for
-    /// [`Harness::said`].
+    /// [`Harness::said`], and the handshake messages, which the far ends answer.
     fn drain(&mut self) -> Vec<Output> {
         let mut out = Vec::new();
         while let Some(o) = self.state.poll_output() {
@@ -120,6 +181,28 @@ impl Harness {
                 Output::Notice(
                     n @ (Notice::Mesh(_) | Notice::Link(_) | Notice::LeftUnfinished),
                 ) => self.said.push(n.to_string()),
+                Output::Send { peer, bytes } if self.far.contains_key(&peer) => {
+                    let far = self.far.get_mut(&peer).unwrap();
+                    let records = far.is_established();
+                    let (mut reply, mut plain) = (Vec::new(), Vec::new());
+                    let _ = far.read(&bytes, &mut reply, &mut plain);
+                    if records {
+                        out.push(Output::Send { peer, bytes: plain });
+                        continue;
+                    }
+                    self.state
+                        .handle_input(self.now, Input::Sent(peer))
+                        .unwrap();
+                    if !reply.is_empty() && self.state.is_connected(peer) {
+                        self.state
+                            .handle_input(self.now, Input::Received(peer, &reply))
+                            .unwrap();
+                    }
+                }
+                Output::Disconnect { peer, reason } => {
+                    self.far.remove(&peer);
+                    out.push(Output::Disconnect { peer, reason });
+                }
                 o => out.push(o),
             }
         }
@@ -151,12 +234,10 @@ impl Harness {
             peer,
             remote: addr(peer.0 as u8),
         });
-        assert_eq!(out, vec![send(peer, hello_bytes(ME, alone))]);
+        assert_eq!(out, vec![send(peer, hello_bytes(me(), alone))]);
         self.input(Input::Sent(peer));
-        self.input(Input::Received(
-            peer,
-            &hello_bytes(ClientId(peer.0 + 1000), false),
-        ))
+        let seed = self.seeds.get(&peer).copied().unwrap_or(default_seed(peer));
+        self.input(Input::Received(peer, &hello_bytes(client_of(seed), false)))
     }
 
     fn advance(&mut self, by: Duration) -> Vec<Output> {
@@ -456,7 +537,7 @@ fn close_reasons_tell_where_the_stream_stopped() {
 
 #[test]
 fn bytes_split_at_every_point_give_the_same_outputs() {
-    let mut stream = hello_bytes(ClientId(5), false);
+    let mut stream = hello_bytes(client_of(default_seed(A)), false);
     stream.extend(texts(&["alpha", "βeta", "alpha", "gamma"]));
     Frame::Ping.encode(&mut stream);
     let run = |parts: &[&[u8]]| {
@@ -488,10 +569,10 @@ fn bytes_split_at_every_point_give_the_same_outputs() {
 
 #[test]
 fn misbehaving_peers_are_disconnected_with_a_reason_and_print_nothing() {
-    let mut oversized = hello_bytes(ClientId(5), false);
+    let mut oversized = hello_bytes(client_of(default_seed(A)), false);
     oversized.extend_from_slice(&u32::MAX.to_be_bytes());
     oversized.push(2);
-    let mut escape = hello_bytes(ClientId(5), false);
+    let mut escape = hello_bytes(client_of(default_seed(A)), false);
     escape.extend_from_slice(&[0, 0, 0, 5, 2, b'a', 0x1b, b'[', b'J']);
     let cases: [(&[u8], DecodeError); 4] = [
         (
@@ -697,12 +778,15 @@ fn the_room_stops_growing_at_its_limit_and_says_so_once() {
 #[test]
 fn a_connection_to_oneself_is_closed_with_a_bye() {
     let mut h = Harness::new();
+    // Both connections reach this client itself: the far ends prove its key.
+    h.peer_seed(A, ME_SEED);
+    h.peer_seed(B, ME_SEED);
     h.input(Input::Dialed {
         peer: A,
         addr: addr(1),
     });
     h.input(Input::Sent(A));
-    let out = h.input(Input::Received(A, &hello_bytes(ME, true)));
+    let out = h.input(Input::Received(A, &hello_bytes(me(), true)));
     assert_eq!(
         sent_frames(&out, A),
         vec![Frame::Bye {
@@ -731,7 +815,7 @@ fn a_connection_to_oneself_is_closed_with_a_bye() {
         addr: addr(1),
     });
     h.input(Input::Sent(B));
-    let out = h.input(Input::Received(B, &hello_bytes(ME, true)));
+    let out = h.input(Input::Received(B, &hello_bytes(me(), true)));
     h.ack(&out);
     assert_eq!(
         h.input(Input::Closed(B)),
@@ -744,9 +828,14 @@ fn a_connection_to_oneself_is_closed_with_a_bye() {
 
 #[test]
 fn of_two_connections_between_the_same_clients_both_ends_keep_the_same_one() {
-    // Client ME (100) and client 7 and 200 each dial the other at once.
-    for (other, kept_dialed_by_me) in [(ClientId(7), false), (ClientId(200), true)] {
+    // This client and one whose id is lower, then one whose id is higher, each dial the other
+    // at once.
+    let seed = |lower: bool| (1..).find(|&s| (client_of(s) < me()) == lower).unwrap();
+    for (other, kept_dialed_by_me) in [(seed(true), false), (seed(false), true)] {
         let mut h = Harness::new();
+        h.peer_seed(A, other);
+        h.peer_seed(B, other);
+        let other = client_of(other);
         h.input(Input::Dialed {
             peer: A,
             addr: addr(1),
@@ -879,8 +968,9 @@ fn equal_sets_exchange_only_a_few_small_frames() {
         assert_eq!(stats.frames_sent, 0, "no string is sent again");
         assert!(stats.recon_frames_sent <= 2, "{stats:?}");
     }
-    // Greeting, Hello and one short Recon frame each way.
-    assert!(pair.bytes.iter().all(|&b| b < 100), "{:?}", pair.bytes);
+    // The handshake (under 240 bytes a side), then greeting, Hello and one short Recon frame
+    // each way, in records of 18 bytes more each.
+    assert!(pair.bytes.iter().all(|&b| b < 340), "{:?}", pair.bytes);
 }
 
 #[test]

@@ -4,7 +4,8 @@ use super::*;
 use crate::herald::{SHOWN_MAX, STALE_FOR, WINDOW};
 use crate::mesh::MeshConfig;
 
-const X: ClientId = ClientId(7);
+/// The seed of client X's key: peers A and B are X unless a test says otherwise.
+const X_SEED: u64 = 7;
 const ALONE: &str = "no links to the room; still trying the addresses known";
 
 fn at(ip: u8, port: u16) -> SocketAddr {
@@ -19,13 +20,16 @@ fn bye(reason: ByeReason, addrs: Vec<SocketAddr>) -> Vec<u8> {
 
 /// A client keeping `links` links that takes many connections from one address.
 fn client(links: usize) -> Harness {
-    Harness::with(Config {
+    let mut h = Harness::with(Config {
         mesh: MeshConfig {
             max_per_ip: 64,
             ..MeshConfig::with_links(links)
         },
         ..Config::default()
-    })
+    });
+    h.peer_seed(A, X_SEED);
+    h.peer_seed(B, X_SEED);
+    h
 }
 
 /// The addresses dialed among `outputs`.
@@ -43,7 +47,7 @@ fn dials(outputs: &[Output]) -> Vec<SocketAddr> {
 fn joined_through(h: &mut Harness, x: SocketAddr) {
     h.input_written(Input::Start { contact: Some(x) });
     h.input_written(Input::Dialed { peer: A, addr: x });
-    h.input_written(Input::Received(A, &hello_bytes(X, false)));
+    h.input_written(Input::Received(A, &hello_bytes(client_of(X_SEED), false)));
     assert_eq!(h.said(), [format!("connected to {x}")]);
     assert!(!h.state.is_joining());
 }
@@ -69,7 +73,7 @@ fn a_duplicate_closed_by_the_peer_before_its_twin_greets_is_not_news() {
     let x = at(1, 4000);
     let mut h = client(1);
     duplicate_closed_before_its_twin_greets(&mut h, x);
-    h.input_written(Input::Received(B, &hello_bytes(X, false)));
+    h.input_written(Input::Received(B, &hello_bytes(client_of(X_SEED), false)));
     assert_eq!(h.said(), Vec::<String>::new());
     assert_eq!(h.state.link_count(), 1);
     // Nothing is held back for later either.
@@ -124,7 +128,7 @@ fn losing_the_last_link_and_coming_back_tells_one_story() {
     assert_eq!(h.said(), Vec::<String>::new());
     assert_eq!(redial(&mut h), [x]);
     h.input_written(Input::Dialed { peer: B, addr: x });
-    h.input_written(Input::Received(B, &hello_bytes(X, false)));
+    h.input_written(Input::Received(B, &hello_bytes(client_of(X_SEED), false)));
     assert_eq!(
         h.said(),
         [format!("linked to the room again: connected to {x}")]
@@ -143,7 +147,7 @@ fn joins_beyond_the_window_s_share_are_summed_up() {
         h.input_written(Input::Accepted { peer, remote });
         h.input_written(Input::Received(
             peer,
-            &hello_bytes(ClientId(1000 + i), false),
+            &hello_bytes(client_of(default_seed(peer)), false),
         ));
     }
     let said = h.said();
@@ -179,7 +183,7 @@ fn a_full_contact_whose_named_clients_fail_is_said_to_be_full() {
     let mut h = client(5);
     h.input_written(Input::Start { contact: Some(x) });
     h.input_written(Input::Dialed { peer: A, addr: x });
-    let mut bytes = hello_bytes(X, false);
+    let mut bytes = hello_bytes(client_of(X_SEED), false);
     bytes.extend(bye(ByeReason::Full, vec![named]));
     let out = h.input_written(Input::Received(A, &bytes));
     assert!(
@@ -207,7 +211,7 @@ fn leaving_gives_up_on_a_link_that_makes_no_progress() {
         peer: A,
         remote: at(1, 50_000),
     });
-    h.input_written(Input::Received(A, &hello_bytes(X, false)));
+    h.input_written(Input::Received(A, &hello_bytes(client_of(X_SEED), false)));
     h.said();
     // The peer reads what we send but never starts the comparison of what the two hold,
     // which the side that dialed starts: the link never has everything, and nothing moves.
