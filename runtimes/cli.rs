@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use floodchat::secure::Invite;
 
 /// The longest timeout accepted, so that no deadline overflows the clock.
 const MAX_SECS: f64 = 86_400.0;
@@ -13,15 +15,25 @@ const MIN_SECS: f64 = 0.001;
 
 /// A peer-to-peer chat room in the terminal, flooding text over TCP.
 ///
-/// Give floodchat the IP:PORT of any client already in the room, or nothing to start a new
-/// room. Each line typed on stdin is sent to every client, and every line typed anywhere is
-/// printed on stdout, once, late joiners included; notices go to stderr.
+/// Give floodchat the IP:PORT of any client already in the room, or a private room's invite,
+/// or nothing to start a new room. Each line typed on stdin is sent to every client, and every
+/// line typed anywhere is printed on stdout, once, late joiners included; notices go to
+/// stderr. Every link is encrypted; a private room also keeps out whoever lacks its key.
 #[derive(Debug, Clone, Parser)]
 #[command(version)]
 pub struct Cli {
-    /// A client of the room to join; without it, one is asked for on stdin.
-    #[arg(long, value_name = "IP:PORT")]
-    pub peer: Option<SocketAddr>,
+    /// A client of the room to join (IP:PORT), or a private room's invite
+    /// (floodchat:KEY@IP:PORT); without it, one is asked for on stdin.
+    #[arg(long, value_name = "IP:PORT|INVITE", value_parser = parse_contact)]
+    pub peer: Option<Contact>,
+
+    /// Start a new private room with a random key, and print its invite.
+    #[arg(long, conflicts_with = "passphrase_file")]
+    pub private: bool,
+
+    /// A private room keyed by the passphrase in this file (or in FLOODCHAT_PASSPHRASE).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
 
     /// Where to accept other clients.
     #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:0")]
@@ -87,6 +99,38 @@ impl fmt::Display for RuntimeKind {
             Self::Smol => "smol",
             Self::AsyncStd => "async-std",
         })
+    }
+}
+
+/// Where to join: a client's address, or a private room's invite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contact {
+    /// A client of an open room, or of a room whose key this client has.
+    Addr(SocketAddr),
+    /// A client of a private room, and the room's key.
+    Invite(Invite),
+}
+
+impl Contact {
+    /// The address to dial.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Self::Addr(addr) => *addr,
+            Self::Invite(invite) => invite.addr,
+        }
+    }
+}
+
+/// Parses an `IP:PORT` or an invite.
+pub fn parse_contact(text: &str) -> Result<Contact, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse() {
+        return Ok(Contact::Addr(addr));
+    }
+    match text.parse::<Invite>() {
+        Ok(invite) => Ok(Contact::Invite(invite)),
+        Err(e) if text.starts_with("floodchat:") => Err(e.to_string()),
+        Err(_) => Err("not an IP:PORT address or an invite (floodchat:KEY@IP:PORT)".into()),
     }
 }
 

@@ -26,12 +26,14 @@ use std::time::{Duration, Instant};
 use async_channel::{Receiver, Sender, TryRecvError};
 use async_io::{Async, Timer};
 use floodchat::MeshConfig;
-use floodchat::{ClientId, Config, FloodState, Input, Output, PeerId};
+use floodchat::secure::Invite;
+use floodchat::{Config, FloodState, Input, Output, PeerId};
 use futures_lite::future::{or, pending, race};
 use hashbrown::HashMap;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Contact, parse_contact};
 use crate::handoff::Handoff;
+use crate::keys::{Room, new_identity, os_random_32};
 use crate::lines::Lines;
 use crate::net::{
     Event, Owner, Stream, accept_loop, dial, reachable_ip, read_loop, shutdown, write_loop,
@@ -55,7 +57,8 @@ const STOP_GRACE: Duration = Duration::from_millis(300);
 /// The most characters of a bad answer to the prompt that are shown back.
 const ECHO_MAX: usize = 80;
 /// The start-up question when no `--peer` is given.
-const PEER_QUESTION: &str = "Address of a peer (IP:PORT), or empty to start a new network: ";
+const PEER_QUESTION: &str =
+    "Address of a peer (IP:PORT) or an invite, or empty to start a new network: ";
 
 /// What differs between smol and async-std: the executor that runs the tasks. Sockets and
 /// timers are async-io's, written once in this module for both.
@@ -65,6 +68,13 @@ pub trait Runtime: 'static {
     fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T;
     /// Runs `fut` in the background, on the thread that runs [`Runtime::block_on`].
     fn spawn(fut: impl Future<Output = ()> + Send + 'static);
+}
+
+/// Prints a line on stderr as it is (through the terminal when there is one).
+fn tell(line: std::fmt::Arguments<'_>) {
+    if !terminal::notice(line) {
+        let _ = writeln!(io::stderr(), "{line}");
+    }
 }
 
 /// Prints `floodchat: <message>` on stderr, ignoring a closed stderr.
@@ -77,7 +87,7 @@ pub fn say(message: impl Display) {
 /// Runs a client until stdin ends (or forever with `--stay`) or a signal; `Err` holds why it
 /// could not run.
 pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
-    let (client, seed) = (os_random()?, os_random()?);
+    let (identity, entropy, seed) = (new_identity()?, os_random_32()?, os_random()?);
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     handle_signals(stop_tx.clone());
     let (handoff, heard) = Handoff::new();
@@ -94,7 +104,8 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
         }
     };
     let config = Config {
-        client: ClientId(client),
+        identity,
+        entropy,
         seed,
         greeting_timeout: cli.greeting_timeout,
         stall_timeout: cli.stall_timeout,
@@ -274,17 +285,20 @@ impl<R: Runtime> Client<R> {
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?
             .port();
         self.state.set_listen_port(port);
-        let peer = match cli.peer {
-            Some(addr) => Some(addr),
+        let contact = match cli.peer {
+            Some(contact) => Some(contact),
             None => self.ask_peer(&stdin).await,
         };
-        let via = self.join(peer).await;
+        let room = Room::choose(cli, contact.as_ref())?;
+        self.state.set_room(room.key);
+        let via = self.join(contact.map(|c| c.addr())).await;
         if self.stopped {
             return Ok(());
         }
         let shown = SocketAddr::new(reachable_ip(cli.listen.ip(), via), port);
-        if !terminal::notice(format_args!("Listening on {shown}")) {
-            let _ = writeln!(io::stderr(), "Listening on {shown}");
+        tell(format_args!("Listening on {shown}"));
+        if let Some(key) = room.invite_key {
+            tell(format_args!("Invite: {}", Invite { addr: shown, key }));
         }
         R::spawn(accept_loop(listener, self.events_tx.clone()));
 
@@ -299,8 +313,8 @@ impl<R: Runtime> Client<R> {
         Ok(())
     }
 
-    /// Asks for a peer's address on stdin; `None` for a new network.
-    async fn ask_peer(&mut self, stdin: &Receiver<Lines>) -> Option<SocketAddr> {
+    /// Asks for a peer's address or an invite on stdin; `None` for a new network.
+    async fn ask_peer(&mut self, stdin: &Receiver<Lines>) -> Option<Contact> {
         if !terminal::is_open() {
             let _ = write!(io::stderr(), "{PEER_QUESTION}");
         }
@@ -312,19 +326,19 @@ impl<R: Runtime> Client<R> {
         if answer.is_empty() {
             return None;
         }
-        let addr = answer.parse().ok();
-        if addr.is_none() {
-            let shown: String = answer.chars().take(ECHO_MAX).collect();
-            let more = if shown.len() < answer.len() {
-                "..."
-            } else {
-                ""
-            };
-            say(format!(
-                "\"{shown}{more}\" is not an IP:PORT address; starting a new network"
-            ));
+        match parse_contact(answer) {
+            Ok(contact) => Some(contact),
+            Err(e) => {
+                let shown: String = answer.chars().take(ECHO_MAX).collect();
+                let more = if shown.len() < answer.len() {
+                    "..."
+                } else {
+                    ""
+                };
+                say(format!("\"{shown}{more}\": {e}; starting a new network"));
+                None
+            }
         }
-        addr
     }
 
     /// Starts the state, and with a first contact waits until it is linked or has failed (the

@@ -10,6 +10,7 @@ mod async_std;
 mod cli;
 mod driver;
 mod handoff;
+mod keys;
 mod lines;
 mod net;
 #[cfg(feature = "smol")]
