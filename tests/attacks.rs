@@ -5,11 +5,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::thread;
 use std::time::Duration;
 
-use common::{Client, Rt, Spawn, greeting_and_frames};
+use common::{Client, Rt, SecurePeer, Spawn};
+use floodchat::secure::{Role, RoomKey};
 use socket2::{Domain, Socket, Type};
 
 use Rt::{AsyncStd, Smol};
@@ -19,11 +20,10 @@ fn attacker_ips(n: u8) -> impl Iterator<Item = Ipv4Addr> {
     (1..=n).map(|i| Ipv4Addr::new(127, 0, 9, i))
 }
 
-/// A TCP connection to `client` from `ip`; `None` if it was refused.
-fn connect_from(ip: Ipv4Addr, client: &Client) -> Option<TcpStream> {
+/// A TCP connection to `to` from `ip`; `None` if it was refused.
+fn connect_from(ip: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
     socket.bind(&SocketAddr::from((ip, 0)).into()).ok()?;
-    let to: SocketAddr = client.addr().parse().unwrap();
     socket
         .connect_timeout(&to.into(), Duration::from_secs(2))
         .ok()?;
@@ -34,18 +34,61 @@ fn connect_from(ip: Ipv4Addr, client: &Client) -> Option<TcpStream> {
     Some(stream)
 }
 
-/// Opens `per_ip` connections from each attacker IP; `say` is what each one writes first.
-fn hold_connections(client: &Client, ips: u8, per_ip: usize, say: &[u8]) -> Vec<TcpStream> {
-    let mut held = Vec::new();
-    for ip in attacker_ips(ips) {
-        for _ in 0..per_ip {
-            if let Some(mut s) = connect_from(ip, client) {
-                let _ = s.write_all(say);
-                held.push(s);
-            }
-        }
-    }
-    held
+/// What each attack connection does once open.
+#[derive(Clone, Copy)]
+enum Say {
+    /// Nothing at all, not even the prologue.
+    Nothing,
+    /// The handshake, then the greeting and a Hello in records, then nothing.
+    Hello,
+    /// The handshake, the greeting and a Hello, then the largest Text but its last byte, all
+    /// in records: the frame is begun and never finished.
+    HalfFrame,
+}
+
+/// Opens `per_ip` connections from each attacker IP, one IP after another in each of one
+/// thread per IP (a handshake takes a round trip); `say` is what each one does first. A
+/// connection whose handshake the client refuses or leaves unanswered for 2 s is held all
+/// the same, as an attacker would.
+fn hold_connections(client: &Client, ips: u8, per_ip: usize, say: Say) -> Vec<TcpStream> {
+    let to: SocketAddr = client.addr().parse().unwrap();
+    let threads: Vec<_> = attacker_ips(ips)
+        .map(|ip| {
+            thread::spawn(move || {
+                let mut held = Vec::new();
+                for _ in 0..per_ip {
+                    let Some(stream) = connect_from(ip, to) else {
+                        continue;
+                    };
+                    if let Say::Nothing = say {
+                        held.push(stream);
+                        continue;
+                    }
+                    let kept = stream.try_clone().unwrap();
+                    let open = RoomKey::Open;
+                    let timeout = Duration::from_secs(2);
+                    // A connection whose handshake fails is held all the same.
+                    if let Ok(mut peer) =
+                        SecurePeer::handshake_within(stream, Role::Initiator, &open, timeout)
+                    {
+                        let mut bytes = peer.hello();
+                        if let Say::HalfFrame = say {
+                            bytes.extend_from_slice(&(1 + 65_536u32).to_be_bytes());
+                            bytes.push(2);
+                            bytes.extend(std::iter::repeat_n(b'x', 65_535));
+                        }
+                        let _ = peer.send(&bytes);
+                    }
+                    held.push(kept);
+                }
+                held
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
 }
 
 /// The other runtime, so every attack also crosses runtimes.
@@ -73,9 +116,9 @@ fn idle_connections_cannot_lock_a_newcomer_out() {
         let mut target = Spawn::new("target", rt).fd_limit(256).start();
         let mut friend = Spawn::new("friend", other(rt)).peer(&target).start();
         // 600 connections from 50 addresses against a limit of 256 descriptors: half say
-        // nothing at all, half greet and then say nothing.
-        let mut held = hold_connections(&target, 50, 6, b"");
-        held.extend(hold_connections(&target, 50, 6, &greeting_and_frames(&[])));
+        // nothing at all, half shake hands, greet and then say nothing.
+        let mut held = hold_connections(&target, 50, 6, Say::Nothing);
+        held.extend(hold_connections(&target, 50, 6, Say::Hello));
         let attempted = 600;
         let started = std::time::Instant::now();
         let mut newcomer = Spawn::new("newcomer", other(rt)).peer(&target).start();
@@ -114,14 +157,11 @@ fn half_sent_frames_cannot_pin_memory() {
         let mut target = Spawn::new("target", rt).start();
         let mut friend = Spawn::new("friend", other(rt)).peer(&target).start();
         let before = target.status_kb("VmRSS");
-        // Each connection greets, announces the largest Text and sends all of it but a byte.
-        let mut frame = greeting_and_frames(&[]);
-        frame.extend_from_slice(&(1 + 65_536u32).to_be_bytes());
-        frame.push(2);
-        frame.extend(std::iter::repeat_n(b'x', 65_535));
+        // Each connection shakes hands, greets, announces the largest Text and sends all of
+        // it but a byte, in records.
         // 1,000 connections: without limits they would pin 64 MB; with them, what a client
         // holds is bounded by its connection table and its queues, whatever the count.
-        let held = hold_connections(&target, 50, 20, &frame);
+        let held = hold_connections(&target, 50, 20, Say::HalfFrame);
         friend.say("still chatting");
         target.wait_printed(&["still chatting"]);
         let during = target.status_kb("VmHWM");
@@ -155,12 +195,12 @@ fn control_characters_never_reach_stdout() {
         "del\x7f",
     ];
     for text in forged {
-        let mut bytes = greeting_and_frames(&[]);
+        let mut s = SecurePeer::connect(&a.addr());
+        let mut bytes = s.hello();
         bytes.extend_from_slice(&(1 + text.len() as u32).to_be_bytes());
         bytes.push(2);
         bytes.extend_from_slice(text.as_bytes());
-        let mut s = common::raw_connect(&a);
-        s.write_all(&bytes).unwrap();
+        s.send(&bytes).unwrap();
         a.wait_stderr("the refusal", |l| l.contains("control character"));
         drop(s);
     }
@@ -189,13 +229,14 @@ fn control_characters_never_reach_stdout() {
 fn a_full_room_keeps_running_and_says_so() {
     for rt in [Smol, AsyncStd] {
         let full = Spawn::new("full", rt).arg("--max-room-mb").arg("1").start();
-        let mut raw = common::raw_connect(&full);
+        let mut raw = SecurePeer::connect(&full.addr());
         // 4 MB of distinct 64 KiB strings, as fast as the socket takes them.
         let big: Vec<String> = (0..64)
             .map(|i| format!("{i:04}{}", "y".repeat(65_000)))
             .collect();
         let refs: Vec<&str> = big.iter().map(String::as_str).collect();
-        raw.write_all(&greeting_and_frames(&refs)).unwrap();
+        let bytes = raw.greeting_and_frames(&refs);
+        raw.send(&bytes).unwrap();
         full.wait_stderr("the limit note", |l| {
             l.contains("reached this client's limit")
         });

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
-use common::{Client, DEADLINE, Rt, Spawn, leave_all};
+use common::{Client, DEADLINE, Rt, SecurePeer, Spawn, leave_all};
 
 use Rt::{AsyncStd, Smol};
 
@@ -285,27 +285,25 @@ fn a_client_left_alone_says_so_once_and_keeps_trying() {
 /// that there was no floodchat peer and that it starts a new network.
 #[test]
 fn a_newcomer_sent_elsewhere_is_not_told_it_starts_a_new_network() {
-    use floodchat::wire::{ByeReason, ClientId, Frame, GREETING, Hello};
-    use std::io::Write;
+    use floodchat::secure::{Role, RoomKey};
+    use floodchat::wire::{ByeReason, Frame};
     for (rt, other) in [(Smol, AsyncStd), (AsyncStd, Smol)] {
         let member = Spawn::new("member", rt).start();
         let to: SocketAddr = member.addr().parse().unwrap();
-        let full = common::fake_server(move |mut stream| {
-            let mut bytes = GREETING.to_vec();
-            let hello = Hello {
-                client: ClientId(0x5eed_f011),
-                listen_port: 0,
-                alone: false,
+        let full = common::fake_server(move |stream| {
+            let Ok(mut peer) = SecurePeer::handshake(stream, Role::Responder, &RoomKey::Open)
+            else {
+                return;
             };
-            Frame::Hello(hello).encode(&mut bytes);
+            let mut bytes = peer.hello_with(0, false);
             let bye = Frame::Bye {
                 reason: ByeReason::Full,
                 addrs: vec![to],
             };
             bye.encode(&mut bytes);
-            let _ = stream.write_all(&bytes);
+            let _ = peer.send(&bytes);
             // Held open until the newcomer closes it, as a full client would.
-            let _ = std::io::copy(&mut stream, &mut std::io::sink());
+            let _ = std::io::copy(&mut peer.stream, &mut std::io::sink());
         });
         let mut newcomer = Spawn::new("newcomer", other)
             .arg("--peer")

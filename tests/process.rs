@@ -8,11 +8,24 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::process::Command;
 
-use common::{
-    Client, Rt, Spawn, assert_exactly, fake_server, greeting_and_frames, leave_all, raw_connect,
-};
+use common::{Client, Rt, SecurePeer, Spawn, assert_exactly, fake_server, leave_all, raw_connect};
 
+use Bad::{AfterHello, Altered, Clear, Raw, Sealed};
 use Rt::{AsyncStd, Smol};
+
+/// What a bad connection sends.
+enum Bad {
+    /// Bytes in the clear, where the prologue and the handshake belong.
+    Clear(Vec<u8>),
+    /// After a handshake, in records: the greeting and the peer's own Hello, then these.
+    AfterHello(Vec<u8>),
+    /// After a handshake, these frame-stream bytes in records.
+    Sealed(Vec<u8>),
+    /// After a handshake, these bytes outside any record.
+    Raw(Vec<u8>),
+    /// After a handshake, a record of these bytes with one bit of its body flipped.
+    Altered(Vec<u8>),
+}
 
 #[derive(Clone, Copy)]
 enum Shape {
@@ -117,7 +130,7 @@ fn invalid_and_unreachable_peers_lead_to_a_new_network() {
         (String::new(), None),
         (
             "not an address".to_string(),
-            Some("\"not an address\" is not an IP:PORT address; starting a new network"),
+            Some("\"not an address\": not an IP:PORT address or an invite"),
         ),
         (
             "127.0.0.1:1".to_string(),
@@ -192,79 +205,137 @@ fn bad_input_costs_only_its_own_connection() {
         }
         room.push(spawn.start());
     }
-    let with_greeting = |rest: &[u8]| [&greeting_and_frames(&[])[..], rest].concat();
-    let cases: [(&str, Vec<u8>, bool, &str); 10] = [
+    use floodchat::wire::{ClientId, Frame, GREETING, Hello};
+    let prologue = |room: u8| [&GREETING[..], &[room]].concat();
+    let mut other_hello = GREETING.to_vec();
+    Frame::Hello(Hello {
+        client: ClientId(0x5eed),
+        listen_port: 0,
+        alone: true,
+    })
+    .encode(&mut other_hello);
+    let cases: [(&str, Bad, bool, &str); 15] = [
         (
             "random bytes",
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x9e".to_vec(),
+            Clear(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x9e".to_vec()),
             false,
             "not a floodchat peer: greeting began with \"\\x16\"",
         ),
         (
             "an HTTP request",
-            b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n".to_vec(),
+            Clear(b"GET / HTTP/1.1\r\nHost: chat\r\n\r\n".to_vec()),
             false,
             "not a floodchat peer: greeting began with \"G\"",
         ),
         (
             "a 4 GiB length prefix",
-            with_greeting(&[0xff, 0xff, 0xff, 0xff, 2]),
+            AfterHello(vec![0xff, 0xff, 0xff, 0xff, 2]),
             false,
             "frame of kind 2 with 4294967294 bytes exceeds its maximum of 65536",
         ),
         (
             "a truncated frame",
-            with_greeting(b"\x00\x00\x00\x10\x02only part"),
+            AfterHello(b"\x00\x00\x00\x10\x02only part".to_vec()),
             true,
             "connection closed in the middle of a frame",
         ),
         (
             "invalid UTF-8",
-            with_greeting(b"\x00\x00\x00\x03\x02\xff\xfe"),
+            AfterHello(b"\x00\x00\x00\x03\x02\xff\xfe".to_vec()),
             false,
             "text is not valid UTF-8",
         ),
         (
             "an escape sequence",
-            with_greeting(b"\x00\x00\x00\x05\x02\x1b[2J"),
+            AfterHello(b"\x00\x00\x00\x05\x02\x1b[2J".to_vec()),
             false,
             "text contains the control character '\\u{1b}'",
         ),
         (
             "no Hello",
-            [&floodchat::wire::GREETING[..], b"\x00\x00\x00\x01\x04"].concat(),
+            Sealed([&GREETING[..], b"\x00\x00\x00\x01\x04"].concat()),
             false,
             "first frame was of kind 4, not a Hello",
         ),
-        ("silence", Vec::new(), false, "no greeting within 1s"),
+        (
+            "a Hello naming a client its key does not prove",
+            Sealed(other_hello),
+            false,
+            "its Hello named a client other than its key proves",
+        ),
+        ("silence", Clear(Vec::new()), false, "no greeting within 1s"),
         (
             "half a greeting",
-            b"FLOOD".to_vec(),
+            Clear(b"FLOOD".to_vec()),
             true,
             "connection closed before the greeting",
         ),
         (
             "another protocol version",
-            b"FLOODCHAT\x01".to_vec(),
+            Clear(b"FLOODCHAT\x02".to_vec()),
             false,
-            "the peer speaks floodchat protocol version 1, this client speaks 2: the peer must upgrade",
+            "the peer speaks floodchat protocol version 2, this client speaks 3: the peer must upgrade",
+        ),
+        (
+            "a room key for an open room",
+            Clear(prologue(1)),
+            false,
+            "a client with a room key was turned away: this room is open",
+        ),
+        (
+            "an over-long handshake message",
+            Clear([prologue(0), vec![0xff, 0xff]].concat()),
+            false,
+            "a handshake message of 65535 bytes exceeds the maximum of 256",
+        ),
+        (
+            "a record shorter than its tag",
+            Raw(b"\x00\x05short".to_vec()),
+            false,
+            "a record of 5 bytes is shorter than its tag",
+        ),
+        (
+            "an altered record",
+            Altered(GREETING.to_vec()),
+            false,
+            "a record failed authentication: altered or replayed in transit",
         ),
     ];
     for target in &room[..2] {
         let fds = target.open_fds();
-        for (what, bytes, close, reason) in &cases {
-            let mut stream = raw_connect(target);
+        for (what, bad, close, reason) in &cases {
+            let mut stream = match bad {
+                Clear(bytes) => {
+                    let mut stream = raw_connect(target);
+                    stream.write_all(bytes).unwrap();
+                    stream
+                }
+                sealed => {
+                    let mut peer = SecurePeer::connect(&target.addr());
+                    match sealed {
+                        Clear(_) => unreachable!(),
+                        AfterHello(rest) => {
+                            let bytes = [peer.hello(), rest.clone()].concat();
+                            peer.send(&bytes).unwrap();
+                        }
+                        Sealed(bytes) => peer.send(bytes).unwrap(),
+                        Raw(bytes) => peer.send_raw(bytes).unwrap(),
+                        Altered(bytes) => {
+                            let mut records = peer.seal(bytes);
+                            // A byte of the body, past the 2-byte length.
+                            records[4] ^= 0x20;
+                            peer.send_raw(&records).unwrap();
+                        }
+                    }
+                    peer.into_stream()
+                }
+            };
             let local = stream.local_addr().unwrap().to_string();
-            stream.write_all(bytes).unwrap();
             if *close {
                 stream.shutdown(Shutdown::Write).unwrap();
             }
-            let errors = target.wait_stderr(what, |l| l.contains(reason));
-            let line = errors.iter().find(|l| l.contains(reason)).unwrap();
-            assert!(
-                line.contains(&local),
-                "{what}: {line:?} does not name {local}"
-            );
+            // The reason, on a line that names the connection (several share a reason).
+            target.wait_stderr(what, |l| l.contains(reason) && l.contains(&local));
             // The client closed the connection: reading ends (greeting, then EOF or reset).
             let mut rest = Vec::new();
             let _ = stream.read_to_end(&mut rest);
@@ -273,9 +344,9 @@ fn bad_input_costs_only_its_own_connection() {
         target.wait_open_fds(fds);
     }
     // A well-behaved stranger speaking the protocol by hand is heard by everyone.
-    let mut raw = raw_connect(&room[1]);
-    raw.write_all(&greeting_and_frames(&["from a raw peer"]))
-        .unwrap();
+    let mut raw = SecurePeer::connect(&room[1].addr());
+    let bytes = raw.greeting_and_frames(&["from a raw peer"]);
+    raw.send(&bytes).unwrap();
     room[2].say("still relaying");
     let want = ["from a raw peer", "still relaying"];
     for c in &room {
@@ -292,9 +363,11 @@ fn peer_that_stops_reading_is_dropped_and_the_room_carries_on() {
         .arg("2")
         .start();
     let mut b = Spawn::new("b", AsyncStd).peer(&a).start();
-    let mut sleeper = raw_connect(&a);
-    sleeper.write_all(&greeting_and_frames(&[])).unwrap();
-    let local = sleeper.local_addr().unwrap().to_string();
+    // Handshake done and Hello sent, it never reads again.
+    let mut sleeper = SecurePeer::connect(&a.addr());
+    let hello = sleeper.hello();
+    sleeper.send(&hello).unwrap();
+    let local = sleeper.stream.local_addr().unwrap().to_string();
     // Far more than the kernel buffers on both ends can hold, so the writer to `sleeper` blocks.
     let lines: Vec<String> = (0..300)
         .map(|i| format!("{i:03} {}", "z".repeat(60_000)))
@@ -491,7 +564,9 @@ fn a_connection_storm_is_summed_up_on_stderr() {
     for target in &targets {
         for _ in 0..STORM {
             let mut s = raw_connect(target);
+            // The clear prologue of an open room, and gone.
             s.write_all(&floodchat::wire::GREETING).unwrap();
+            s.write_all(&[0]).unwrap();
             s.shutdown(Shutdown::Write).unwrap();
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest);
@@ -523,8 +598,9 @@ fn a_peer_that_never_compares_cannot_keep_a_client_from_leaving() {
         let mut a = Spawn::new("a", rt).arg("--stall-timeout").arg("1").start();
         // A stranger that says Hello and then nothing: it never starts or answers the
         // comparison of what the two hold, but its link is alive.
-        let mut raw = raw_connect(&a);
-        raw.write_all(&greeting_and_frames(&[])).unwrap();
+        let mut raw = SecurePeer::connect(&a.addr());
+        let hello = raw.hello();
+        raw.send(&hello).unwrap();
         a.wait_stderr("the stranger's link", |l| l.contains("joined"));
         a.say("typed before leaving");
         a.end_input();

@@ -12,6 +12,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use floodchat::ClientId;
+use floodchat::secure::{Identity, Link, LinkError, Role, RoomKey};
+use floodchat::wire::{Decoded, Frame, FrameDecoder, GREETING, Hello, encode_text};
+
 /// How long any single condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -129,6 +133,7 @@ pub struct Spawn {
     stdout_file: Option<std::fs::File>,
     netns: Option<String>,
     fd_limit: Option<u32>,
+    env: Vec<(String, String)>,
 }
 
 impl Spawn {
@@ -144,7 +149,14 @@ impl Spawn {
             unread_stdout: false,
             stdout_file: None,
             netns: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable of the client (`FLOODCHAT_PASSPHRASE` is otherwise unset).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Joins the room through `peer` with `--peer 127.0.0.1:PORT`.
@@ -238,6 +250,8 @@ impl Spawn {
             Some(file) => Stdio::from(file),
             None => Stdio::piped(),
         };
+        command.env_remove("FLOODCHAT_PASSPHRASE");
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .args(&self.args)
             .stdin(Stdio::piped())
@@ -293,6 +307,15 @@ impl Client {
             .unwrap_or_else(|e| panic!("{}: bad address in {line:?}: {e}", self.name));
         self.port = addr.port();
         addr
+    }
+
+    /// Waits for `Invite: floodchat:KEY@IP:PORT` (a private room's) and returns the invite.
+    pub fn invite(&self) -> String {
+        const INVITE: &str = "Invite: ";
+        let lines = self.wait_stderr("its invite", |l| l.contains(INVITE));
+        let line = lines.iter().find(|l| l.contains(INVITE)).unwrap();
+        let (_, invite) = line.split_once(INVITE).unwrap();
+        invite.trim().to_string()
     }
 
     /// Where tests reach this client: loopback and the printed port.
@@ -520,27 +543,209 @@ pub fn fake_server(serve: impl Fn(TcpStream) + Send + 'static) -> SocketAddr {
     addr
 }
 
-/// The greeting and a Hello followed by one Text frame per message, as a floodchat client
-/// that does not listen sends them.
-pub fn greeting_and_frames(messages: &[&str]) -> Vec<u8> {
-    use floodchat::wire::{ClientId, Frame, GREETING, Hello, encode_text};
-    let mut bytes = GREETING.to_vec();
-    let client = ClientId(u64::from(std::process::id()) << 20 | u64::from(thread_id()));
-    Frame::Hello(Hello {
-        client,
-        listen_port: 0,
-        alone: true,
-    })
-    .encode(&mut bytes);
-    for m in messages {
-        encode_text(m, &mut bytes);
-    }
-    bytes
+/// A number that differs between calls, so that raw peers have distinct identities.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    u64::from(std::process::id()) << 32 | NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A number that differs between calls, so that raw peers have distinct identities.
-fn thread_id() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+/// Why a [`SecurePeer`]'s handshake did not finish.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The record layer refused: a wrong key, no key, an altered message...
+    Link(LinkError),
+    /// The other side closed the connection first.
+    Closed,
+    /// A read or write failed (a timeout included).
+    Io(std::io::Error),
+}
+
+/// A floodchat peer inside a test, speaking protocol 3 by hand over a blocking [`TcpStream`]:
+/// the clear prologue, the Noise handshake, then greeting, Hello and frames sealed in records.
+///
+/// It reads only when asked ([`SecurePeer::read_frames`]), so a peer that never reads is one
+/// that never calls it.
+pub struct SecurePeer {
+    pub stream: TcpStream,
+    link: Link,
+    identity: Identity,
+    decoder: FrameDecoder,
+    /// Frame-stream bytes opened and not yet decoded.
+    pending: Vec<u8>,
+    /// Every frame-stream byte the other side sent and [`SecurePeer::read_frames`] decoded.
+    pub opened: Vec<u8>,
+    /// Raw bytes read from the socket, handshake and records included.
+    pub wire_bytes: usize,
+}
+
+impl SecurePeer {
+    /// Dials `addr` and does the handshake in the open room.
+    pub fn connect(addr: &str) -> Self {
+        Self::connect_to(addr, &RoomKey::Open)
+            .unwrap_or_else(|e| panic!("handshake with {addr}: {e:?}"))
+    }
+
+    /// Dials `addr` and does the handshake in `room`.
+    pub fn connect_to(addr: &str, room: &RoomKey) -> Result<Self, HandshakeError> {
+        let stream = TcpStream::connect(addr).map_err(HandshakeError::Io)?;
+        Self::handshake(stream, Role::Initiator, room)
+    }
+
+    /// Does the handshake on a connection: writes this side's first bytes, then answers until
+    /// the link is established. Reads time out after [`DEADLINE`].
+    pub fn handshake(
+        stream: TcpStream,
+        role: Role,
+        room: &RoomKey,
+    ) -> Result<Self, HandshakeError> {
+        Self::handshake_within(stream, role, room, DEADLINE)
+    }
+
+    /// [`SecurePeer::handshake`], each read timing out after `timeout`.
+    pub fn handshake_within(
+        mut stream: TcpStream,
+        role: Role,
+        room: &RoomKey,
+        timeout: Duration,
+    ) -> Result<Self, HandshakeError> {
+        stream.set_nodelay(true).map_err(HandshakeError::Io)?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(HandshakeError::Io)?;
+        let n = unique();
+        let identity = Identity::from_seed(n);
+        let seed = blake3::derive_key("floodchat tests: a secure peer", &n.to_le_bytes());
+        let (mut link, first) = Link::new(role, &identity, room, seed);
+        stream.write_all(&first).map_err(HandshakeError::Io)?;
+        let mut buf = vec![0; 4096];
+        let mut plain = Vec::new();
+        let mut wire_bytes = 0;
+        while !link.is_established() {
+            let n = match stream.read(&mut buf) {
+                Ok(0) => return Err(HandshakeError::Closed),
+                Ok(n) => n,
+                Err(e) => return Err(HandshakeError::Io(e)),
+            };
+            wire_bytes += n;
+            let mut reply = Vec::new();
+            let result = link.read(&buf[..n], &mut reply, &mut plain);
+            // A refusal is written too (the responder's empty message to a wrong key).
+            let _ = stream.write_all(&reply);
+            result.map_err(HandshakeError::Link)?;
+        }
+        Ok(Self {
+            stream,
+            link,
+            identity,
+            decoder: FrameDecoder::new(),
+            // Records that came with the last handshake message.
+            pending: plain,
+            opened: Vec::new(),
+            wire_bytes,
+        })
+    }
+
+    /// The id this peer's key proves, the only one its Hello may name.
+    pub fn client_id(&self) -> ClientId {
+        self.identity.client_id()
+    }
+
+    /// The id the other side's key proved in the handshake.
+    pub fn remote_id(&self) -> ClientId {
+        self.link
+            .remote()
+            .expect("an established link has proven its peer")
+    }
+
+    /// The greeting and this peer's Hello, as a client that does not listen sends them.
+    pub fn hello(&self) -> Vec<u8> {
+        self.hello_with(0, true)
+    }
+
+    /// The greeting and this peer's Hello with `listen_port` and `alone`.
+    pub fn hello_with(&self, listen_port: u16, alone: bool) -> Vec<u8> {
+        let mut bytes = GREETING.to_vec();
+        Frame::Hello(Hello {
+            client: self.client_id(),
+            listen_port,
+            alone,
+        })
+        .encode(&mut bytes);
+        bytes
+    }
+
+    /// The greeting and Hello followed by one Text frame per message.
+    pub fn greeting_and_frames(&self, messages: &[&str]) -> Vec<u8> {
+        let mut bytes = self.hello();
+        for m in messages {
+            encode_text(m, &mut bytes);
+        }
+        bytes
+    }
+
+    /// Seals frame-stream bytes into records (each adds 18 bytes: its length and its tag).
+    pub fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.link.seal(plain, &mut out);
+        out
+    }
+
+    /// Seals frame-stream bytes and writes the records.
+    pub fn send(&mut self, plain: &[u8]) -> std::io::Result<()> {
+        let records = self.seal(plain);
+        self.stream.write_all(&records)
+    }
+
+    /// Writes bytes as they are, outside any record.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads and opens records until `done` holds for the items decoded so far (the greeting
+    /// included) or the other side closes; panics after [`DEADLINE`]. Returns every item
+    /// decoded, and the error that ended the stream, if any.
+    pub fn read_frames(
+        &mut self,
+        mut done: impl FnMut(&[Decoded]) -> bool,
+    ) -> (Vec<Decoded>, Option<String>) {
+        let deadline = Instant::now() + DEADLINE;
+        let mut items = Vec::new();
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            let mut input = &pending[..];
+            while !input.is_empty() {
+                match self.decoder.decode(&mut input) {
+                    Ok(Some(item)) => items.push(item),
+                    Ok(None) => {}
+                    Err(e) => return (items, Some(e.to_string())),
+                }
+            }
+            self.opened.extend_from_slice(&pending);
+            pending.clear();
+            if done(&items) {
+                return (items, None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out reading frames; got {items:?}");
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let n = match self.stream.read(&mut buf) {
+                Ok(0) => return (items, None),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (items, None),
+                Err(e) => panic!("reading frames: {e}"),
+            };
+            self.wire_bytes += n;
+            let mut reply = Vec::new();
+            if let Err(e) = self.link.read(&buf[..n], &mut reply, &mut pending) {
+                return (items, Some(e.to_string()));
+            }
+        }
+    }
+
+    /// The connection, for holding it open or closing it.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
 }
