@@ -21,9 +21,9 @@
 //! The run itself is `floodchat::sim::broadcast`, which `tests/figures.rs` pins. Clients join as the chat is used: one at a time, each through one random client already
 //! in (`Input::Start { contact }`), and the mesh makes the rest of the graph; the room idles
 //! 10 s before the typing starts. `--fixed` instead wires the joining tree plus `--extra N`
-//! random links directly (the mesh still adds links of its own). A heal reconnects the pairs
-//! the cut separated, as their drivers would; new links reconcile, so partitions cost only
-//! what the two sides lack.
+//! random links directly (the mesh still adds links of its own). A cut kills the connections
+//! across it and a heal brings none back: the meshes dial across again (`Sim::heal`), and
+//! new links reconcile, so partitions cost only what the two sides lack.
 
 use std::time::{Duration, Instant};
 

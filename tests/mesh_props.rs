@@ -143,11 +143,11 @@ proptest! {
                     let side = (0..sim.clients()).map(|i| (mask >> (i % 8)) & 1 == 1).collect();
                     sim.partition(side);
                 }
-                Op::Heal => sim.end_partition(),
+                Op::Heal => sim.heal(),
                 Op::Advance(ms) => sim.advance(Duration::from_millis(ms)),
             }
         }
-        sim.end_partition();
+        sim.heal();
         // Dials in flight across the partition fail and are forgotten: let them resolve.
         sim.advance(Duration::from_secs(10));
         let want = knowledge_components(&sim);

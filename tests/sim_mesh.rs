@@ -86,7 +86,7 @@ fn meshes_cut_apart_become_one_component_again_on_their_own() {
         Shape::of(&sim).components >= 2,
         "the partition splits the room"
     );
-    sim.end_partition();
+    sim.heal();
     let mut waited = 0;
     while Shape::of(&sim).components > 1 && waited < 600 {
         sim.advance(Duration::from_secs(1));

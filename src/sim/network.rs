@@ -305,8 +305,6 @@ pub struct Sim<N = FloodState> {
     ids: HashMap<Arc<str>, u32>,
     /// The side of each client while a partition is in force.
     cut: Option<Vec<bool>>,
-    /// Pairs whose links a partition broke, reconnected by [`heal`](Self::heal).
-    severed: Vec<(usize, usize)>,
     violations: Violations,
     /// Ids of the Text frames in the piece being fed right now.
     rx_ids: Vec<u32>,
@@ -352,7 +350,6 @@ impl<N: Node> Sim<N> {
             strings: Vec::new(),
             ids: HashMap::new(),
             cut: None,
-            severed: Vec::new(),
             violations: Violations::default(),
             rx_ids: Vec::new(),
             rx_bye: None,
@@ -609,36 +606,34 @@ impl<N: Node> Sim<N> {
         true
     }
 
-    /// Splits the clients in two by `side`: links across the cut break and no new one
-    /// crosses it until [`heal`](Self::heal).
+    /// Splits the clients in two by `side`: links across the cut break (the connections
+    /// die, as they do when a cut outlasts their timeouts or a middlebox resets them; a short
+    /// cut on a real network may only stall them) and no new one crosses it until
+    /// [`heal`](Self::heal).
     pub fn partition(&mut self, side: Vec<bool>) {
         assert_eq!(side.len(), self.clients.len(), "one side per client");
         self.partitions += 1;
         for l in 0..self.links.len() {
             let [a, b] = self.links[l].ends;
             if self.links[l].up && side[a] != side[b] {
-                self.severed.push((a, b));
                 self.break_link(l);
             }
         }
         self.cut = Some(side);
     }
 
-    /// Ends the partition and reconnects every pair whose link a partition broke, as their
-    /// drivers would.
+    /// Ends the partition, and reconnects nothing: dials may cross again, and the meshes
+    /// find each other from what their address books hold.
+    ///
+    /// That is what a network does when a cut heals: it carries packets again, but a TCP
+    /// connection that died in the cut stays dead, and no driver redials on its own (only
+    /// the core's [`Output::Dial`] does). During the cut each end heard its connection
+    /// close and its mesh dialed replacements on its own side; after it, a mesh still
+    /// below its target dials again, across the cut too. Restoring the severed links here,
+    /// on top of those replacements, would leave clients above their target and flooding
+    /// over links nobody dialed.
     pub fn heal(&mut self) {
-        let severed = std::mem::take(&mut self.severed);
-        self.end_partition();
-        for (a, b) in severed {
-            self.connect(a, b);
-        }
-    }
-
-    /// Ends the partition and reconnects nothing: the clients' meshes must find each other
-    /// again from what their address books hold.
-    pub fn end_partition(&mut self) {
         self.cut = None;
-        self.severed.clear();
     }
 
     /// Lets `by` of virtual time pass, handling everything due in it.

@@ -197,8 +197,8 @@ pub struct BroadcastRun {
 /// Runs `setting` on whole clients of `config` (its seed and client configuration; the
 /// setting fixes the latency): the clients join (one every 50 ms, each
 /// through a random client already in, unless `fixed`), the room idles 10 s, then strings
-/// are typed at `rate` for `secs`, with cuts if asked; a heal reconnects the pairs the cut
-/// separated, as their drivers would. Then the network settles and is checked.
+/// are typed at `rate` for `secs`, with cuts if asked; a heal reconnects nothing (the meshes
+/// dial across again, see [`Sim::heal`]). Then the network settles and is checked.
 pub fn broadcast(config: SimConfig, setting: &Broadcast) -> BroadcastRun {
     let &Broadcast {
         clients,
