@@ -27,7 +27,8 @@ pub struct Cli {
     #[arg(long, value_name = "IP:PORT|INVITE", value_parser = parse_contact)]
     pub peer: Option<Contact>,
 
-    /// Start a new private room with a random key, and print its invite.
+    /// Start a new private room with a random key (without asking for a peer), and print its
+    /// invite.
     #[arg(long, conflicts_with = "passphrase_file")]
     pub private: bool,
 

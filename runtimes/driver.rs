@@ -70,6 +70,12 @@ pub trait Runtime: 'static {
     fn spawn(fut: impl Future<Output = ()> + Send + 'static);
 }
 
+/// Whether to ask for a peer at start-up: not when one is given, nor when a new private room
+/// is asked for.
+fn asks_peer(cli: &Cli) -> bool {
+    cli.peer.is_none() && !cli.private
+}
+
 /// Prints a line on stderr as it is (through the terminal when there is one).
 fn tell(line: std::fmt::Arguments<'_>) {
     if !terminal::notice(line) {
@@ -94,7 +100,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let handoff = Arc::new(handoff);
     let (stdin_rx, stdout) = match Terminal::open() {
         Some(terminal) => {
-            let question = cli.peer.is_none().then_some(PEER_QUESTION);
+            let question = asks_peer(cli).then_some(PEER_QUESTION);
             terminal.spawn(question, handoff.clone(), stop_tx)
         }
         None => {
@@ -287,7 +293,8 @@ impl<R: Runtime> Client<R> {
         self.state.set_listen_port(port);
         let contact = match cli.peer {
             Some(contact) => Some(contact),
-            None => self.ask_peer(&stdin).await,
+            None if asks_peer(cli) => self.ask_peer(&stdin).await,
+            None => None,
         };
         let room = Room::choose(cli, contact.as_ref())?;
         self.state.set_room(room.key);
