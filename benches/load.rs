@@ -1,5 +1,6 @@
 //! Load on the real binary against a raw TCP relay of the same shape, timed in the same run:
-//! `cargo bench --bench load -- [--clients 5] [--shape chain] [--lines 100000] [--runtime smol]`.
+//! `cargo bench --bench load -- [--clients 5] [--shape chain] [--lines 100000] [--runtime smol]
+//! [--data-dir]`.
 //!
 //! The tool starts `floodchat` N times on loopback, joined in a chain or a star, pipes distinct
 //! lines into the stdin of one or more of them, and waits until every client printed every
@@ -63,6 +64,10 @@ struct Args {
     /// of keeping the room the shape the raw relay has (for builds before the mesh, too).
     #[arg(long)]
     mesh: bool,
+    /// Also time each throughput run on a room whose every client keeps a fresh
+    /// `--data-dir`, and compare it with the room without one, in the same run.
+    #[arg(long)]
+    data_dir: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -196,7 +201,8 @@ impl Notes {
 }
 
 impl Clients {
-    fn start(args: &Args) -> Self {
+    /// Starts the clients; with `data`, client `i` keeps its history in `data/i`.
+    fn start(args: &Args, data: Option<&std::path::Path>) -> Self {
         let bin = args
             .bin
             .clone()
@@ -211,6 +217,9 @@ impl Clients {
         for i in 0..args.clients {
             let mut cmd = Command::new(&bin);
             cmd.args(["--runtime", &args.runtime, "--listen", "127.0.0.1:0"]);
+            if let Some(data) = data {
+                cmd.arg("--data-dir").arg(data.join(i.to_string()));
+            }
             if !args.mesh {
                 // The same graph as the raw relay: leaves and chain links want one link, a
                 // star's hub wants them all, so no client dials beyond the shape.
@@ -569,6 +578,7 @@ fn main() {
         args.clients, args.shape, args.lines, args.len, args.feeders, args.runtime
     );
     let mut ratios = Vec::new();
+    let mut dd_shares = Vec::new();
     let mut best = (Duration::MAX, Duration::MAX);
     let mut rss_max = 0;
     for run in 0..args.runs {
@@ -581,7 +591,7 @@ fn main() {
         let cpu_raw = cpu_of(&[]) - cpu;
         check_exactly_once(&raw, &args, &inputs, "raw relay");
         raw.finish();
-        let mut room = Clients::start(&args);
+        let mut room = Clients::start(&args, None);
         let cpu = cpu_of(&room.children);
         let t_fc = throughput(&mut room, &args, &inputs, "floodchat");
         let cpu_fc = cpu_of(&room.children) - cpu;
@@ -590,6 +600,25 @@ fn main() {
         room.finish();
         let ratio = t_raw.as_secs_f64() / t_fc.as_secs_f64();
         ratios.push(ratio);
+        if args.data_dir {
+            let data = std::env::temp_dir().join(format!("floodchat-load-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&data);
+            let mut room = Clients::start(&args, Some(&data));
+            let t_dd = throughput(&mut room, &args, &inputs, "floodchat --data-dir");
+            check_exactly_once(&room, &args, &inputs, "floodchat --data-dir");
+            room.finish();
+            let kept = std::fs::metadata(data.join("0").join("room.log")).map_or(0, |m| m.len());
+            let _ = std::fs::remove_dir_all(&data);
+            let share = t_fc.as_secs_f64() / t_dd.as_secs_f64();
+            dd_shares.push(share);
+            println!(
+                "run {run}: floodchat --data-dir {:>9.0} lines/s ({:.3} s), {:.3} of the \
+                 throughput without; a history file of {kept} B",
+                args.lines as f64 / t_dd.as_secs_f64(),
+                t_dd.as_secs_f64(),
+                share,
+            );
+        }
         best = (best.0.min(t_raw), best.1.min(t_fc));
         rss_max = rss_max.max(rss.iter().copied().max().unwrap_or(0));
         println!(
@@ -618,12 +647,19 @@ fn main() {
         rss_max as f64 / 1024.0,
         rss_max as f64 * 1024.0 / args.lines as f64,
     );
+    if !dd_shares.is_empty() {
+        dd_shares.sort_by(f64::total_cmp);
+        println!(
+            "with --data-dir: median {:.3} of the throughput without (runs: {dd_shares:.3?})",
+            dd_shares[dd_shares.len() / 2]
+        );
+    }
     if args.latency_lines > 0 {
         let (_, hops) = farthest(&args);
         let mut raw = Raw::start(&args);
         let t_raw = latency(&mut raw, &args, "raw");
         raw.finish();
-        let mut room = Clients::start(&args);
+        let mut room = Clients::start(&args, None);
         let t_fc = latency(&mut room, &args, "fc");
         room.finish();
         let (m_raw, m_fc) = (pct(&t_raw, 0.5), pct(&t_fc, 0.5));

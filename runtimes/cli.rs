@@ -70,6 +70,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 4_000_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_room_lines: u32,
 
+    /// Keep this client's room history, addresses and typed lines in DIR across runs; started
+    /// again on it without --peer, the client rejoins by itself. One client per directory.
+    #[arg(long, value_name = "DIR", env = "FLOODCHAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// How long a peer may leave sent bytes unread before it is dropped.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs, allow_negative_numbers = true)]
     pub stall_timeout: Duration,

@@ -32,8 +32,9 @@ use futures_lite::future::{or, pending, race};
 use hashbrown::HashMap;
 
 use crate::cli::{Cli, Contact, parse_contact};
+use crate::datadir::Kept;
 use crate::handoff::Handoff;
-use crate::keys::{Room, new_identity, os_random_32};
+use crate::keys::{self, Room, os_random_32};
 use crate::lines::Lines;
 use crate::net::{
     Event, Owner, Stream, accept_loop, dial, reachable_ip, read_loop, shutdown, write_loop,
@@ -93,22 +94,14 @@ pub fn say(message: impl Display) {
 /// Runs a client until stdin ends (or forever with `--stay`) or a signal; `Err` holds why it
 /// could not run.
 pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
-    let (identity, entropy, seed) = (new_identity()?, os_random_32()?, os_random()?);
+    // First, so that a second client on the same directory stops before anything else.
+    let kept = cli.data_dir.as_deref().map(Kept::open).transpose()?;
+    let identity = keys::identity(kept.as_ref().map(Kept::dir))?;
+    let (entropy, seed) = (os_random_32()?, os_random()?);
     let (stop_tx, stop_rx) = async_channel::bounded(1);
     handle_signals(stop_tx.clone());
     let (handoff, heard) = Handoff::new();
     let handoff = Arc::new(handoff);
-    let (stdin_rx, stdout) = match Terminal::open() {
-        Some(terminal) => {
-            let question = asks_peer(cli).then_some(PEER_QUESTION);
-            terminal.spawn(question, handoff.clone(), stop_tx)
-        }
-        None => {
-            let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
-            thread::spawn(move || read_stdin(stdin_tx));
-            (stdin_rx, spawn_stdout(handoff.clone())?)
-        }
-    };
     let config = Config {
         identity,
         entropy,
@@ -122,22 +115,57 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
             max_per_ip: usize::from(cli.max_per_ip),
             ..MeshConfig::with_links(usize::from(cli.links))
         },
+        known: kept.as_ref().map_or(Vec::new(), |k| k.known().to_vec()),
         ..Config::default()
     };
-    let (events_tx, events_rx) = async_channel::bounded(EVENT_QUEUE);
+    let ask = asks_peer(cli) && config.known.is_empty();
     let now = Instant::now();
+    let mut state = FloodState::new(config, now);
+    let (mut said, mut scrollback) = (Vec::new(), Vec::new());
+    if let Some(kept) = &kept {
+        let (mut keeper, notes) = kept.restore(&mut state)?;
+        handoff.keep_with(move |chunk| keeper.keep(chunk));
+        said = notes;
+        scrollback = kept.scrollback(&state);
+    }
+    let (stdin_rx, stdout) = match Terminal::open() {
+        Some(mut terminal) => {
+            if let Some(kept) = &kept {
+                let (lines, file) = kept.dir().open_recall();
+                terminal.keep_recall(lines, file);
+            }
+            let question = ask.then_some(PEER_QUESTION);
+            terminal.spawn(question, handoff.clone(), stop_tx)
+        }
+        None => {
+            let (stdin_tx, stdin_rx) = async_channel::bounded(STDIN_QUEUE);
+            thread::spawn(move || read_stdin(stdin_tx));
+            (stdin_rx, spawn_stdout(handoff.clone())?)
+        }
+    };
+    for line in scrollback {
+        if !terminal::notice(&line) {
+            let _ = writeln!(io::stdout(), "{line}");
+        }
+    }
+    said.into_iter().for_each(say);
+    let (events_tx, events_rx) = async_channel::bounded(EVENT_QUEUE);
+    // What the history holds was printed by an earlier run.
+    let printed = state.messages().len();
     let client = Client::<R> {
-        state: FloodState::new(config, now),
+        stdout: Stdout {
+            handoff: handoff.clone(),
+            heard,
+            cursor: printed,
+            draining: false,
+        },
+        state,
+        kept,
+        ask,
         sockets: HashMap::new(),
         next_id: 0,
         events_tx,
         events_rx,
-        stdout: Stdout {
-            handoff: handoff.clone(),
-            heard,
-            cursor: 0,
-            draining: false,
-        },
         early: Lines::default(),
         alarm: Alarm::default(),
         unflushed: Vec::new(),
@@ -238,6 +266,10 @@ impl Alarm {
 /// The task that owns the state and the connections.
 struct Client<R: Runtime> {
     state: FloodState,
+    /// The data directory, with `--data-dir`.
+    kept: Option<Kept>,
+    /// Whether to ask for a peer: none given, and none kept.
+    ask: bool,
     sockets: HashMap<PeerId, Socket>,
     next_id: u64,
     events_tx: Sender<Event>,
@@ -283,20 +315,31 @@ impl<R: Runtime> Client<R> {
     }
 
     async fn chat(&mut self, cli: &Cli, stdin: Receiver<Lines>) -> Result<(), String> {
-        let listener = Async::<TcpListener>::bind(cli.listen)
-            .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
+        // The port kept from the last run, where the room's clients look for us, if free.
+        let kept_port =
+            (self.kept.as_ref()).and_then(|k| k.port().filter(|_| cli.listen.port() == 0));
+        let kept_listener = kept_port
+            .and_then(|p| Async::<TcpListener>::bind(SocketAddr::new(cli.listen.ip(), p)).ok());
+        let listener = match kept_listener {
+            Some(listener) => listener,
+            None => Async::<TcpListener>::bind(cli.listen)
+                .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?,
+        };
         let port = listener
             .get_ref()
             .local_addr()
             .map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?
             .port();
         self.state.set_listen_port(port);
+        if let Some(kept) = &self.kept {
+            kept.save_port(port);
+        }
         let contact = match cli.peer {
             Some(contact) => Some(contact),
-            None if asks_peer(cli) => self.ask_peer(&stdin).await,
-            None => None,
+            None if !self.ask => None,
+            None => self.ask_peer(&stdin).await,
         };
-        let room = Room::choose(cli, contact.as_ref())?;
+        let room = Room::choose_kept(cli, contact.as_ref(), self.kept.as_ref().map(Kept::dir))?;
         self.state.set_room(room.key);
         let via = self.join(contact.map(|c| c.addr())).await;
         if self.stopped {
@@ -625,6 +668,13 @@ impl<R: Runtime> Client<R> {
         }
     }
 
+    /// Keeps the addresses to rejoin through, as links come and go.
+    fn keep_addrs(&mut self) {
+        if let Some(kept) = &mut self.kept {
+            kept.save_addrs(&self.state);
+        }
+    }
+
     /// Carries out one output of the state.
     fn act(&mut self, output: Output) {
         match output {
@@ -658,13 +708,17 @@ impl<R: Runtime> Client<R> {
                 terminal::set_peers(self.state.link_count());
                 say(notice);
             }
-            Output::PeerReady(_) => terminal::set_peers(self.state.link_count()),
+            Output::PeerReady(_) => {
+                terminal::set_peers(self.state.link_count());
+                self.keep_addrs();
+            }
             // What the user hears of it, the state said in a notice.
             Output::Disconnect { peer, .. } => {
                 if let Some(socket) = self.sockets.remove(&peer) {
                     shutdown(&socket.stream);
                 }
                 terminal::set_peers(self.state.link_count());
+                self.keep_addrs();
             }
         }
     }

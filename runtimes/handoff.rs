@@ -20,7 +20,12 @@ pub struct Handoff {
     filled: Condvar,
     /// Wakes the owner when it asked to hear of progress, or printing failed.
     progress: Sender<()>,
+    /// What the printer does with each chunk before printing it (keeps the history).
+    keep: Mutex<Option<Keep>>,
 }
+
+/// See [`Handoff::keep_with`].
+type Keep = Box<dyn FnMut(&[u8]) + Send>;
 
 #[derive(Default)]
 struct State {
@@ -48,6 +53,7 @@ impl Handoff {
             state: Mutex::default(),
             filled: Condvar::new(),
             progress,
+            keep: Mutex::new(None),
         };
         (handoff, heard)
     }
@@ -126,11 +132,25 @@ impl Handoff {
         self.tell_owner(&mut state);
     }
 
+    /// Has the printer hand each chunk to `keep` before it prints it; set before
+    /// [`Handoff::serve`] starts.
+    pub fn keep_with(&self, keep: impl FnMut(&[u8]) + Send + 'static) {
+        *self.keep.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(keep));
+    }
+
     /// The printer's loop: prints each take with `print` until the handoff is closed and
     /// empty, or a print fails.
     pub fn serve(&self, mut print: impl FnMut(&[u8]) -> io::Result<()>) {
+        let mut keep = self
+            .keep
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let mut chunk = Vec::new();
         while self.take(&mut chunk) {
+            if let Some(keep) = &mut keep {
+                keep(&chunk);
+            }
             let result = print(&chunk);
             chunk.clear();
             let failed = result.is_err();

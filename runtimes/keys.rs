@@ -7,6 +7,12 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use floodchat::secure::{INVITE_KEY_LEN, Identity, Invite, RoomKey};
 
 use crate::cli::{Cli, Contact};
+use crate::datadir::DataDir;
+
+/// The data directory's file of the client's identity key.
+const IDENTITY_FILE: &str = "identity.key";
+/// The data directory's file of the room's key (or of the room being open).
+const ROOM_FILE: &str = "room.key";
 
 /// The environment variable a passphrase may be given in (never on the command line, where
 /// `ps` shows it).
@@ -25,9 +31,28 @@ pub fn os_random_32() -> Result<[u8; 32], String> {
     Ok(bytes)
 }
 
-/// A new random identity for this run.
-pub fn new_identity() -> Result<Identity, String> {
-    Ok(Identity::from_secret(os_random_32()?))
+/// The identity kept in `dir`, or a new random one (kept there, if there is a directory).
+pub fn identity(dir: Option<&DataDir>) -> Result<Identity, String> {
+    let Some(dir) = dir else {
+        return Ok(Identity::from_secret(os_random_32()?));
+    };
+    let path = dir.path().join(IDENTITY_FILE);
+    match dir.read_secret(IDENTITY_FILE) {
+        Ok(Some(bytes)) => {
+            let secret: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| format!("{} is not a floodchat identity", path.display()))?;
+            Ok(Identity::from_secret(secret))
+        }
+        Ok(None) => {
+            let identity = Identity::from_secret(os_random_32()?);
+            // A directory that cannot be written is said once by the history; the identity
+            // then lasts this run.
+            let _ = dir.write_secret(IDENTITY_FILE, identity.secret_key());
+            Ok(identity)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// The room this client is in, and the key its invites carry (a room keyed by a passphrase
@@ -41,6 +66,78 @@ pub struct Room {
 }
 
 impl Room {
+    /// The room the command line and the contact name, or the one kept in `dir` when they
+    /// name none; a directory keeps one room, so naming another is an error.
+    pub fn choose_kept(
+        cli: &Cli,
+        contact: Option<&Contact>,
+        dir: Option<&DataDir>,
+    ) -> Result<Self, String> {
+        let named = matches!(contact, Some(Contact::Invite(_)))
+            || cli.private
+            || cli.passphrase_file.is_some()
+            || std::env::var_os(PASSPHRASE_VAR).is_some();
+        let Some(dir) = dir else {
+            return Self::choose(cli, contact);
+        };
+        let kept = dir
+            .read_secret(ROOM_FILE)
+            .map_err(|e| format!("cannot read {}: {e}", dir.path().join(ROOM_FILE).display()))?
+            .map(|bytes| Self::from_bytes(&bytes))
+            .transpose()
+            .map_err(|e| format!("{}: {e}", dir.path().join(ROOM_FILE).display()))?;
+        match kept {
+            Some(kept) if !named => Ok(kept),
+            Some(kept) => {
+                let room = Self::choose(cli, contact)?;
+                // --private makes a new key each time: with a kept room it means that room.
+                if room.key == kept.key || (cli.private && contact.is_none()) {
+                    Ok(kept)
+                } else {
+                    Err(format!(
+                        "{} keeps another room; give it no key, or use another directory",
+                        dir.path().display()
+                    ))
+                }
+            }
+            None => {
+                let room = Self::choose(cli, contact)?;
+                let _ = dir.write_secret(ROOM_FILE, &room.to_bytes());
+                Ok(room)
+            }
+        }
+    }
+
+    /// The file form: 0 (open), 1 and an invite key, or 2 and a stretched key.
+    fn to_bytes(&self) -> Vec<u8> {
+        match (&self.key, self.invite_key) {
+            (RoomKey::Open, _) => vec![0],
+            (_, Some(key)) => [&[1][..], &key].concat(),
+            (RoomKey::Private(psk), None) => [&[2][..], psk].concat(),
+        }
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        match bytes.split_first() {
+            Some((0, [])) => Ok(Self {
+                key: RoomKey::Open,
+                invite_key: None,
+            }),
+            Some((1, key)) if key.len() == INVITE_KEY_LEN => {
+                let key: [u8; INVITE_KEY_LEN] = key.try_into().unwrap();
+                Ok(Self {
+                    key: RoomKey::private(&key),
+                    invite_key: Some(key),
+                })
+            }
+            Some((2, psk)) if psk.len() == 32 => Ok(Self {
+                key: RoomKey::Private(psk.try_into().unwrap()),
+                invite_key: None,
+            }),
+            _ => Err("not a floodchat room key".into()),
+        }
+    }
+
     /// The room the command line and the contact (if any) name.
     pub fn choose(cli: &Cli, contact: Option<&Contact>) -> Result<Self, String> {
         let passphrase = passphrase(cli.passphrase_file.as_deref())?;
@@ -105,4 +202,33 @@ fn stretch(passphrase: &str) -> Result<RoomKey, String> {
         .hash_password_into(passphrase.as_bytes(), SALT, &mut key)
         .map_err(|e| format!("cannot stretch the passphrase: {e}"))?;
     Ok(RoomKey::private(&key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_room_reads_back_as_written() {
+        let rooms = [
+            Room {
+                key: RoomKey::Open,
+                invite_key: None,
+            },
+            Room {
+                key: RoomKey::private(&[7; INVITE_KEY_LEN]),
+                invite_key: Some([7; INVITE_KEY_LEN]),
+            },
+            Room {
+                key: RoomKey::Private([9; 32]),
+                invite_key: None,
+            },
+        ];
+        for room in rooms {
+            let back = Room::from_bytes(&room.to_bytes()).unwrap();
+            assert_eq!((back.key, back.invite_key), (room.key, room.invite_key));
+        }
+        assert!(Room::from_bytes(&[1, 2, 3]).is_err());
+        assert!(Room::from_bytes(&[]).is_err());
+    }
 }

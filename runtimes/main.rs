@@ -8,8 +8,10 @@ compile_error!("floodchat needs a runtime: enable the feature \"smol\" or \"asyn
 #[cfg(feature = "async-std")]
 mod async_std;
 mod cli;
+mod datadir;
 mod driver;
 mod handoff;
+mod history;
 mod keys;
 mod lines;
 mod net;

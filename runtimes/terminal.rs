@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::fmt::{Display, Write as _};
+use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -100,6 +101,16 @@ impl Terminal {
         Some(Self { editor, shared })
     }
 
+    /// Starts Up/Down with `lines` typed in earlier runs, oldest first, and appends each
+    /// line sent from now on to `file`.
+    pub fn keep_recall(&mut self, lines: Vec<String>, file: Option<File>) {
+        let mut recall = lock(&self.shared.recall);
+        for line in &lines {
+            recall.push(line);
+        }
+        *lock(&self.shared.recall_file) = file;
+    }
+
     /// Starts the editor and the printer: returns the typed lines (first the answer to
     /// `question`, if any), and a handle that ends once `handoff` is closed and the terminal
     /// is back as it was. The room's lines come from `handoff`, each ending in `\n`; Ctrl-C
@@ -167,6 +178,8 @@ struct Shared {
     typed: Mutex<Option<Sender<Lines>>>,
     /// Lines sent, for Up/Down.
     recall: Mutex<History>,
+    /// Where lines sent are kept for later runs (`--data-dir`).
+    recall_file: Mutex<Option<File>>,
 }
 
 /// Lines typed before, and where Up/Down is among them.
@@ -225,8 +238,12 @@ impl ConditionalEventHandler for SendLine {
         }
         let typed = lock(&self.0.typed);
         let mut recall = lock(&self.0.recall);
+        let mut kept = lock(&self.0.recall_file);
         for line in ctx.line().split(['\n', '\r']).filter(|l| !l.is_empty()) {
             recall.push(line);
+            if let Some(file) = &mut *kept {
+                let _ = writeln!(file, "{line}");
+            }
             if let Some(typed) = &*typed {
                 let _ = typed.try_send(Lines::one(line.as_bytes().to_vec()));
             }

@@ -501,6 +501,22 @@ impl Mesh {
         self.out.pop_front()
     }
 
+    /// Stores `addrs`, kept from an earlier run, as verified addresses to dial once started,
+    /// as the user's contact is (but none is dialed before the others).
+    pub(crate) fn remember(&mut self, now: Instant, addrs: &[SocketAddr]) {
+        for &addr in addrs {
+            let addr = canonical(addr);
+            if !self.self_addrs.contains(&addr) && self.book.verify(addr, now, &mut self.rng) {
+                self.has_contact = true;
+            }
+        }
+    }
+
+    /// The addresses worth keeping for a later run: those we had a link with, or were given.
+    pub(crate) fn verified_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.book.verified()
+    }
+
     /// When to call [`Mesh::handle`] with [`MeshInput::Timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()

@@ -376,6 +376,20 @@ impl Room {
         Ok(())
     }
 
+    /// Adds a string kept from an earlier run; `false` if known or beyond the room's limits.
+    /// Before any link (as at start) it is not printed again: it was, in that run.
+    pub(crate) fn restore(&mut self, text: &str) -> bool {
+        let all_printed = self.printed == self.store.len();
+        if self.learn(text, None).is_err() {
+            return false;
+        }
+        if all_printed && self.links.is_empty() {
+            self.printed = self.store.len();
+        }
+        self.trim_origins();
+        true
+    }
+
     /// Forgets `peer` and what it was owed.
     fn forget(&mut self, peer: PeerId) {
         if self.links.remove(&peer).is_some()

@@ -61,6 +61,9 @@ pub struct Config {
     pub max_room_bytes: usize,
     /// The mesh's tunables.
     pub mesh: MeshConfig,
+    /// Addresses of the room's clients kept from an earlier run (see
+    /// [`FloodState::addrs_to_keep`]): dialed from [`Input::Start`] on, as a contact is.
+    pub known: Vec<SocketAddr>,
 }
 
 impl Default for Config {
@@ -82,6 +85,7 @@ impl Default for Config {
             max_room_strings: 4_000_000,
             max_room_bytes: 512 * 1024 * 1024,
             mesh: MeshConfig::default(),
+            known: Vec::new(),
         }
     }
 }
@@ -340,6 +344,8 @@ impl FloodState {
         match input {
             Input::Start { contact } => {
                 self.herald.start(contact);
+                let known = std::mem::take(&mut self.config.known);
+                self.mesh.remember(self.now, &known);
                 self.mesh_input(MeshInput::Start { contact });
             }
             Input::LineTyped(line) => return self.line_typed(line),
@@ -421,6 +427,20 @@ impl FloodState {
     pub fn messages_from(&self, start: usize) -> impl ExactSizeIterator<Item = &str> {
         let store = self.room.store();
         (start.min(store.len())..store.len()).map(|i| store.get(i))
+    }
+
+    /// Adds a string kept from an earlier run (a driver's history on disk), before
+    /// [`Input::Start`]: it is in the room, offered to links as any other, but gives no
+    /// [`Output::Print`], as it was printed in that run. `false` if the string is not a chat
+    /// string, already held, or beyond the room's limits.
+    pub fn restore(&mut self, line: &[u8]) -> bool {
+        wire::check_text(line).is_ok_and(|text| self.room.restore(text))
+    }
+
+    /// The addresses a driver keeps for the next run ([`Config::known`]): the clients this
+    /// one had a link with, or was given; at most the address book's size.
+    pub fn addrs_to_keep(&self) -> Vec<SocketAddr> {
+        self.mesh.verified_addrs().collect()
     }
 
     /// Whether the client still waits for its first link through the contact it was started

@@ -92,6 +92,8 @@ fn any_step() -> impl Strategy<Value = Step> {
         2 => any::<u32>().prop_map(Step::Break),
         1 => c.clone().prop_map(Step::Crash),
         1 => c.clone().prop_map(Step::Restart),
+        1 => c.clone().prop_map(Step::Resume),
+        1 => c.clone().prop_map(Step::ResumeLossy),
         1 => (c.clone(), c).prop_map(|(a, b)| Step::Rejoin(a, b)),
         1 => any::<u64>().prop_map(Step::Partition),
         1 => Just(Step::Heal),
@@ -248,4 +250,104 @@ fn a_failure_is_shrunk_to_a_minimal_script_with_its_seed() {
             .contains(&format!("seed {:#x}", minimal.seed))
     );
     assert!(reason.message().contains("steps: vec!["), "{reason}");
+}
+
+/// What happens to a room whose clients keep a data directory: typing, waiting, crashes,
+/// and restarts on the directory that lose nothing (a killed process) or the last sync
+/// interval (a crashed machine).
+#[derive(Debug, Clone, Copy)]
+enum Churn {
+    Wait(u16),
+    Type(usize),
+    Crash(usize),
+    Resume(usize),
+    ResumeLossy(usize),
+}
+
+fn churn() -> impl Strategy<Value = Churn> {
+    let c = 0..5usize;
+    prop_oneof![
+        4 => (0u16..400).prop_map(Churn::Wait),
+        5 => c.clone().prop_map(Churn::Type),
+        2 => c.clone().prop_map(Churn::Crash),
+        2 => c.clone().prop_map(Churn::Resume),
+        1 => c.prop_map(Churn::ResumeLossy),
+    ]
+}
+
+/// Clients that restart on their data directory rejoin the room by themselves, print
+/// nothing twice (the simulator checks every print against what that directory printed),
+/// and once every client is back the room is one again: every client holds every string
+/// that any client printed, so nothing printed before a kill, nor typed and kept, is lost.
+#[test]
+fn clients_resumed_from_disk_rejoin_by_themselves_and_lose_nothing() {
+    use floodchat::sim::Sim;
+    use std::time::Duration;
+    let mut config = Config::with_cases(
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+    );
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(0xF100_DC4B);
+    }
+    config.failure_persistence = None;
+    let resumed = Cell::new(0u32);
+    let mut runner = TestRunner::new(config);
+    let strategy = (any::<u64>(), vec(churn(), 0..60));
+    let result = runner.run(&strategy, |(seed, steps)| {
+        let n = 5;
+        let mut sim = Sim::new(
+            n,
+            SimConfig {
+                seed,
+                ..SimConfig::default()
+            },
+        );
+        for c in 1..n {
+            sim.connect(c - 1, c);
+        }
+        // Linked before anything happens: a client that never linked has no address kept.
+        sim.advance(Duration::from_secs(2));
+        for step in &steps {
+            match *step {
+                Churn::Wait(ms) => sim.advance(Duration::from_millis(ms.into())),
+                Churn::Type(c) => drop(sim.type_line(c, false)),
+                Churn::Crash(c) => drop(sim.crash(c)),
+                Churn::Resume(c) => {
+                    if sim.resume(c, Duration::ZERO) {
+                        resumed.set(resumed.get() + 1);
+                    }
+                }
+                Churn::ResumeLossy(c) => drop(sim.resume(c, Duration::from_millis(100))),
+            }
+        }
+        for c in 0..n {
+            sim.resume(c, Duration::ZERO);
+        }
+        sim.settle();
+        let violations = sim.check().to_string();
+        prop_assert!(violations.is_empty(), "{violations}\nsteps: {steps:?}");
+        let mut all: Vec<String> = (0..n)
+            .flat_map(|c| sim.state(c).unwrap().messages().map(str::to_owned))
+            .collect();
+        all.sort();
+        all.dedup();
+        for c in 0..n {
+            let held = sim.state(c).unwrap().messages().count();
+            prop_assert_eq!(
+                held,
+                all.len(),
+                "client {} lacks strings; steps: {:?}",
+                c,
+                steps
+            );
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(resumed.get() > 0, "no case resumed a client");
 }

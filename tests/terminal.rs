@@ -21,6 +21,7 @@ const COLS: u16 = 100;
 const UP: &str = "\x1b[A";
 const CTRL_C: &str = "\x03";
 const CTRL_D: &str = "\x04";
+const CTRL_U: &str = "\x15";
 
 /// A floodchat in a pseudo-terminal, and the screen a person would see.
 struct Screen {
@@ -309,4 +310,55 @@ fn interrupt_in_a_terminal_smol() {
 #[test]
 fn interrupt_in_a_terminal_async_std() {
     interrupt_in_a_terminal(Rt::AsyncStd);
+}
+
+/// Restarted on its data directory in a terminal, a client shows the room's last lines as
+/// marked scrollback, once, rejoins by itself, and Up recalls a line typed in the last run.
+fn history_in_a_terminal(rt: Rt) {
+    let dir =
+        std::env::temp_dir().join(format!("floodchat-terminal-{}-{rt:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.to_str().unwrap();
+    let mut other = Spawn::new("other", Rt::Smol).start();
+    let addr = other.addr();
+    let mut me = Screen::start(rt, &["--peer", &addr, "--data-dir", data]);
+    me.wait_for("peers:1>");
+    me.keys("typed in the first run\r");
+    other.wait_printed(&["typed in the first run"]);
+    other.say("said by the other");
+    me.wait_for("said by the other");
+    me.keys(CTRL_D);
+    me.assert_left_cleanly();
+    drop(me);
+
+    let mut me = Screen::start(rt, &["--data-dir", data]);
+    let rows = me.wait("the scrollback and a link", |rows| {
+        rows.iter().any(|r| r == "-- end of history --")
+            && Screen::prompt_row(rows).is_some_and(|(_, l)| l.starts_with("peers:1>"))
+    });
+    let text = rows.join("\n");
+    assert!(
+        text.contains("-- history: the last 2 of 2 lines kept in"),
+        "{text}"
+    );
+    for line in ["typed in the first run", "said by the other"] {
+        assert_eq!(rows.iter().filter(|r| *r == line).count(), 1, "{text}");
+    }
+    assert!(!text.contains("Address of a peer"), "nothing asked: {text}");
+    me.keys(UP);
+    me.wait_for("peers:1>   typed in the first run");
+    me.keys(CTRL_U);
+    me.keys(CTRL_D);
+    me.assert_left_cleanly();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn history_in_a_terminal_smol() {
+    history_in_a_terminal(Rt::Smol);
+}
+
+#[test]
+fn history_in_a_terminal_async_std() {
+    history_in_a_terminal(Rt::AsyncStd);
 }

@@ -85,6 +85,11 @@ impl Book {
         &self.entries
     }
 
+    /// The addresses we had a link with, or were given, in the book's order.
+    pub(crate) fn verified(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.entries.iter().filter(|e| e.verified).map(|e| e.addr)
+    }
+
     pub(crate) fn get(&self, addr: SocketAddr) -> Option<&Entry> {
         self.index.get(&addr).map(|&i| &self.entries[i])
     }

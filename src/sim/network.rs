@@ -152,8 +152,16 @@ struct Client<N> {
     id: ClientId,
     /// When the earliest pending [`Event::Timer`] for this incarnation fires.
     armed: Option<Duration>,
-    /// Every string printed, with the peer it came from (`None`: typed here).
+    /// Every string printed, with the peer it came from (`None`: typed here, or kept on
+    /// disk by an earlier incarnation).
     printed: HashMap<u32, Option<PeerId>>,
+    /// What a driver with a data directory keeps: every string printed (by this incarnation
+    /// or restored from an earlier one), with when, in order.
+    kept: Vec<(u32, Arc<str>, Duration)>,
+    /// The addresses kept, as of the crash.
+    kept_addrs: Vec<SocketAddr>,
+    /// When the client last crashed.
+    crashed_at: Duration,
     /// Strings typed by this incarnation.
     typed: Vec<u32>,
     /// Links this incarnation took part in.
@@ -387,6 +395,9 @@ impl<N: Node> Sim<N> {
             id,
             armed: None,
             printed: HashMap::new(),
+            kept: Vec::new(),
+            kept_addrs: Vec::new(),
+            crashed_at: Duration::ZERO,
             typed: Vec::new(),
             links: Vec::new(),
             frames_sent: 0,
@@ -422,6 +433,16 @@ impl<N: Node> Sim<N> {
 
     /// The identity and a fresh state of incarnation `incarnation` of client `c`.
     fn new_state(&self, c: usize, incarnation: u32) -> (ClientId, N) {
+        self.new_state_knowing(c, incarnation, Vec::new())
+    }
+
+    /// As [`Self::new_state`], with `known` addresses kept from an earlier incarnation.
+    fn new_state_knowing(
+        &self,
+        c: usize,
+        incarnation: u32,
+        known: Vec<SocketAddr>,
+    ) -> (ClientId, N) {
         // A bijection of (incarnation, c), so identities never collide.
         let unique = (u64::from(incarnation) << 32) | c as u64;
         let identity = Identity::from_seed(scramble(unique.wrapping_add(self.config.seed)));
@@ -431,6 +452,7 @@ impl<N: Node> Sim<N> {
             entropy: blake3::derive_key("floodchat simulated entropy", &id.0.to_le_bytes()),
             seed: scramble(id.0 ^ 0x5eed_0fc1_1e47),
             listen_port: LISTEN_PORT,
+            known,
             ..self.config.flood.clone()
         };
         (id, N::start(config, self.start + self.now))
@@ -553,9 +575,11 @@ impl<N: Node> Sim<N> {
     /// Client `c` crashes: its state is gone and its peers hear that its links closed.
     pub fn crash(&mut self, c: usize) -> bool {
         let client = &mut self.clients[c];
-        if client.state.take().is_none() {
+        let Some(state) = client.state.take() else {
             return false;
-        }
+        };
+        client.kept_addrs = state.addrs_to_keep();
+        client.crashed_at = self.now;
         self.crashes += 1;
         client.armed = None;
         let incarnation = client.incarnation;
@@ -574,29 +598,68 @@ impl<N: Node> Sim<N> {
     /// A crashed client `c` starts again, with a new identity, an empty room and no
     /// contact; false if it was running.
     pub fn restart(&mut self, c: usize) -> bool {
-        self.start_again(c, None)
+        self.start_again(c, None, None)
+    }
+
+    /// A crashed client `c` starts again on its data directory, as `floodchat --data-dir`
+    /// does: with a new identity, the strings it printed (but those printed in the last
+    /// `lost` before the crash: a machine's crash loses the unsynced tail, a killed process
+    /// nothing), which it does not print again, and the addresses it kept, through which it
+    /// rejoins. False if `c` was running.
+    ///
+    /// The strings typed by the crashed incarnation that are kept must reach its component,
+    /// as those typed by a running client must.
+    pub fn resume(&mut self, c: usize, lost: Duration) -> bool {
+        self.start_again(c, None, Some(lost))
     }
 
     /// A crashed client `c` starts again, with a new identity and an empty room, and joins
     /// through the address of client `via` (a dial, which fails if `via` is not running or
     /// is across a partition); false if `c` was running.
     pub fn rejoin(&mut self, c: usize, via: usize) -> bool {
-        self.start_again(c, Some(client_addr(via)))
+        self.start_again(c, Some(client_addr(via)), None)
     }
 
-    fn start_again(&mut self, c: usize, contact: Option<SocketAddr>) -> bool {
+    /// Starts crashed client `c` again; from its disk if `disk` says what the crash lost.
+    fn start_again(
+        &mut self,
+        c: usize,
+        contact: Option<SocketAddr>,
+        disk: Option<Duration>,
+    ) -> bool {
         if self.is_alive(c) {
             return false;
         }
         let incarnation = self.clients[c].incarnation + 1;
-        let (id, state) = self.new_state(c, incarnation);
+        let known = match disk {
+            Some(_) => self.clients[c].kept_addrs.clone(),
+            None => Vec::new(),
+        };
+        let (id, mut state) = self.new_state_knowing(c, incarnation, known);
         let client = &mut self.clients[c];
+        client.printed.clear();
+        match disk {
+            Some(lost) => {
+                let crashed_at = client.crashed_at;
+                client
+                    .kept
+                    .retain(|&(_, _, at)| lost.is_zero() || at + lost <= crashed_at);
+                for (id, text, _) in &client.kept {
+                    state.restore(text);
+                    client.printed.insert(*id, None);
+                }
+                let printed = &client.printed;
+                client.typed.retain(|id| printed.contains_key(id));
+            }
+            None => {
+                client.kept.clear();
+                client.typed.clear();
+            }
+        }
         client.incarnation = incarnation;
         client.id = id;
         client.state = Some(state);
         client.armed = None;
-        client.printed.clear();
-        client.typed.clear();
         client.links.clear();
         client.frames_sent = 0;
         client.bytes_sent = 0;
@@ -945,6 +1008,9 @@ impl<N: Node> Sim<N> {
         if self.clients[c].printed.insert(id, origin).is_some() {
             self.violation(format!("client {c} printed #{id} twice"));
         }
+        let text = self.ids.get_key_value(text).expect("known").0.clone();
+        let now = self.now;
+        self.clients[c].kept.push((id, text, now));
         let s = &mut self.strings[id as usize];
         s.prints += 1;
         s.last_print = s.last_print.max(self.now);

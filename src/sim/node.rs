@@ -40,6 +40,13 @@ pub trait Node {
     fn tapped_read(&self) -> Option<&[u8]> {
         None
     }
+    /// Takes a string kept on disk by an earlier run, as [`FloodState::restore`]; a node
+    /// that holds no room ignores it.
+    fn restore(&mut self, _text: &str) {}
+    /// The addresses a driver would keep on disk, as [`FloodState::addrs_to_keep`].
+    fn addrs_to_keep(&self) -> Vec<SocketAddr> {
+        Vec::new()
+    }
 }
 
 impl Node for FloodState {
@@ -78,6 +85,12 @@ impl Node for FloodState {
     }
     fn link_count(&self) -> usize {
         FloodState::link_count(self)
+    }
+    fn restore(&mut self, text: &str) {
+        FloodState::restore(self, text.as_bytes());
+    }
+    fn addrs_to_keep(&self) -> Vec<SocketAddr> {
+        FloodState::addrs_to_keep(self)
     }
 }
 

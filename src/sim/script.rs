@@ -27,6 +27,12 @@ pub enum Step {
     Crash(u32),
     /// The client, if crashed, starts again with an empty room.
     Restart(u32),
+    /// The client, if crashed, starts again on its data directory: the strings it printed
+    /// and the addresses it kept (a killed process: nothing lost).
+    Resume(u32),
+    /// As [`Step::Resume`], but the machine crashed: what was printed in the last sync
+    /// interval (100 ms) is lost.
+    ResumeLossy(u32),
     /// Bit `c % 64` puts client `c` on one side or the other; links across break.
     Partition(u64),
     /// The partition ends and the links it broke are made again.
@@ -143,6 +149,9 @@ impl fmt::Display for Script {
     }
 }
 
+/// How late a driver's history is durable against a crash of the machine (`--data-dir`).
+pub(crate) const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Carries out one step on `sim`.
 pub fn apply(sim: &mut Sim, step: Step) {
     let n = sim.clients();
@@ -169,6 +178,12 @@ pub fn apply(sim: &mut Sim, step: Step) {
         }
         Step::Restart(c) => {
             sim.restart(client(c));
+        }
+        Step::Resume(c) => {
+            sim.resume(client(c), Duration::ZERO);
+        }
+        Step::ResumeLossy(c) => {
+            sim.resume(client(c), SYNC_INTERVAL);
         }
         Step::Partition(mask) => {
             let side = (0..n).map(|c| (mask >> (c % 64)) & 1 == 1).collect();

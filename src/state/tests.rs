@@ -327,6 +327,7 @@ impl Harness {
 }
 
 mod notices;
+mod persist;
 
 fn hello_bytes(client: ClientId, alone: bool) -> Vec<u8> {
     let mut bytes = GREETING.to_vec();

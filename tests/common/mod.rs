@@ -207,6 +207,12 @@ impl Spawn {
         self
     }
 
+    /// Keeps the client's history and addresses in `dir` (`--data-dir`).
+    pub fn data_dir(self, dir: &std::path::Path) -> Self {
+        self.arg("--data-dir")
+            .arg(dir.to_str().expect("a UTF-8 path"))
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_string());
         self
@@ -370,6 +376,11 @@ impl Client {
         })
     }
 
+    /// Takes standard input, for a thread to type into; dropping it ends the input.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin still open")
+    }
+
     /// Ends standard input, as Ctrl-D does.
     pub fn end_input(&mut self) {
         self.stdin = None;
@@ -405,6 +416,11 @@ impl Client {
             assert!(Instant::now() < deadline, "{} did not exit", self.name);
             thread::park_timeout(Duration::from_millis(20));
         }
+    }
+
+    /// How many lines were printed on stdout so far.
+    pub fn printed_count(&self) -> usize {
+        self.stdout.0.0.lock().unwrap().lines.len()
     }
 
     /// What was printed on stdout so far.
