@@ -228,7 +228,12 @@ fn a_network_that_loses_writes_is_caught() {
     });
     assert!(!outcome.is_ok());
     let failure = script.failure(&outcome);
-    assert!(failure.contains("lacks"), "{failure}");
+    // Since protocol 3 the next record after a lost one fails to open, so the loss is
+    // caught where it happens; strings may also go missing before that.
+    assert!(
+        failure.contains("lacks") || failure.contains("a record failed authentication"),
+        "{failure}"
+    );
     assert!(failure.contains("seed 0x1"), "{failure}");
     assert!(
         failure.contains("steps: vec![\n        Connect(0, 1),\n"),

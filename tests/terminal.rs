@@ -237,7 +237,7 @@ fn chat_in_a_terminal(rt: Rt) {
 /// one line later.
 fn the_prompt_counts_peers_as_they_come_and_go(rt: Rt) {
     let mut me = Screen::start(rt, &[]);
-    me.wait_for("Address of a peer (IP:PORT), or empty to start a new network:");
+    me.wait_for("Address of a peer (IP:PORT) or an invite, or empty to start a new network:");
     me.keys("\r");
     let rows = me.wait_for("Listening on 127.0.0.1:");
     let addr = rows
@@ -282,7 +282,7 @@ fn the_prompt_counts_peers_as_they_come_and_go_async_std() {
 /// The start-up question is answered in the editor; Ctrl-C leaves with the terminal restored.
 fn interrupt_in_a_terminal(rt: Rt) {
     let mut me = Screen::start(rt, &[]);
-    me.wait_for("Address of a peer (IP:PORT), or empty to start a new network:");
+    me.wait_for("Address of a peer (IP:PORT) or an invite, or empty to start a new network:");
     me.keys("\r");
     me.wait_for("Listening on 127.0.0.1:");
     me.wait_for("peers:0>");
