@@ -29,11 +29,13 @@ use crate::wire::{
 /// Tunables and identity of a [`FloodState`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// This client's identity: its Noise static key (random, from the driver).
+    /// This client's identity: its Noise static key. A real client sets a random one; the
+    /// default is a fixed key, for tests only.
     pub identity: Identity,
     /// The room this client is in: open, or private to holders of its key.
     pub room: RoomKey,
-    /// Secret randomness for the handshakes' ephemeral keys (random, from the driver).
+    /// Secret randomness for the handshakes' ephemeral keys. A real client sets 32 random
+    /// bytes; the default (zeros) makes them predictable, for tests only.
     pub entropy: [u8; 32],
     /// Seeds every other random choice of the core.
     pub seed: u64,
