@@ -23,9 +23,9 @@
 //!   [`WINDOW`], then one line with the count. While the first contact is being joined,
 //!   failed dials are not shown: how joining went is said once, by the driver.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::mesh::MeshNotice;
@@ -220,7 +220,14 @@ pub(crate) struct Herald {
     window_start: Instant,
     shown_in_window: u32,
     held: u64,
+    /// Where a connection already failed because the two sides are in different rooms (an
+    /// address we dialed, or the IP of a stranger, port 0): said once, since trying again
+    /// changes no key.
+    mismatched: BTreeSet<(IpAddr, u16)>,
 }
+
+/// The most places [`Herald`] remembers a room mismatch of; beyond, each is said again.
+const MISMATCHED_MAX: usize = 256;
 
 impl Herald {
     /// A herald at time `now`.
@@ -237,7 +244,26 @@ impl Herald {
             window_start: now,
             shown_in_window: 0,
             held: 0,
+            mismatched: BTreeSet::new(),
         }
+    }
+
+    /// Whether `reason` is a room mismatch at a place already said; remembers it if not.
+    fn mismatch_said(&mut self, addr: SocketAddr, dialed: bool, reason: &DisconnectReason) -> bool {
+        let DisconnectReason::Link(e) = reason else {
+            return false;
+        };
+        if !e.is_room_mismatch() {
+            return false;
+        }
+        let place = (addr.ip(), if dialed { addr.port() } else { 0 });
+        if self.mismatched.contains(&place) {
+            return true;
+        }
+        if self.mismatched.len() < MISMATCHED_MAX {
+            self.mismatched.insert(place);
+        }
+        false
     }
 
     /// The client starts, joining through `contact` if any.
@@ -256,6 +282,9 @@ impl Herald {
         self.joining = false;
         if let (false, Some(contact)) = (linked, self.contact) {
             let why = self.last_failure.take();
+            if let Some(why) = &why {
+                self.mismatch_said(contact, true, why);
+            }
             out.push(Notice::Link(LinkNotice::JoinFailed { contact, why }));
         }
     }
@@ -327,7 +356,9 @@ impl Herald {
             return;
         }
         let Some(client) = info.client else {
-            let quiet = reason.is_routine() || (self.joining && info.dialed);
+            let quiet = reason.is_routine()
+                || (self.joining && info.dialed)
+                || self.mismatch_said(info.addr, info.dialed, reason);
             if !quiet {
                 let notice = LinkNotice::Failed {
                     addr: info.addr,

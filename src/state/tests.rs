@@ -55,6 +55,8 @@ struct Harness {
     far: HashMap<PeerId, Link>,
     /// The key seeds tests chose for their peers.
     seeds: HashMap<PeerId, u64>,
+    /// The room the harness's peers are in, if not the client's.
+    far_room: Option<RoomKey>,
 }
 
 /// The connection between the two sides of a pair, the same name at both ends.
@@ -90,6 +92,7 @@ impl Harness {
             said: Vec::new(),
             far: HashMap::new(),
             seeds: HashMap::new(),
+            far_room: None,
         }
     }
 
@@ -157,7 +160,8 @@ impl Harness {
                     _ => Role::Responder,
                 };
                 let seed = self.seeds.get(&peer).copied().unwrap_or(default_seed(peer));
-                let room = self.state.config().room.clone();
+                let room =
+                    (self.far_room.clone()).unwrap_or_else(|| self.state.config().room.clone());
                 let (far, first) =
                     Link::new(role, &Identity::from_seed(seed), &room, [seed as u8; 32]);
                 self.far.insert(peer, far);

@@ -244,3 +244,50 @@ fn leaving_with_nothing_owed_is_immediate() {
     assert_eq!(h.said(), Vec::<String>::new());
     assert!(h.state.has_left());
 }
+
+/// Two rooms that cannot meet: what failed is said once per place, since trying again
+/// changes no key. A contact in another room is said once as the join's failure; strangers
+/// from one address with a wrong key, once.
+#[test]
+fn a_room_mismatch_is_said_once_per_place() {
+    let mut h = Harness::with(Config {
+        room: RoomKey::private(b"ours"),
+        ..Config::default()
+    });
+    h.far_room = Some(RoomKey::private(b"theirs"));
+    let x = at(1, 4000);
+    let out = h.input_written(Input::Start { contact: Some(x) });
+    assert_eq!(dials(&out), [x]);
+    h.input_written(Input::Dialed { peer: A, addr: x });
+    assert_eq!(
+        h.said(),
+        [format!(
+            "cannot join {x}: wrong room key; starting a new network"
+        )]
+    );
+    // The mesh tries the address again later: the same failure is not news.
+    for (i, peer) in [B, PeerId(3)].into_iter().enumerate() {
+        h.advance(Duration::from_secs(60));
+        h.input_written(Input::Dialed { peer, addr: x });
+        assert!(!h.state.is_connected(peer), "attempt {i}");
+        let said = h.said();
+        assert!(!said.iter().any(|l| l.contains("room key")), "{said:?}");
+    }
+    // Strangers from one IP, each with a wrong key: one line.
+    for i in 0..3 {
+        let peer = PeerId(10 + i);
+        h.input_written(Input::Accepted {
+            peer,
+            remote: at(9, 40_000 + i as u16),
+        });
+        if h.state.is_connected(peer) {
+            h.input_written(Input::Closed(peer));
+        }
+    }
+    let said = h.said();
+    let turned_away: Vec<_> = said
+        .iter()
+        .filter(|l| l.contains("wrong room key"))
+        .collect();
+    assert_eq!(turned_away.len(), 1, "{said:?}");
+}
