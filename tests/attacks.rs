@@ -271,9 +271,9 @@ fn greeted_from(ip: Ipv4Addr, to: &Client) -> Option<SecurePeer> {
 #[test]
 fn one_connection_flooding_cannot_end_the_room() {
     for rt in [Smol, AsyncStd] {
-        let mut a = Spawn::new("a", rt).start();
+        let a = Spawn::new("a", rt).start();
         let mut b = Spawn::new("b", other(rt)).peer(&a).start();
-        let c = Spawn::new("c", rt).peer(&b).start();
+        let mut c = Spawn::new("c", rt).peer(&b).start();
         b.say("before the flood");
         a.wait_printed(&["before the flood"]);
         c.wait_printed(&["before the flood"]);
@@ -307,7 +307,6 @@ fn one_connection_flooding_cannot_end_the_room() {
         // Its address is refused for a while.
         assert!(greeted_from(ip, &a).is_none_or(|mut p| p.read_frames(|_| false).0.is_empty()));
         // The room goes on: an honest line reaches every honest client, a newcomer chats.
-        let mut c = c;
         c.say("after the flood");
         a.wait_printed(&["after the flood"]);
         b.wait_printed(&["after the flood"]);
