@@ -162,4 +162,43 @@ fn main() {
             best.as_secs_f64() / best_full.as_secs_f64(),
         );
     }
+    hostile_split();
+}
+
+/// The costliest Recon an attacker can send for its size: a Fingerprint on every short
+/// range (two-byte bounds, 16 apart), each differing from ours, against a store of `n`: we
+/// split each into 16 parts until our reply fills. Prints the best time per message byte.
+fn hostile_split() {
+    for n in [SHARED, 1_000_000] {
+        let mut store = Store::new();
+        for i in 0..n {
+            store.insert(&line(i));
+        }
+        let mut msg = Vec::new();
+        let mut bound = 16u16;
+        while msg.len() + 22 <= floodchat::wire::MAX_RECON && bound < u16::MAX - 16 {
+            // Tag: Fingerprint (mode 1) with a two-byte bound; count 1000; any sum.
+            msg.push(1 << 5 | 2);
+            msg.extend_from_slice(&bound.to_be_bytes());
+            msg.extend_from_slice(&[0xe8, 0x07]);
+            msg.extend_from_slice(&[0x5a; 16]);
+            bound += 16;
+        }
+        let mut best = Duration::MAX;
+        let mut reply = 0;
+        for _ in 0..RUNS * 3 {
+            let mut r = Reconciler::new();
+            let start = Instant::now();
+            let progress = r.handle(&store, &msg).expect("a valid message");
+            best = best.min(start.elapsed());
+            reply = progress.reply.map_or(0, |r| r.len());
+        }
+        println!(
+            "hostile splitting Recon of {} bytes against {n} strings: {:.1} us, {:.1} ns a byte \
+             (reply {reply} bytes)",
+            msg.len(),
+            best.as_secs_f64() * 1e6,
+            best.as_secs_f64() * 1e9 / msg.len() as f64,
+        );
+    }
 }

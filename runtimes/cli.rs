@@ -62,13 +62,17 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_per_ip: u16,
 
-    /// The most megabytes of text this client keeps; newer lines are then not shown or relayed.
-    #[arg(long, value_name = "MB", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
-    pub max_room_mb: u32,
+    /// The most megabytes of text this client keeps; newer lines are then not shown or relayed
+    /// (a line typed here may still use a sixteenth more). Default: an eighth of the
+    /// machine's memory, at most 512.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub max_room_mb: Option<u32>,
 
-    /// The most lines this client keeps; newer lines are then not shown or relayed.
-    #[arg(long, value_name = "N", default_value_t = 4_000_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_room_lines: u32,
+    /// The most lines this client keeps; newer lines are then not shown or relayed (a line
+    /// typed here may still use a sixteenth more). Default: one per 64 bytes of an eighth of
+    /// the machine's memory, at most 4,000,000.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_room_lines: Option<u32>,
 
     /// Keep this client's room history, addresses and typed lines in DIR across runs; started
     /// again on it without --peer, the client rejoins by itself. One client per directory.

@@ -91,6 +91,26 @@ pub fn say(message: impl Display) {
     }
 }
 
+/// The machine's memory in bytes (`MemTotal` of `/proc/meminfo`), if it can be read.
+fn memory_total() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// The default room limits (bytes of text, lines) for a machine of `memory` bytes: an eighth
+/// of it for the room, a line counted as 64 bytes (its text and about 40 of index), within
+/// 16 MB to 512 MB and 100,000 to 4,000,000 lines; 128 MB and 2,000,000 lines when the
+/// memory is unknown, as for a 1 GiB machine.
+fn room_limits(memory: Option<u64>) -> (usize, usize) {
+    const MB: u64 = 1024 * 1024;
+    let share = memory.map_or(128 * MB, |m| m / 8);
+    let bytes = share.clamp(16 * MB, 512 * MB);
+    let lines = (share / 64).clamp(100_000, 4_000_000);
+    (bytes as usize, lines as usize)
+}
+
 /// Runs a client until stdin ends (or forever with `--stay`) or a signal; `Err` holds why it
 /// could not run.
 pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
@@ -102,14 +122,17 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     handle_signals(stop_tx.clone());
     let (handoff, heard) = Handoff::new();
     let handoff = Arc::new(handoff);
+    let (default_mb, default_lines) = room_limits(memory_total());
     let config = Config {
         identity,
         entropy,
         seed,
         greeting_timeout: cli.greeting_timeout,
         stall_timeout: cli.stall_timeout,
-        max_room_bytes: cli.max_room_mb as usize * 1024 * 1024,
-        max_room_strings: cli.max_room_lines as usize,
+        max_room_bytes: cli
+            .max_room_mb
+            .map_or(default_mb, |mb| mb as usize * 1024 * 1024),
+        max_room_strings: cli.max_room_lines.map_or(default_lines, |n| n as usize),
         mesh: MeshConfig {
             dial_timeout: cli.greeting_timeout,
             max_per_ip: usize::from(cli.max_per_ip),
@@ -734,4 +757,22 @@ async fn signalled(stop: &Receiver<()>) {
 /// 64 random bits from the operating system, for the client's identity and the core's seed.
 fn os_random() -> Result<u64, String> {
     getrandom::u64().map_err(|e| format!("cannot get random bits from the system: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::room_limits;
+
+    #[test]
+    fn room_limits_follow_the_machine_memory() {
+        const GIB: u64 = 1 << 30;
+        let mb = |b: usize| b / (1024 * 1024);
+        let (bytes, lines) = room_limits(Some(GIB));
+        assert_eq!((mb(bytes), lines), (128, 2_097_152));
+        let (bytes, lines) = room_limits(Some(16 * GIB));
+        assert_eq!((mb(bytes), lines), (512, 4_000_000));
+        let (bytes, lines) = room_limits(Some(GIB / 8));
+        assert_eq!((mb(bytes), lines), (16, 262_144));
+        assert_eq!(room_limits(None), room_limits(Some(GIB)));
+    }
 }

@@ -98,6 +98,7 @@ mod room;
 pub mod secure;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod sources;
 mod state;
 mod timers;
 pub mod wire;

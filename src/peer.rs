@@ -52,6 +52,20 @@ pub enum DisconnectReason {
     AskedTooMuch,
     /// The peer sent reconciliation messages without reading our answers.
     ReconcileOutOfTurn,
+    /// The peer introduced new strings, unasked, far faster than people type.
+    Flooding {
+        /// New strings it introduced beyond what we asked for or expected.
+        strings: u64,
+        /// Bytes of them.
+        bytes: u64,
+    },
+    /// The peer's address was sent the room's history as often as it may be this hour.
+    HistoryBudget {
+        /// Bytes of history sent to the address in this hour.
+        bytes: u64,
+    },
+    /// The peer's address flooded the room lately: it is not taken back yet.
+    BackedOff(IpAddr),
 }
 
 impl DisconnectReason {
@@ -104,6 +118,17 @@ impl fmt::Display for DisconnectReason {
                 f.write_str("sent reconciliation messages without reading the answers")
             }
             Self::AskedTooMuch => f.write_str("asked for more strings than it can lack"),
+            Self::Flooding { strings, bytes } => write!(
+                f,
+                "flooding: {strings} new lines ({bytes} bytes) unasked, far faster than people \
+                 type; its address is refused for a while"
+            ),
+            Self::HistoryBudget { bytes } => write!(
+                f,
+                "asked for the room's history too often: {bytes} bytes sent to its address \
+                 this hour"
+            ),
+            Self::BackedOff(ip) => write!(f, "{ip} flooded the room lately; refused for a while"),
         }
     }
 }

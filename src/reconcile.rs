@@ -68,6 +68,9 @@ pub struct Progress {
     pub peer_lacks: Vec<IdRange>,
     /// Ids the peer has and we lack: ask for them.
     pub we_lack: Vec<Id>,
+    /// At most how many strings the peer may send us unasked because of our reply: its
+    /// counts of the ranges we answered with our own ids (it sends what we lack there).
+    pub peer_may_send: u64,
     /// Whether reconciliation is over on this side; later messages are errors.
     pub done: bool,
 }
@@ -229,7 +232,12 @@ impl Reconciler {
                         writer.fingerprint(rest, store.fingerprint(rest.ids()));
                         break;
                     }
-                    answer(store, range, Some(theirs), &mut writer);
+                    progress.peer_may_send = progress.peer_may_send.saturating_add(answer(
+                        store,
+                        range,
+                        Some(theirs),
+                        &mut writer,
+                    ));
                     if let Some(lacked) = lacked_range(store, range, theirs) {
                         progress.peer_lacks.push(lacked);
                     }
@@ -271,21 +279,35 @@ fn lacked_range(store: &Store, range: Range, theirs: Fingerprint) -> Option<IdRa
     (theirs.count == 0 && store.count(range.ids()) > 0).then(|| range.ids())
 }
 
-/// Writes our answer for `range`, given the peer's fingerprint (`None`: the first message).
-fn answer(store: &Store, range: Range, theirs: Option<Fingerprint>, writer: &mut Writer) {
+/// Writes our answer for `range`, given the peer's fingerprint (`None`: the first message);
+/// returns the peer's count there if the answer lists ids of ours, as the peer then sends
+/// us up to that many strings of the range unasked (0 otherwise).
+fn answer(store: &Store, range: Range, theirs: Option<Fingerprint>, writer: &mut Writer) -> u64 {
     let ours = store.fingerprint(range.ids());
-    match theirs {
-        Some(theirs) if theirs == ours => {}
+    let listed = match theirs {
+        Some(theirs) if theirs == ours => false,
         // The peer has nothing here: it gets our strings, nothing to say.
-        Some(theirs) if theirs.count == 0 => {}
-        _ if ours.count <= ID_LIST_MAX => writer.ids(range, store),
-        None => writer.fingerprint(range, ours),
+        Some(theirs) if theirs.count == 0 => false,
+        _ if ours.count <= ID_LIST_MAX => {
+            writer.ids(range, store);
+            true
+        }
+        None => {
+            writer.fingerprint(range, ours);
+            false
+        }
         Some(_) => split(store, range, writer),
+    };
+    match theirs {
+        Some(theirs) if listed => theirs.count,
+        _ => 0,
     }
 }
 
-/// Writes the fingerprints (or id lists, for parts with at most one id) of `range`'s parts.
-fn split(store: &Store, range: Range, writer: &mut Writer) {
+/// Writes the fingerprints (or id lists, for parts with at most one id) of `range`'s parts;
+/// whether any part was a list.
+fn split(store: &Store, range: Range, writer: &mut Writer) -> bool {
+    let mut listed = false;
     let width = range.last - range.first;
     let step = width / SPLIT + 1;
     // Round each bound down to a power of two near the step, so that bounds are short.
@@ -311,6 +333,7 @@ fn split(store: &Store, range: Range, writer: &mut Writer) {
         let fingerprint = store.fingerprint(part_range.ids());
         if fingerprint.count <= 1 {
             writer.ids(part_range, store);
+            listed = true;
         } else {
             writer.fingerprint(part_range, fingerprint);
         }
@@ -319,6 +342,7 @@ fn split(store: &Store, range: Range, writer: &mut Writer) {
         }
         first = last + 1;
     }
+    listed
 }
 
 /// Settles `range` from the peer's full list of ids in it.

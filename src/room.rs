@@ -13,6 +13,7 @@
 //! anything else happens, so that a close takes effect at once.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use hashbrown::HashMap;
 
@@ -40,6 +41,14 @@ pub(crate) struct RoomConfig {
     pub(crate) max_strings: usize,
     /// The most bytes of text the room holds.
     pub(crate) max_bytes: usize,
+    /// New strings a link may introduce unasked in one burst.
+    pub(crate) flood_burst: u64,
+    /// New strings a second a link may introduce unasked, sustained.
+    pub(crate) flood_rate: f64,
+    /// Bytes of new strings a link may introduce unasked in one burst.
+    pub(crate) flood_burst_bytes: u64,
+    /// Bytes of new strings a second a link may introduce unasked, sustained.
+    pub(crate) flood_rate_bytes: f64,
 }
 
 /// An event for the [`Room`].
@@ -77,13 +86,15 @@ pub(crate) enum RoomInput<'a> {
     },
     /// The user typed this string; refused if known, or if the room is full.
     Typed(&'a str),
-    /// One Text frame of a read from `peer`. New strings are offered to the links at
-    /// [`RoomInput::ReadDone`], once per read.
+    /// One Text frame of a read from `peer` at `now`. New strings are offered to the links
+    /// at [`RoomInput::ReadDone`], once per read.
     Text {
         /// The connection it came on.
         peer: PeerId,
         /// The string.
         text: &'a str,
+        /// The time of the read.
+        now: Instant,
     },
     /// The read is over: offer its new strings to the links.
     ReadDone,
@@ -118,6 +129,13 @@ pub(crate) enum RoomOutput {
         bytes: Vec<u8>,
         /// Nothing was in flight before it: the stall clock starts.
         first: bool,
+    },
+    /// These many bytes of history (strings owed, not live) went into a send to `peer`.
+    Served {
+        /// The connection.
+        peer: PeerId,
+        /// Bytes of text.
+        bytes: u64,
     },
     /// Close `peer`: it broke the room's rules.
     Close {
@@ -214,6 +232,65 @@ struct Link {
     /// Strings first heard from this peer before it became a link, in learning order:
     /// reconciliation must not send them back (a Hello the mesh did not link yet).
     early: Vec<usize>,
+    /// What this peer may still introduce: strings we asked for or reconciliation expects
+    /// free, and beyond them a bucket of unasked ones.
+    intake: Intake,
+}
+
+/// What a link may introduce into the room. Strings we asked for (Want), or that
+/// reconciliation told us to expect (the peer's counts of ranges we listed, or the whole room
+/// when we joined holding next to nothing), are `expected` and free. Any other new string is
+/// unasked: live Text, which people type. Those draw on a bucket of strings and bytes that
+/// refills at a person's pace; a peer that empties it is flooding.
+#[derive(Debug, Clone, Copy)]
+struct Intake {
+    /// New strings still expected from reconciliation or asked for.
+    expected: u64,
+    /// Unasked strings the bucket holds.
+    strings: f64,
+    /// Unasked bytes the bucket holds.
+    bytes: f64,
+    /// When the bucket was last refilled.
+    at: Option<Instant>,
+    /// Unasked strings and bytes introduced so far.
+    unasked: (u64, u64),
+}
+
+impl Intake {
+    fn new(config: &RoomConfig) -> Self {
+        Self {
+            expected: 0,
+            strings: config.flood_burst as f64,
+            bytes: config.flood_burst_bytes as f64,
+            at: None,
+            unasked: (0, 0),
+        }
+    }
+
+    /// Expects `n` more strings, up to what a room can hold.
+    fn expect(&mut self, n: u64, cap: usize) {
+        self.expected = self.expected.saturating_add(n).min(cap as u64);
+    }
+
+    /// Takes one new string of `len` bytes at `now`; `false` if the peer is flooding.
+    fn take(&mut self, config: &RoomConfig, len: usize, now: Instant) -> bool {
+        if self.expected > 0 {
+            self.expected -= 1;
+            return true;
+        }
+        let elapsed = self
+            .at
+            .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        self.at = Some(now);
+        self.strings =
+            (self.strings + elapsed * config.flood_rate).min(config.flood_burst as f64) - 1.0;
+        self.bytes = (self.bytes + elapsed * config.flood_rate_bytes)
+            .min(config.flood_burst_bytes as f64)
+            - len as f64;
+        self.unasked.0 += 1;
+        self.unasked.1 += len as u64;
+        self.strings >= 0.0 && self.bytes >= 0.0
+    }
 }
 
 /// The flood sub-machine; see the module docs.
@@ -321,6 +398,7 @@ impl Room {
                         in_flight: 0,
                         control: hello,
                         early: Vec::new(),
+                        intake: Intake::new(&self.config),
                     },
                 );
                 self.pump(peer);
@@ -343,13 +421,14 @@ impl Room {
                 }
             }
             RoomInput::Typed(text) => {
-                self.learn(text, None)?;
+                self.learn(text, None, true)?;
                 self.pump_all();
             }
-            RoomInput::Text { peer, text } => {
+            RoomInput::Text { peer, text, now } => {
                 self.stats.frames_received += 1;
-                if self.learn(text, Some(peer)).is_ok() {
+                if self.learn(text, Some(peer), false).is_ok() {
                     self.learned_in_read = true;
+                    self.intake(peer, text.len(), now);
                 }
             }
             RoomInput::ReadDone => {
@@ -380,7 +459,7 @@ impl Room {
     /// Before any link (as at start) it is not printed again: it was, in that run.
     pub(crate) fn restore(&mut self, text: &str) -> bool {
         let all_printed = self.printed == self.store.len();
-        if self.learn(text, None).is_err() {
+        if self.learn(text, None, false).is_err() {
             return false;
         }
         if all_printed && self.links.is_empty() {
@@ -396,6 +475,17 @@ impl Room {
             && let Ok(at) = self.order.binary_search(&peer)
         {
             self.order.remove(at);
+        }
+    }
+
+    /// `peer` introduced a new string of `len` bytes at `now`: closes it if it is flooding.
+    fn intake(&mut self, peer: PeerId, len: usize, now: Instant) {
+        let Some(l) = self.links.get_mut(&peer) else {
+            return;
+        };
+        if !l.intake.take(&self.config, len, now) {
+            let (strings, bytes) = l.intake.unasked;
+            self.close(peer, DisconnectReason::Flooding { strings, bytes });
         }
     }
 
@@ -416,6 +506,10 @@ impl Room {
         l.live_from = l.cursor;
         if dialed {
             let first = l.recon.initiate(&self.store);
+            if l.recon.is_done() {
+                // We listed every id we hold (next to none): the peer sends us its room.
+                l.intake.expect(u64::MAX, self.config.max_strings);
+            }
             Self::queue_recon(&mut self.stats, l, first);
         }
         self.pump(peer);
@@ -465,6 +559,11 @@ impl Room {
                 if let Some(reply) = progress.reply {
                     Self::queue_recon(&mut self.stats, l, reply);
                 }
+                let asked = progress.we_lack.len() as u64;
+                l.intake.expect(
+                    progress.peer_may_send.saturating_add(asked),
+                    self.config.max_strings,
+                );
                 for range in progress.peer_lacks {
                     l.owed_total += self.store.count(range);
                     l.owed.push_back(Owed::Range(range));
@@ -496,9 +595,22 @@ impl Room {
 
     /// Adds `text` if it is new to this client (to be printed at the next [`Room::poll`]);
     /// the caller offers it to the links.
-    fn learn(&mut self, text: &str, origin: Option<PeerId>) -> Result<(), Refused> {
-        let full = self.store.len() >= self.config.max_strings
-            || self.store.text_bytes() + text.len() > self.config.max_bytes;
+    ///
+    /// The limits apply to what others introduce (and to history restored); a line typed
+    /// here may use a reserve of a sixteenth more, so that a full room still lets its user
+    /// speak.
+    fn learn(&mut self, text: &str, origin: Option<PeerId>, typed: bool) -> Result<(), Refused> {
+        let (max_strings, max_bytes) = if typed {
+            let c = &self.config;
+            (
+                c.max_strings.saturating_add(c.max_strings / 16),
+                c.max_bytes.saturating_add(c.max_bytes / 16),
+            )
+        } else {
+            (self.config.max_strings, self.config.max_bytes)
+        };
+        let full =
+            self.store.len() >= max_strings || self.store.text_bytes() + text.len() > max_bytes;
         if full {
             if self.store.contains(text) {
                 return Err(Refused::Known);
@@ -564,6 +676,7 @@ impl Room {
             && (!l.control.is_empty() || (linked && (l.cursor < len || !l.owed.is_empty())))
         {
             let mut bytes = std::mem::take(&mut l.control);
+            let mut history = 0u64;
             let batch = self.config.send_batch;
             while linked && l.cursor < len && bytes.len() < batch {
                 let index = l.cursor;
@@ -593,7 +706,9 @@ impl Room {
                     if index >= l.live_from || l.early.binary_search(&index).is_ok() {
                         continue;
                     }
-                    wire::encode_text(self.store.get(index), &mut bytes);
+                    let text = self.store.get(index);
+                    history += text.len() as u64;
+                    wire::encode_text(text, &mut bytes);
                     self.stats.frames_sent += 1;
                 }
             }
@@ -604,6 +719,12 @@ impl Room {
             l.in_flight += 1;
             self.stats.bytes_sent += bytes.len() as u64;
             self.out.push_back(RoomOutput::Send { peer, bytes, first });
+            if history > 0 {
+                self.out.push_back(RoomOutput::Served {
+                    peer,
+                    bytes: history,
+                });
+            }
         }
         if l.owed.len() < OWED_PAUSE
             && l.control.is_empty()

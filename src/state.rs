@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
@@ -21,6 +21,7 @@ use crate::mesh::{CloseWhy, Mesh, MeshConfig, MeshInput, MeshOutput};
 use crate::peer::{DisconnectReason, PeerId};
 use crate::room::{Refused, Room, RoomConfig, RoomInput, RoomOutput, Stats};
 use crate::secure::{Identity, Link, LinkError, Read, Role, RoomKey};
+use crate::sources::Sources;
 use crate::timers::Timers;
 use crate::wire::{
     self, ByeReason, ClientId, Decoded, DecodedRef, Frame, FrameDecoder, GREETING, Hello, TextError,
@@ -61,6 +62,22 @@ pub struct Config {
     pub max_room_strings: usize,
     /// The most bytes of text the room holds here.
     pub max_room_bytes: usize,
+    /// New strings one connection may introduce unasked (live, not asked for nor expected
+    /// from reconciliation) in a burst: a paste relayed, a partition healed.
+    pub flood_burst: u64,
+    /// New strings a second one connection may introduce unasked, sustained.
+    pub flood_rate: f64,
+    /// Bytes of new strings one connection may introduce unasked in a burst.
+    pub flood_burst_bytes: u64,
+    /// Bytes a second of new strings one connection may introduce unasked, sustained.
+    pub flood_rate_bytes: f64,
+    /// How long the address of a connection dropped for flooding is refused and not dialed.
+    pub flood_backoff: Duration,
+    /// Bytes of history one IP address may be sent in an hour, as a multiple of the room's
+    /// text (at least [`Config::history_floor`]).
+    pub history_rooms_per_hour: u64,
+    /// Bytes of history any IP address may be sent in an hour, whatever the room's size.
+    pub history_floor: u64,
     /// The mesh's tunables.
     pub mesh: MeshConfig,
     /// Addresses of the room's clients kept from an earlier run (see
@@ -86,6 +103,13 @@ impl Default for Config {
             max_in_flight: 4,
             max_room_strings: 4_000_000,
             max_room_bytes: 512 * 1024 * 1024,
+            flood_burst: 50_000,
+            flood_rate: 200.0,
+            flood_burst_bytes: 64 * 1024 * 1024,
+            flood_rate_bytes: 256.0 * 1024.0,
+            flood_backoff: Duration::from_secs(600),
+            history_rooms_per_hour: 4,
+            history_floor: 16 * 1024 * 1024,
             mesh: MeshConfig::default(),
             known: Vec::new(),
         }
@@ -242,6 +266,8 @@ struct Connection {
     last_sent: Instant,
     /// Why a closing connection is closed.
     closing: Option<DisconnectReason>,
+    /// The remote IP address, which prices are kept by.
+    ip: IpAddr,
 }
 
 /// The state of one client: the grow-only set of strings, its links and its mesh, with no IO.
@@ -277,6 +303,8 @@ pub struct FloodState {
     room: Room,
     /// What the user is told about links.
     herald: Herald,
+    /// What each remote address cost lately.
+    sources: Sources,
     /// Since [`Input::EndOfInput`]: the links' progress last seen, and since when.
     leaving: Option<((u64, u64, u64), Instant)>,
     /// Whether the client left: links were told Bye.
@@ -311,6 +339,10 @@ impl FloodState {
             max_in_flight: config.max_in_flight,
             max_strings: config.max_room_strings,
             max_bytes: config.max_room_bytes,
+            flood_burst: config.flood_burst,
+            flood_rate: config.flood_rate,
+            flood_burst_bytes: config.flood_burst_bytes,
+            flood_rate_bytes: config.flood_rate_bytes,
         });
         Self {
             config,
@@ -320,6 +352,7 @@ impl FloodState {
             mesh,
             room,
             herald: Herald::new(now),
+            sources: Sources::default(),
             leaving: None,
             left: false,
             outputs: VecDeque::new(),
@@ -352,12 +385,21 @@ impl FloodState {
             }
             Input::LineTyped(line) => return self.line_typed(line),
             Input::Accepted { peer, remote } => {
-                self.open(peer, false)?;
+                if self.conns.contains_key(&peer) {
+                    return Err(InputError::PeerExists(peer));
+                }
+                if self.sources.is_banned(remote.ip(), self.now) {
+                    // Flooded lately: closed before a byte is read; the mesh never hears.
+                    let reason = DisconnectReason::BackedOff(remote.ip().to_canonical());
+                    self.outputs.push_back(Output::Disconnect { peer, reason });
+                    return Ok(());
+                }
+                self.open(peer, remote.ip(), false)?;
                 self.herald.opened(peer, remote, false);
                 self.mesh_input(MeshInput::Accepted { peer, remote });
             }
             Input::Dialed { peer, addr } => {
-                self.open(peer, true)?;
+                self.open(peer, addr.ip(), true)?;
                 self.herald.opened(peer, addr, true);
                 self.mesh_input(MeshInput::Dialed { peer, addr });
             }
@@ -556,7 +598,7 @@ impl FloodState {
 
     /// A new connection: starts the handshake (the prologue, and the first message if we
     /// dialed); the greeting and Hello follow in records once it is done.
-    fn open(&mut self, peer: PeerId, dialed: bool) -> Result<(), InputError> {
+    fn open(&mut self, peer: PeerId, ip: IpAddr, dialed: bool) -> Result<(), InputError> {
         if self.conns.contains_key(&peer) {
             return Err(InputError::PeerExists(peer));
         }
@@ -579,6 +621,7 @@ impl FloodState {
                 last_received: self.now,
                 last_sent: self.now,
                 closing: None,
+                ip: ip.to_canonical(),
             },
         );
         let due = self.now.checked_add(self.config.greeting_timeout);
@@ -710,7 +753,7 @@ impl FloodState {
             }
             match item {
                 DecodedRef::Text(text) => {
-                    let _ = self.room_input(RoomInput::Text { peer, text });
+                    let _ = self.room_input(RoomInput::Text { peer, text, now });
                 }
                 DecodedRef::Owned(Decoded::Frame(frame)) => self.frame(peer, frame),
                 DecodedRef::Owned(Decoded::Greeting | Decoded::Skipped { .. }) => {}
@@ -782,7 +825,12 @@ impl FloodState {
                 return;
             }
             Frame::Text(text) => {
-                let _ = self.room_input(RoomInput::Text { peer, text: &text });
+                let now = self.now;
+                let _ = self.room_input(RoomInput::Text {
+                    peer,
+                    text: &text,
+                    now,
+                });
                 return;
             }
             Frame::Recon(message) => RoomInput::Recon { peer, message },
@@ -1018,11 +1066,16 @@ impl FloodState {
         let _ = self.room_input(RoomInput::LinkUp { peer, dialed });
     }
 
-    /// Feeds the mesh and carries out what it decides.
+    /// Feeds the mesh and carries out what it decides. A dial of an address that flooded
+    /// lately fails at once.
     fn mesh_input(&mut self, input: MeshInput<'_>) {
         self.mesh.handle(self.now, input);
+        let mut refused = Vec::new();
         while let Some(output) = self.mesh.poll() {
             match output {
+                MeshOutput::Dial(addr) if self.sources.is_banned(addr.ip(), self.now) => {
+                    refused.push(addr);
+                }
                 MeshOutput::Dial(addr) => self.outputs.push_back(Output::Dial(addr)),
                 MeshOutput::LinkUp { peer, id } => self.link_up(peer, id),
                 MeshOutput::SendAddrs { peer, addrs } => {
@@ -1047,6 +1100,26 @@ impl FloodState {
                     self.tell(|h, out| h.mesh(notice, out));
                 }
             }
+        }
+        for addr in refused {
+            self.mesh_input(MeshInput::DialFailed { addr });
+        }
+    }
+
+    /// `peer` was sent `bytes` of history: charges its address, and closes it if the address
+    /// was sent more than its hourly share.
+    fn served(&mut self, peer: PeerId, bytes: u64) {
+        let Some(c) = self.conns.get(&peer) else {
+            return;
+        };
+        let ip = c.ip;
+        let served = self.sources.charge(ip, bytes, self.now);
+        let room = self.room.store().text_bytes() as u64;
+        let budget = room
+            .saturating_mul(self.config.history_rooms_per_hour)
+            .max(self.config.history_floor);
+        if served > budget {
+            self.disconnect(peer, DisconnectReason::HistoryBudget { bytes: served });
         }
     }
 
@@ -1076,7 +1149,16 @@ impl FloodState {
                         bytes: sealed,
                     });
                 }
-                RoomOutput::Close { peer, why } => self.disconnect(peer, why),
+                RoomOutput::Served { peer, bytes } => self.served(peer, bytes),
+                RoomOutput::Close { peer, why } => {
+                    if matches!(why, DisconnectReason::Flooding { .. })
+                        && let Some(c) = self.conns.get(&peer)
+                    {
+                        let (ip, now, backoff) = (c.ip, self.now, self.config.flood_backoff);
+                        self.sources.ban(ip, now, backoff);
+                    }
+                    self.disconnect(peer, why);
+                }
                 RoomOutput::Full { strings, bytes } => self
                     .outputs
                     .push_back(Output::Notice(Notice::RoomFull { strings, bytes })),

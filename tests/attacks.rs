@@ -9,8 +9,9 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use common::{Client, Rt, SecurePeer, Spawn};
+use common::{Client, DEADLINE, Rt, SecurePeer, Spawn};
 use floodchat::secure::{Role, RoomKey};
+use floodchat::wire::{Decoded, Frame, encode_text};
 use socket2::{Domain, Socket, Type};
 
 use Rt::{AsyncStd, Smol};
@@ -254,5 +255,126 @@ fn a_full_room_keeps_running_and_says_so() {
         newcomer.wait_printed(&[refs[0]]);
         drop(raw);
         leave(&mut [full]);
+    }
+}
+
+/// A secure peer on a connection from `ip` to `to`, greeted with a Hello.
+fn greeted_from(ip: Ipv4Addr, to: &Client) -> Option<SecurePeer> {
+    let stream = connect_from(ip, to.addr().parse().unwrap())?;
+    let mut peer =
+        SecurePeer::handshake_within(stream, Role::Initiator, &RoomKey::Open, DEADLINE).ok()?;
+    let hello = peer.hello();
+    peer.send(&hello).ok()?;
+    Some(peer)
+}
+
+#[test]
+fn one_connection_flooding_cannot_end_the_room() {
+    for rt in [Smol, AsyncStd] {
+        let a = Spawn::new("a", rt).start();
+        let mut b = Spawn::new("b", other(rt)).peer(&a).start();
+        let mut c = Spawn::new("c", rt).peer(&b).start();
+        b.say("before the flood");
+        a.wait_printed(&["before the flood"]);
+        c.wait_printed(&["before the flood"]);
+        // Distinct 8-byte lines, 10,000 a write, as fast as the socket takes them, until the
+        // client drops the connection (or 4,000,000 lines, the old default limit).
+        let ip = Ipv4Addr::new(127, 0, 9, 1);
+        let mut flood = greeted_from(ip, &a).expect("the attacker connects");
+        let started = std::time::Instant::now();
+        let mut sent = 0u32;
+        'flood: for chunk in 0..400u32 {
+            let mut bytes = Vec::new();
+            for i in 0..10_000 {
+                encode_text(&format!("{:08x}", chunk * 10_000 + i), &mut bytes);
+            }
+            if flood.send(&bytes).is_err() {
+                break 'flood;
+            }
+            sent += 10_000;
+        }
+        a.wait_stderr("the flooder dropped with the reason", |l| {
+            l.contains("flooding")
+        });
+        eprintln!(
+            "{rt:?}: the attacker wrote {sent} lines in {:?} before its connection failed; a \
+             printed {} lines",
+            started.elapsed(),
+            a.printed_count()
+        );
+        drop(flood);
+        assert!(a.printed_count() < 100_000, "{}", a.printed_count());
+        // Its address is refused for a while.
+        assert!(greeted_from(ip, &a).is_none_or(|mut p| p.read_frames(|_| false).0.is_empty()));
+        // The room goes on: an honest line reaches every honest client, a newcomer chats.
+        c.say("after the flood");
+        a.wait_printed(&["after the flood"]);
+        b.wait_printed(&["after the flood"]);
+        let mut newcomer = Spawn::new("newcomer", other(rt)).peer(&a).start();
+        newcomer.wait_printed(&["after the flood"]);
+        newcomer.say("the newcomer speaks");
+        for x in [&a, &b, &c] {
+            x.wait_printed(&["the newcomer speaks"]);
+        }
+        leave(&mut [a, b, c, newcomer]);
+    }
+}
+
+#[test]
+fn history_served_to_a_reconnecting_address_is_bounded() {
+    for rt in [Smol, AsyncStd] {
+        let mut target = Spawn::new("target", rt)
+            .arg("--max-per-ip")
+            .arg("64")
+            .start();
+        // 40,000 lines of 100 bytes: a room of 4 MB; an address may be sent 16 MB an hour.
+        let room: Vec<String> = (0..40_000)
+            .map(|i| format!("{i:06} {}", "h".repeat(93)))
+            .collect();
+        target.say_many(&room);
+        target.wait_printed_count(room.len());
+        let room_bytes: usize = room.iter().map(String::len).sum();
+        // A peer that says it holds nothing (an empty list of ids for the whole id space),
+        // again and again from one address, reading all it is sent.
+        let ip = Ipv4Addr::new(127, 0, 9, 2);
+        let mut served = Vec::new();
+        for _ in 0..12 {
+            let Some(mut peer) = greeted_from(ip, &target) else {
+                served.push(0);
+                continue;
+            };
+            let mut recon = Vec::new();
+            Frame::Recon(vec![0x51, 0]).encode(&mut recon);
+            let _ = peer.send(&recon);
+            let (items, _) = peer.read_frames(|items| {
+                items
+                    .iter()
+                    .filter(|i| matches!(i, Decoded::Frame(Frame::Text(_))))
+                    .count()
+                    >= room.len()
+            });
+            let bytes: usize = items
+                .iter()
+                .map(|i| match i {
+                    Decoded::Frame(Frame::Text(t)) => t.len(),
+                    _ => 0,
+                })
+                .sum();
+            served.push(bytes);
+        }
+        let total: usize = served.iter().sum();
+        eprintln!(
+            "{rt:?}: a room of {room_bytes} bytes; served per reconnection {served:?}, {total} in all"
+        );
+        assert_eq!(served[0], room_bytes, "the first history passes whole");
+        assert!(
+            total <= 16 * 1024 * 1024 + 1024 * 1024,
+            "{total} bytes served"
+        );
+        target.wait_stderr("the reason", |l| l.contains("history too often"));
+        // An honest late joiner from another address gets the whole history.
+        let late = Spawn::new("late", other(rt)).peer(&target).start();
+        late.wait_printed_count(room.len());
+        leave(&mut [target, late]);
     }
 }

@@ -9,7 +9,8 @@
 //! - `handle_input` is `Err` exactly for what the model refuses (caller mistakes, lines that
 //!   are not chat strings, repeated or room-full lines), and then nothing changes and nothing
 //!   is output (but the one room-full notice);
-//! - `Print` only of strings new to the room that fit its limits, in the order they came, and
+//! - `Print` only of strings new to the room that fit its limits (a typed line a sixteenth
+//!   more), in the order they came, and
 //!   all of them; a received string with a control character disconnects with a protocol
 //!   error and prints nothing; the room-full notice comes once, at the first refusal;
 //! - `PeerReady` once per peer, when its Hello arrived, never for a connection to itself; no
@@ -784,9 +785,16 @@ impl Harness {
         peer
     }
 
-    /// Whether a string of `len` bytes fits the room now.
+    /// Whether a string of `len` bytes from a peer fits the room now.
     fn fits(&self, strings: usize, bytes: usize, len: usize) -> bool {
         strings < self.config.max_room_strings && bytes + len <= self.config.max_room_bytes
+    }
+
+    /// Whether a line of `len` bytes typed here fits the room now: it may use a reserve of a
+    /// sixteenth beyond the limits.
+    fn fits_typed(&self, strings: usize, bytes: usize, len: usize) -> bool {
+        let (s, b) = (self.config.max_room_strings, self.config.max_room_bytes);
+        strings < s + s / 16 && bytes + len <= b + b / 16
     }
 
     fn type_line(&mut self, line: &[u8]) {
@@ -803,7 +811,7 @@ impl Harness {
                 let text = std::str::from_utf8(trimmed).unwrap();
                 if self.seen.contains_key(text) {
                     errors.push(InputError::AlreadySaid);
-                } else if !self.fits(self.printed.len(), self.room_bytes, text.len()) {
+                } else if !self.fits_typed(self.printed.len(), self.room_bytes, text.len()) {
                     errors.push(InputError::RoomFull);
                     expect.room_full = self.room_full_notice();
                 } else {
@@ -1800,11 +1808,11 @@ impl Harness {
             "messages() is not what was printed"
         );
         assert!(
-            self.printed.len() <= self.config.max_room_strings,
+            self.printed.len() <= self.config.max_room_strings + self.config.max_room_strings / 16,
             "room over its limit"
         );
         assert!(
-            self.room_bytes <= self.config.max_room_bytes,
+            self.room_bytes <= self.config.max_room_bytes + self.config.max_room_bytes / 16,
             "room over its byte limit"
         );
         assert_eq!(state.peer_count(), self.peers.len(), "peer_count()");

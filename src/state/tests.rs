@@ -1174,3 +1174,169 @@ fn broken_reconciliation_and_greedy_asks_cost_the_peer_its_link() {
         Some(&disconnect(A, DisconnectReason::AskedTooMuch))
     );
 }
+
+/// `n` distinct lines starting with `tag`.
+fn lines(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag} {i:06}")).collect()
+}
+
+#[test]
+fn a_connection_flooding_new_strings_is_dropped_and_its_address_refused() {
+    let config = Config {
+        flood_burst: 100,
+        flood_rate: 10.0,
+        ..Config::default()
+    };
+    let backoff = config.flood_backoff;
+    let mut h = Harness::with(config);
+    h.linked(A);
+    // Within the burst, then at the sustained rate: welcome.
+    let first = lines("burst", 100);
+    let refs: Vec<&str> = first.iter().map(String::as_str).collect();
+    h.input(Input::Received(A, &texts(&refs)));
+    h.now += Duration::from_secs(1);
+    let paced = lines("paced", 10);
+    let refs: Vec<&str> = paced.iter().map(String::as_str).collect();
+    h.input(Input::Received(A, &texts(&refs)));
+    assert!(h.state.is_connected(A));
+    // Repeats cost nothing; one new string too many is flooding.
+    h.input(Input::Received(
+        A,
+        &texts(&["burst 000001", "paced 000001"]),
+    ));
+    assert!(h.state.is_connected(A));
+    let out = h.input(Input::Received(A, &texts(&["one too many", "and more"])));
+    let reason = DisconnectReason::Flooding {
+        strings: 111,
+        bytes: 110 * 12 + 12,
+    };
+    assert_eq!(out.last(), Some(&disconnect(A, reason.clone())));
+    assert!(!h.state.contains("and more"), "nothing after the drop");
+    assert!(reason.to_string().contains("flooding"), "{reason}");
+    // Its address is refused until the back-off ends, and not dialed meanwhile.
+    let accepted = Input::Accepted {
+        peer: B,
+        remote: addr(1),
+    };
+    h.state.handle_input(h.now, accepted).unwrap();
+    let refused = DisconnectReason::BackedOff(addr(1).ip());
+    assert_eq!(h.drain(), vec![disconnect(B, refused)]);
+    assert!(!h.state.is_connected(B));
+    h.now += backoff;
+    h.linked(PeerId(3));
+    assert!(h.state.is_connected(PeerId(3)));
+}
+
+#[test]
+fn a_paste_of_ten_thousand_lines_relayed_at_once_is_not_flooding() {
+    let mut h = Harness::new();
+    h.linked(A);
+    h.linked(B);
+    let paste = lines("pasted", 10_000);
+    let refs: Vec<&str> = paste.iter().map(String::as_str).collect();
+    h.input_written(Input::Received(A, &texts(&refs)));
+    assert!(h.state.is_connected(A));
+    assert_eq!(h.state.messages().len(), 10_000);
+}
+
+#[test]
+fn history_found_by_reconciliation_is_not_flooding_either_way() {
+    // A newcomer holding nothing gets a room ten times the burst; a peer that holds more
+    // than a list of ids gets what it lacks through split ranges.
+    for mine in [0, 300] {
+        let config = Config {
+            flood_burst: 100,
+            flood_rate: 0.0,
+            ..Config::default()
+        };
+        let (theirs, ours) = (lines("history", 1000), lines("mine", mine));
+        let mut h = Harness::pair(config, [&ours, &theirs]);
+        h.link();
+        h.drive(usize::MAX);
+        assert_eq!(h.disconnects, vec![], "held {mine}");
+        assert_eq!(h.side(0).messages().len(), 1000 + mine);
+        assert_eq!(h.side(1).messages().len(), 1000 + mine);
+    }
+}
+
+#[test]
+fn history_sent_to_one_address_is_bounded_per_hour() {
+    let config = Config {
+        history_rooms_per_hour: 2,
+        history_floor: 0,
+        ..Config::default()
+    };
+    let mut h = Harness::with(config);
+    for line in lines("history", 1000) {
+        h.input(Input::LineTyped(line.as_bytes()));
+    }
+    let room = h.state.room.store().text_bytes() as u64;
+    // A peer that says it holds nothing, again and again from one address.
+    let mut recon = Vec::new();
+    Frame::Recon(Reconciler::new().initiate(&Store::new())).encode(&mut recon);
+    let mut served = Vec::new();
+    // The harness's peers come from 127.0.0.(id mod 256): these four from one address.
+    for (i, at) in [0, 1, 2, 3].into_iter().enumerate() {
+        let peer = PeerId(9 + 256 * i as u64);
+        h.now += Duration::from_secs(at * 60);
+        h.linked(peer);
+        let out = h.input_written(Input::Received(peer, &recon));
+        let frames = sent_frames(&out, peer);
+        let bytes: usize = frames
+            .iter()
+            .map(|f| match f {
+                Frame::Text(t) => t.len(),
+                _ => 0,
+            })
+            .sum();
+        served.push(bytes as u64);
+        let over = matches!(
+            out.last(),
+            Some(Output::Disconnect {
+                reason: DisconnectReason::HistoryBudget { .. },
+                ..
+            })
+        );
+        assert_eq!(over, i >= 2, "connection {i}");
+        if h.state.is_connected(peer) {
+            h.input(Input::Closed(peer));
+        }
+    }
+    assert_eq!(
+        &served[..2],
+        [room, room],
+        "a late joiner's history passes whole"
+    );
+    let total: u64 = served.iter().sum();
+    assert!(
+        total <= 2 * room + 2 * 32 * 1024,
+        "{served:?} for a room of {room}"
+    );
+    // An hour later the address may be sent the room again.
+    h.now += crate::sources::HISTORY_WINDOW;
+    let peer = PeerId(9 + 256 * 4);
+    h.linked(peer);
+    h.input_written(Input::Received(peer, &recon));
+    assert!(h.state.is_connected(peer));
+}
+
+#[test]
+fn a_full_room_keeps_a_reserve_for_lines_typed_here() {
+    let mut h = Harness::with(Config {
+        max_room_strings: 32,
+        ..Config::default()
+    });
+    h.linked(A);
+    let full = lines("theirs", 33);
+    let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+    h.input(Input::Received(A, &texts(&refs)));
+    assert_eq!(h.state.messages().len(), 32);
+    h.input(Input::LineTyped(b"mine, one"));
+    h.input(Input::LineTyped(b"mine, two"));
+    assert_eq!(
+        h.state
+            .handle_input(h.now, Input::LineTyped(b"mine, three")),
+        Err(InputError::RoomFull)
+    );
+    assert!(h.state.contains("mine, two"));
+}
