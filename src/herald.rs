@@ -220,10 +220,10 @@ pub(crate) struct Herald {
     window_start: Instant,
     shown_in_window: u32,
     held: u64,
-    /// Where a connection already failed because the two sides are in different rooms (an
-    /// address we dialed, or the IP of a stranger, port 0): said once, since trying again
-    /// changes no key.
-    mismatched: BTreeSet<(IpAddr, u16)>,
+    /// Where, and how, a connection already failed because the two sides are in different
+    /// rooms (an address we dialed, or the IP of a stranger with port 0; the failure's text):
+    /// said once, since trying again changes no key.
+    mismatched: BTreeSet<(IpAddr, u16, String)>,
 }
 
 /// The most places [`Herald`] remembers a room mismatch of; beyond, each is said again.
@@ -256,7 +256,11 @@ impl Herald {
         if !e.is_room_mismatch() {
             return false;
         }
-        let place = (addr.ip(), if dialed { addr.port() } else { 0 });
+        let place = (
+            addr.ip(),
+            if dialed { addr.port() } else { 0 },
+            e.to_string(),
+        );
         if self.mismatched.contains(&place) {
             return true;
         }
