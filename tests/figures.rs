@@ -201,3 +201,12 @@ fn model_check_of_two_clients_as_report_quotes() {
         "states 387347 transitions 594097 quiescent 90800 depth 18",
     );
 }
+
+/// A client restarted on its data directory, every interleaving: REPORT.md section 2.5.
+#[test]
+fn model_check_of_a_restart_as_report_quotes() {
+    model_check_pinned(
+        ModelConfig::two_clients_restart(),
+        "states 15424 transitions 23898 quiescent 3905 depth 15",
+    );
+}

@@ -36,3 +36,13 @@ fn the_model_checker_catches_a_network_that_loses_writes() {
     );
     assert!(err.contains("path from the start:\n"), "{err}");
 }
+
+#[test]
+fn a_client_restarted_on_its_data_directory_converges_in_every_interleaving() {
+    let stats = explore(&ModelConfig::two_clients_restart()).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{stats:?}");
+    // Runs where the restart comes before, during and after each delivery, down to runs
+    // where the restarted client types and the link is made again.
+    assert!(stats.states > 1_000, "{stats:?}");
+    assert!(stats.terminal > 10 && stats.max_depth >= 15, "{stats:?}");
+}

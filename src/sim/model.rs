@@ -2,7 +2,8 @@
 //! disconnecting, delivering and closing, breadth first over the sans-IO states.
 //!
 //! The environment is a set of [`Event`]s, each happening once at any moment (a
-//! `Disconnect` only while its pair has a working link). Between them, any link direction
+//! `Disconnect` only while its pair has a working link; a `Restart` kills a client's process
+//! and starts it again on its data directory, holding what it printed). Between them, any link direction
 //! may deliver its oldest write, whole, to an end that is still open, and any end may hear
 //! that its link closed: after a break, or once the other end closed its socket and what it
 //! wrote has been delivered. Writes are acknowledged at once, dials a client asks for fail at
@@ -64,6 +65,10 @@ pub enum Event {
     /// The newest working link between the two clients breaks; writes in it are lost, and
     /// each end hears of it later.
     Disconnect(usize, usize),
+    /// The client's process is killed and started again on its data directory: its links
+    /// break (the other ends hear of it later), and the new process, with the same identity,
+    /// restores every string the old one printed ([`FloodState::restore`]) and starts.
+    Restart(usize),
 }
 
 /// What to explore.
@@ -107,6 +112,22 @@ impl ModelConfig {
                 Event::Type(2),
                 Event::Connect(0, 1),
                 Event::Connect(1, 2),
+            ],
+            max_states: 10_000_000,
+            lossy: false,
+        }
+    }
+
+    /// Two clients, a string typed at the first, their link made; the second restarts on its
+    /// data directory (having printed the string or not yet) and the link is made again.
+    pub fn two_clients_restart() -> Self {
+        Self {
+            clients: 2,
+            events: vec![
+                Event::Type(0),
+                Event::Connect(0, 1),
+                Event::Restart(1),
+                Event::Connect(0, 1),
             ],
             max_states: 10_000_000,
             lossy: false,
@@ -190,6 +211,8 @@ struct Abs {
     /// Per client: (string, link it first came from) in the order learned.
     logs: Vec<Vec<(usize, Option<usize>)>>,
     links: Vec<AbsLink>,
+    /// Per client: how many times it restarted, and the strings its current process restored.
+    incarnations: Vec<(u8, Vec<usize>)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -286,9 +309,10 @@ pub fn explore(config: &ModelConfig) -> Result<ModelStats, String> {
             inputs: vec![0; n],
             logs: vec![Vec::new(); n],
             links: Vec::new(),
+            incarnations: vec![(0, Vec::new()); n],
         },
         history: vec![None; n],
-        view: (0..n).map(|c| ctx.view(&ctx.fresh(c), 0)).collect(),
+        view: (0..n).map(|c| ctx.view(&ctx.fresh(c, 0, &[]), 0)).collect(),
         flushed: vec![true; n],
         trace: None,
         depth: 0,
@@ -427,17 +451,24 @@ impl Ctx {
         Identity::from_seed(c as u64 + 1)
     }
 
-    /// Client `c`, started with no contact.
-    fn fresh(&self, c: usize) -> FloodState {
+    /// Client `c`'s process number `incarnation`, which restored the strings `restored`
+    /// from its data directory, started with no contact.
+    fn fresh(&self, c: usize, incarnation: u8, restored: &[usize]) -> FloodState {
         let config = Config {
             identity: Self::identity(c),
-            entropy: [c as u8; 32],
+            entropy: [c as u8 | incarnation << 4; 32],
             seed: c as u64,
             listen_port: LISTEN_PORT,
             ..Config::default()
         };
         let mut s = FloodState::new(config, self.t0);
         s.tap();
+        for &i in restored {
+            assert!(
+                s.restore(self.texts[i].as_bytes()),
+                "a kept string restores"
+            );
+        }
         s.handle_input(self.t0, Input::Start { contact: None })
             .expect("a client starts");
         while s.poll_output().is_some() {}
@@ -466,7 +497,7 @@ impl Ctx {
                 continue;
             }
             let enabled = match *event {
-                Event::Type(_) | Event::Connect(..) => true,
+                Event::Type(_) | Event::Connect(..) | Event::Restart(_) => true,
                 Event::Disconnect(a, b) => newest_link(abs, a, b).is_some(),
             };
             if enabled {
@@ -525,6 +556,7 @@ impl Ctx {
                         step.feed(b, Owned::Accepted(peer_id(l, 1).0, remote))?;
                         step.handshake(l)?;
                     }
+                    Event::Restart(c) => step.restart(c),
                     Event::Disconnect(a, b) => {
                         let l = newest_link(&step.node.abs, a, b).expect("enabled");
                         let link = &mut step.node.abs.links[l];
@@ -648,6 +680,35 @@ impl Ctx {
 }
 
 impl Succ<'_> {
+    /// Client `c`'s process dies and starts again on its data directory: its links break
+    /// (its own ends are gone; the other ends hear of it later), and the new process holds
+    /// what the old one printed.
+    fn restart(&mut self, c: usize) {
+        let abs = &mut self.node.abs;
+        for link in abs.links.iter_mut().filter(|l| l.ends.contains(&c)) {
+            link.up = false;
+            link.queue = Default::default();
+            link.handshake = [0, 0];
+            for e in 0..2 {
+                if link.ends[e] == c {
+                    link.open[e] = false;
+                    link.close_pending[e] = false;
+                } else {
+                    link.close_pending[e] = link.open[e];
+                }
+            }
+        }
+        let (incarnation, _) = abs.incarnations[c];
+        let restored: Vec<usize> = abs.logs[c].iter().map(|&(i, _)| i).collect();
+        abs.incarnations[c] = (incarnation + 1, restored);
+        let mut h = DefaultHasher::new();
+        abs.incarnations[c].hash(&mut h);
+        abs.inputs[c] = h.finish();
+        self.node.history[c] = None;
+        self.states.remove(&c);
+        self.state(c);
+    }
+
     /// Delivers link `l`'s handshake messages at once, in order, until neither end has one
     /// to deliver: the model explores interleavings of the links' frames; those of the
     /// handshake are the random simulator's and the fuzzers' to explore.
@@ -672,8 +733,9 @@ impl Succ<'_> {
     fn state(&mut self, c: usize) -> &mut FloodState {
         let ctx = self.ctx;
         let history = &self.node.history[c];
+        let (incarnation, restored) = &self.node.abs.incarnations[c];
         self.states.entry(c).or_insert_with(|| {
-            let mut s = ctx.fresh(c);
+            let mut s = ctx.fresh(c, *incarnation, restored);
             for input in to_vec(history) {
                 s.handle_input(ctx.t0, input.as_input())
                     .expect("an input accepted before is accepted again");
