@@ -44,7 +44,11 @@
 //!   was ourselves is never dialed again). A second connection to a client already linked
 //!   keeps the one dialed by the smaller [`ClientId`] (both sides compute the same; if one
 //!   client dialed both, each side keeps the older it saw), the other gets `Bye Duplicate`. An
-//!   inbound link beyond [`MeshConfig::max_inbound`] gets `Bye Full` with addresses to try.
+//!   inbound link beyond [`MeshConfig::max_inbound`] gets `Bye Full` with addresses to try,
+//!   unless its Hello says it has no link: then the youngest inbound link of a client that
+//!   had others (or has had [`MeshConfig::make_room_every`] to dial some) is shed (`Bye
+//!   Shed`, with addresses) to make room, at most once per `make_room_every`, so a swarm
+//!   claiming to be alone churns out at most one link per interval.
 //!   Otherwise the connection becomes a link: the newcomer is sent up to [`MAX_ADDRS`]
 //!   addresses, and (for an inbound link) up to [`MeshConfig::links`] other links are told
 //!   the newcomer's address, as HyParView's forward-join does, so the graph is not a tree.
@@ -143,6 +147,9 @@ pub struct MeshConfig {
     pub shuffle_len: usize,
     /// Refusals are summarised at most once per this interval.
     pub notice_interval: Duration,
+    /// At most one inbound link is shed per this interval to make room for a client with no
+    /// link.
+    pub make_room_every: Duration,
 }
 
 impl Default for MeshConfig {
@@ -173,6 +180,7 @@ impl MeshConfig {
             shuffle_interval: Duration::from_secs(30),
             shuffle_len: 8,
             notice_interval: Duration::from_secs(10),
+            make_room_every: Duration::from_secs(30),
         }
     }
 
@@ -342,6 +350,8 @@ struct Link {
     id: ClientId,
     /// Its entry in the book, if it has one.
     addr: Option<SocketAddr>,
+    /// Its Hello said it had no other link.
+    alone: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -377,6 +387,8 @@ pub struct Mesh {
     alone_said: bool,
     refused_pending: u64,
     refused_total: u64,
+    /// When an inbound link was last shed for a client with no link.
+    made_room: Option<Instant>,
 }
 
 impl Mesh {
@@ -409,6 +421,7 @@ impl Mesh {
             alone_said: false,
             refused_pending: 0,
             refused_total: 0,
+            made_room: None,
         }
     }
 
@@ -541,8 +554,8 @@ impl Mesh {
                 peer,
                 id,
                 listen_port,
-                alone: _,
-            } => self.on_hello(now, peer, id, listen_port),
+                alone,
+            } => self.on_hello(now, peer, id, listen_port, alone),
             MeshInput::Addrs { peer, addrs } => {
                 if let Some(c) = self.conns.get(&peer).filter(|c| c.link.is_some()) {
                     let source = c.remote.ip();
@@ -691,7 +704,14 @@ impl Mesh {
         );
     }
 
-    fn on_hello(&mut self, now: Instant, peer: PeerId, id: ClientId, listen_port: u16) {
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        id: ClientId,
+        listen_port: u16,
+        alone: bool,
+    ) {
         let Some(conn) = self.conns.get(&peer) else {
             return;
         };
@@ -732,7 +752,10 @@ impl Mesh {
             }
             self.close(old, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
         }
-        if dir == Dir::In && self.inbound_links() >= self.config.max_inbound {
+        if dir == Dir::In
+            && self.inbound_links() >= self.config.max_inbound
+            && !(alone && self.make_room(now))
+        {
             let own = (listen_port != 0).then(|| SocketAddr::new(remote.ip(), listen_port));
             let addrs = self.book.sample(MAX_ADDRS, own, &mut self.rng);
             self.drop_conn(peer);
@@ -757,7 +780,7 @@ impl Mesh {
             e.failures = 0;
         }
         if let Some(c) = self.conns.get_mut(&peer) {
-            c.link = Some(Link { id, addr });
+            c.link = Some(Link { id, addr, alone });
         }
         self.by_client.insert(id, peer);
         self.had_link = true;
@@ -784,6 +807,40 @@ impl Mesh {
                 });
             }
         }
+    }
+
+    /// Sheds one inbound link so that a client with no link can have its slot: the youngest
+    /// of a client whose Hello said it had other links (or that has had time to dial some),
+    /// at most once per [`MeshConfig::make_room_every`], so that clients claiming to be alone
+    /// cannot churn out links faster. Whether a link was shed.
+    fn make_room(&mut self, now: Instant) -> bool {
+        let every = self.config.make_room_every;
+        if self.made_room.is_some_and(|t| now < t + every) {
+            return false;
+        }
+        let victim = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.dir == Dir::In
+                    && c.link
+                        .as_ref()
+                        .is_some_and(|l| !l.alone || c.since + every <= now)
+            })
+            .max_by_key(|(p, c)| (c.since, **p))
+            .map(|(p, c)| (*p, c.link.as_ref().and_then(|l| l.addr)));
+        let Some((peer, addr)) = victim else {
+            return false;
+        };
+        self.made_room = Some(now);
+        let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+        self.drop_conn(peer);
+        self.out.push_back(MeshOutput::Close {
+            peer,
+            bye: Some((ByeReason::Shed, addrs)),
+            why: CloseWhy::MadeRoom,
+        });
+        true
     }
 
     fn on_bye(&mut self, now: Instant, peer: PeerId, reason: ByeReason, addrs: &[SocketAddr]) {

@@ -816,6 +816,10 @@ impl FloodState {
             }
             Frame::Ping => return,
             Frame::Bye { reason, addrs } => {
+                if reason == ByeReason::Full {
+                    let named = addrs.len();
+                    self.tell(|h, out| h.turned_away(peer, named, out));
+                }
                 self.mesh_input(MeshInput::Bye {
                     peer,
                     reason,

@@ -462,6 +462,65 @@ fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodch
     assert_eq!(t.mesh.book_len(), 1, "only the link's own address");
 }
 
+/// Issue 16: a full client turned away a newcomer with no link, which then stayed alone.
+#[test]
+fn a_full_client_makes_room_for_a_client_with_no_link_at_a_bounded_rate() {
+    let config = MeshConfig::with_links(1);
+    let mut t = T::new(config.clone());
+    t.input(MeshInput::Start { contact: None });
+    let mut held = Vec::new();
+    for i in 0..config.max_inbound as u8 {
+        held.push(t.inbound_link(addr(9, i, 50_000), 10 + u64::from(i)).0);
+    }
+    assert_eq!(t.mesh.inbound_links(), config.max_inbound);
+    let hello = |t: &mut T, id: u64, alone: bool| {
+        let peer = t.peer();
+        t.input(MeshInput::Accepted {
+            peer,
+            remote: addr(1, id as u8, 50_000),
+        });
+        let out = t.input(MeshInput::Hello {
+            peer,
+            id: ClientId(id),
+            listen_port: 7000,
+            alone,
+        });
+        (peer, out)
+    };
+    // A newcomer with links is told the client is full, as before.
+    let (_, out) = hello(&mut t, 50, false);
+    assert_eq!(closes(&out)[0].1, Some(ByeReason::Full));
+    // One with none gets a link: the youngest link of a client that had others is shed.
+    let (newcomer, out) = hello(&mut t, 51, true);
+    assert!(out.contains(&MeshOutput::LinkUp {
+        peer: newcomer,
+        id: ClientId(51)
+    }));
+    let shed = closes(&out);
+    assert_eq!(
+        shed,
+        [(
+            *held.last().unwrap(),
+            Some(ByeReason::Shed),
+            CloseWhy::MadeRoom
+        )]
+    );
+    assert_eq!(t.mesh.inbound_links(), config.max_inbound);
+    // Others claiming the same are turned away until `make_room_every` has passed: a swarm
+    // claiming to be alone sheds at most one link per interval.
+    let mut made = 1;
+    for k in 0..120u64 {
+        let (_, out) = hello(&mut t, 100 + k, true);
+        made += closes(&out)
+            .iter()
+            .filter(|c| c.2 == CloseWhy::MadeRoom)
+            .count();
+        t.advance(Duration::from_secs(1));
+    }
+    // At 0, 30, 60 and 90 s.
+    assert_eq!(made, 4);
+}
+
 #[test]
 fn a_lost_neighbour_is_replaced_and_a_lonely_client_says_so_once_and_retries_with_backoff() {
     let mut t = T::new(MeshConfig::default());
