@@ -73,6 +73,13 @@ pub enum LinkNotice {
         /// Why the last attempt failed; `None` when no connection was made.
         why: Option<DisconnectReason>,
     },
+    /// While joining, a client we dialed said it is full: what we try next.
+    TurnedAway {
+        /// The client's address.
+        addr: SocketAddr,
+        /// How many clients it named to try instead.
+        named: usize,
+    },
     /// This many notices about connections were held back over the last `over`.
     Held {
         /// How many.
@@ -123,6 +130,13 @@ impl fmt::Display for LinkNotice {
                     "no floodchat peer at {contact} (could not connect); starting a new network"
                 ),
             },
+            Self::TurnedAway { addr, named: 0 } => {
+                write!(f, "{addr} is full and named no other client to try")
+            }
+            Self::TurnedAway { addr, named } => write!(
+                f,
+                "{addr} is full; trying the {named} client(s) it named instead"
+            ),
             Self::Held { count, over } => write!(
                 f,
                 "... {} more connection notices in the last {} s",
@@ -257,6 +271,20 @@ impl Herald {
         if let (false, Some(contact)) = (linked, self.contact) {
             let why = self.last_failure.take();
             out.push(Notice::Link(LinkNotice::JoinFailed { contact, why }));
+        }
+    }
+
+    /// While joining, `peer` (a client we dialed) said it is full and named `named` clients
+    /// to try: said, since joining is slower than the user expects.
+    pub(crate) fn turned_away(&mut self, peer: PeerId, named: usize, out: &mut Out) {
+        let Some(info) = self.conns.get(&peer).filter(|i| i.dialed) else {
+            return;
+        };
+        if self.joining {
+            out.push(Notice::Link(LinkNotice::TurnedAway {
+                addr: info.addr,
+                named,
+            }));
         }
     }
 

@@ -143,6 +143,17 @@ pub struct MeshConfig {
     pub shuffle_len: usize,
     /// Refusals are summarised at most once per this interval.
     pub notice_interval: Duration,
+    /// How long an address heard from a peer is kept untested (not yet dialed).
+    pub hint_ttl: Duration,
+    /// How long a source of hints waits after a hint that answered as something other than
+    /// floodchat (doubling with each in a row, up to 16 times).
+    pub probe_backoff: Duration,
+    /// How long an address that answered as something other than floodchat is not learned
+    /// again.
+    pub shun_for: Duration,
+    /// At most one inbound link is shed per this interval to make room for a client with no
+    /// link.
+    pub make_room_every: Duration,
 }
 
 impl Default for MeshConfig {
@@ -173,6 +184,10 @@ impl MeshConfig {
             shuffle_interval: Duration::from_secs(30),
             shuffle_len: 8,
             notice_interval: Duration::from_secs(10),
+            hint_ttl: Duration::from_secs(20),
+            probe_backoff: Duration::from_secs(60),
+            shun_for: Duration::from_secs(3600),
+            make_room_every: Duration::from_secs(30),
         }
     }
 
@@ -248,6 +263,11 @@ pub enum MeshInput<'a> {
     DialFailed {
         /// The address dialed.
         addr: SocketAddr,
+    },
+    /// The peer's clear prologue arrived: what we dialed answers as floodchat.
+    Answered {
+        /// The connection.
+        peer: PeerId,
     },
     /// The peer's Hello: it speaks floodchat.
     Hello {
@@ -342,6 +362,8 @@ struct Link {
     id: ClientId,
     /// Its entry in the book, if it has one.
     addr: Option<SocketAddr>,
+    /// Its Hello said it had no other link.
+    alone: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -377,17 +399,22 @@ pub struct Mesh {
     alone_said: bool,
     refused_pending: u64,
     refused_total: u64,
+    /// When an inbound link was last shed for a client with no link.
+    made_room: Option<Instant>,
 }
 
 impl Mesh {
     /// A mesh for client `me`, whose choices are fixed by `seed`.
     pub fn new(config: MeshConfig, me: ClientId, seed: u64, now: Instant) -> Self {
-        let book = Book::new(
+        let mut book = Book::new(
             config.book_size,
             config.per_source,
             config.forget_for,
             config.max_failures_per_ip,
         );
+        book.hint_ttl = config.hint_ttl;
+        book.probe_backoff = config.probe_backoff;
+        book.shun_for = config.shun_for;
         Self {
             tokens: config.dial_burst,
             config,
@@ -409,6 +436,7 @@ impl Mesh {
             alone_said: false,
             refused_pending: 0,
             refused_total: 0,
+            made_room: None,
         }
     }
 
@@ -534,15 +562,24 @@ impl Mesh {
                 let addr = canonical(addr);
                 if self.dialing.remove(&addr) {
                     self.timers.set(Timer::DialDeadline(addr), None);
-                    self.dial_failed(now, addr);
+                    self.dial_failed(now, addr, false);
+                }
+            }
+            MeshInput::Answered { peer } => {
+                if let Some(&Neighbor {
+                    dir: Dir::Out(addr),
+                    ..
+                }) = self.conns.get(&peer)
+                {
+                    self.book.answered(addr, now);
                 }
             }
             MeshInput::Hello {
                 peer,
                 id,
                 listen_port,
-                alone: _,
-            } => self.on_hello(now, peer, id, listen_port),
+                alone,
+            } => self.on_hello(now, peer, id, listen_port, alone),
             MeshInput::Addrs { peer, addrs } => {
                 if let Some(c) = self.conns.get(&peer).filter(|c| c.link.is_some()) {
                     let source = c.remote.ip();
@@ -691,7 +728,14 @@ impl Mesh {
         );
     }
 
-    fn on_hello(&mut self, now: Instant, peer: PeerId, id: ClientId, listen_port: u16) {
+    fn on_hello(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        id: ClientId,
+        listen_port: u16,
+        alone: bool,
+    ) {
         let Some(conn) = self.conns.get(&peer) else {
             return;
         };
@@ -699,6 +743,9 @@ impl Mesh {
             return;
         }
         let (remote, dir) = (conn.remote, conn.dir);
+        if let Dir::Out(a) = dir {
+            self.book.answered(a, now);
+        }
         if self.left {
             return self.close(peer, Some(ByeReason::Leaving), CloseWhy::Leaving);
         }
@@ -732,7 +779,10 @@ impl Mesh {
             }
             self.close(old, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
         }
-        if dir == Dir::In && self.inbound_links() >= self.config.max_inbound {
+        if dir == Dir::In
+            && self.inbound_links() >= self.config.max_inbound
+            && !(alone && self.make_room(now))
+        {
             let own = (listen_port != 0).then(|| SocketAddr::new(remote.ip(), listen_port));
             let addrs = self.book.sample(MAX_ADDRS, own, &mut self.rng);
             self.drop_conn(peer);
@@ -757,7 +807,7 @@ impl Mesh {
             e.failures = 0;
         }
         if let Some(c) = self.conns.get_mut(&peer) {
-            c.link = Some(Link { id, addr });
+            c.link = Some(Link { id, addr, alone });
         }
         self.by_client.insert(id, peer);
         self.had_link = true;
@@ -784,6 +834,40 @@ impl Mesh {
                 });
             }
         }
+    }
+
+    /// Sheds one inbound link so that a client with no link can have its slot: the youngest
+    /// of a client whose Hello said it had other links (or that has had time to dial some),
+    /// at most once per [`MeshConfig::make_room_every`], so that clients claiming to be alone
+    /// cannot churn out links faster. Whether a link was shed.
+    fn make_room(&mut self, now: Instant) -> bool {
+        let every = self.config.make_room_every;
+        if self.made_room.is_some_and(|t| now < t + every) {
+            return false;
+        }
+        let victim = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.dir == Dir::In
+                    && c.link
+                        .as_ref()
+                        .is_some_and(|l| !l.alone || c.since + every <= now)
+            })
+            .max_by_key(|(p, c)| (c.since, **p))
+            .map(|(p, c)| (*p, c.link.as_ref().and_then(|l| l.addr)));
+        let Some((peer, addr)) = victim else {
+            return false;
+        };
+        self.made_room = Some(now);
+        let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+        self.drop_conn(peer);
+        self.out.push_back(MeshOutput::Close {
+            peer,
+            bye: Some((ByeReason::Shed, addrs)),
+            why: CloseWhy::MadeRoom,
+        });
+        true
     }
 
     fn on_bye(&mut self, now: Instant, peer: PeerId, reason: ByeReason, addrs: &[SocketAddr]) {
@@ -830,7 +914,7 @@ impl Mesh {
         if conn.link.is_none()
             && let Dir::Out(a) = conn.dir
         {
-            self.dial_failed(now, a);
+            self.dial_failed(now, a, true);
         }
     }
 
@@ -888,7 +972,7 @@ impl Mesh {
                 }
                 Timer::DialDeadline(addr) => {
                     if self.dialing.remove(&addr) {
-                        self.dial_failed(now, addr);
+                        self.dial_failed(now, addr, false);
                     }
                 }
             }
@@ -1017,13 +1101,20 @@ impl Mesh {
             })
     }
 
-    /// A dial of `addr` failed, or what answered was not floodchat.
-    fn dial_failed(&mut self, now: Instant, addr: SocketAddr) {
+    /// A dial of `addr` failed: nothing answered, or (`connected`) what answered closed
+    /// before its Hello.
+    fn dial_failed(&mut self, now: Instant, addr: SocketAddr, connected: bool) {
         self.release(addr);
         let Some(e) = self.book.get(addr) else {
             return;
         };
         if e.busy {
+            return;
+        }
+        if e.untested() {
+            // A hint that did not answer as floodchat: its source is paced (see `Book`).
+            let pause = self.config.backoff_min;
+            self.book.probe_failed(addr, connected, pause, now);
             return;
         }
         if !e.verified {
@@ -1065,6 +1156,9 @@ impl Mesh {
     /// Starts a dial of `addr` (a book entry), spending a token.
     fn dial(&mut self, now: Instant, addr: SocketAddr) {
         self.tokens = self.tokens.saturating_sub(1);
+        // A hint's test: until it answers, its source's other hints wait.
+        let hold = now + self.config.dial_timeout.saturating_mul(3);
+        self.book.probe_started(addr, now, hold);
         if let Some(e) = self.book.get_mut(addr) {
             e.busy = true;
             e.next_try = now + self.config.backoff_min;
@@ -1083,6 +1177,7 @@ impl Mesh {
         if !self.started || self.left {
             return;
         }
+        self.book.expire_hints(now);
         self.refill(now);
         while let Some(&(at, _)) = self.recent_dials.front() {
             if now.saturating_duration_since(at) < self.config.backoff_min {

@@ -131,6 +131,8 @@ pub enum CloseWhy {
     Leaving,
     /// Shed to make room for a fresh link, so the room stays mixed.
     Rotated,
+    /// Shed so that a client with no link could have the slot.
+    MadeRoom,
 }
 
 impl fmt::Display for CloseWhy {
@@ -146,6 +148,7 @@ impl fmt::Display for CloseWhy {
             Self::Bye(reason) => write!(f, "the peer said goodbye: {reason}"),
             Self::Leaving => f.write_str("leaving"),
             Self::Rotated => f.write_str("rotated out for a fresh link"),
+            Self::MadeRoom => f.write_str("shed so that a client with no link could join"),
         }
     }
 }

@@ -628,10 +628,21 @@ impl FloodState {
         plain.clear();
         let c = self.conns.get_mut(&peer).expect("checked above");
         let mut reply = Vec::new();
+        let greeted = c.link.has_greeted();
         let read = c.link.read(bytes, &mut reply, &mut plain);
+        // What we dialed answers as floodchat (of another version or room, too): the mesh
+        // may pass its address on, and test its source's next hint.
+        let answered = c.dialed
+            && !greeted
+            && (c.link.has_greeted()
+                || matches!(&read, Err(e) if e.is_room_mismatch()
+                    || matches!(e, LinkError::Greeting(wire::DecodeError::UnsupportedVersion(_)))));
         let handshaking = c.phase == Phase::Handshake;
         let refusal = read.is_err() && !reply.is_empty();
         self.send_handshake(peer, reply);
+        if answered {
+            self.mesh_input(MeshInput::Answered { peer });
+        }
         #[cfg(feature = "sim")]
         if let Some(tap) = &mut self.tap {
             tap.opened.clone_from(&plain);
@@ -773,6 +784,10 @@ impl FloodState {
             }
             Frame::Ping => return,
             Frame::Bye { reason, addrs } => {
+                if reason == ByeReason::Full {
+                    let named = addrs.len();
+                    self.tell(|h, out| h.turned_away(peer, named, out));
+                }
                 self.mesh_input(MeshInput::Bye {
                     peer,
                     reason,

@@ -104,13 +104,25 @@ fn the_contact_is_dialed_at_once_and_a_link_gets_addresses() {
     }));
     assert_eq!(t.mesh.links(), 1);
     assert!(t.mesh.is_verified(contact));
-    // It tells us about others: we dial them, up to the target of 4 links.
+    // It tells us about others: untested hints, dialed one at a time, the next as soon as the
+    // last answers as floodchat, up to the target of 4 links.
     let learned: Vec<_> = (2..12).map(|i| addr(0, i, 7000)).collect();
-    let out = t.input(MeshInput::Addrs {
+    let mut out = t.input(MeshInput::Addrs {
         peer,
         addrs: &learned,
     });
-    assert_eq!(dials(&out).len(), 3, "{out:?}");
+    for _ in 0..3 {
+        let dialed = dials(&out);
+        assert_eq!(dialed.len(), 1, "{out:?}");
+        let p = t.peer();
+        t.input(MeshInput::Dialed {
+            peer: p,
+            addr: dialed[0],
+        });
+        out = t.input(MeshInput::Answered { peer: p });
+    }
+    assert!(dials(&out).is_empty(), "the target is reached: {out:?}");
+    assert_eq!(t.mesh.pending_dials(), 3);
 }
 
 #[test]
@@ -417,7 +429,7 @@ fn learned_addresses_are_capped_per_message_and_per_source_and_never_evict_verif
 }
 
 #[test]
-fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodchat() {
+fn learned_addresses_are_tested_one_at_a_time_and_forgotten_when_not_floodchat() {
     let config = MeshConfig {
         links: 50,
         ..MeshConfig::default()
@@ -430,16 +442,14 @@ fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodch
         peer: p,
         addrs: &victim,
     });
-    assert_eq!(
-        dials(&all).len(),
-        config.dial_burst as usize,
-        "a burst, then the rate"
-    );
+    assert_eq!(dials(&all).len(), 1, "one hint of a source at a time");
     // Every dial fails or answers something that is not floodchat.
     let mut dialed = 0;
-    for _ in 0..100 {
+    let mut tried = Vec::new();
+    for _ in 0..400 {
         for a in dials(&all) {
             dialed += 1;
+            tried.push(a);
             if dialed % 2 == 0 {
                 t.input(MeshInput::DialFailed { addr: a });
             } else {
@@ -451,15 +461,163 @@ fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodch
         }
         all = t.advance(Duration::from_millis(100));
     }
-    // The victim IP was probed only until too many failures (a burst may be in flight), then
-    // every address at it was forgotten and is not learned again.
-    assert!(dialed < 2 * config.max_failures_per_ip as usize, "{dialed}");
+    // The first answered as something else: the source waits a minute before its next hint
+    // is tested, and that address is not learned again.
+    assert_eq!(dialed, 1);
     let out = t.input(MeshInput::Addrs {
         peer: p,
         addrs: &victim,
     });
     assert!(dials(&out).is_empty());
-    assert_eq!(t.mesh.book_len(), 1, "only the link's own address");
+    assert!(!t.mesh.knows(tried[0]));
+    assert!(victim.iter().any(|&a| t.mesh.knows(a)));
+}
+
+/// Issue 16's third party: a peer names a new address of something that is not floodchat
+/// every second, each at its own IP, for ten minutes. Each is tested only when the source's
+/// pace allows: after the first that answered as something else, 60 s, then 120, 240, ...
+#[test]
+fn a_source_of_hints_that_are_not_floodchat_is_paced_and_its_hints_are_never_passed_on() {
+    let mut t = T::new(MeshConfig::with_links(50));
+    t.input(MeshInput::Start { contact: None });
+    let (attacker, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let (honest, _) = t.inbound_link(addr(0, 2, 50_000), 2);
+    let mut at = Vec::new();
+    let start = t.now;
+    let mut out = Vec::new();
+    for s in 0..600u32 {
+        let third = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x7f10_0000 + s)), 80);
+        out.extend(t.input(MeshInput::Addrs {
+            peer: attacker,
+            addrs: &[third],
+        }));
+        for o in &out {
+            match o {
+                MeshOutput::Dial(a) => {
+                    at.push(t.now - start);
+                    let peer = t.peer();
+                    t.input(MeshInput::Dialed { peer, addr: *a });
+                    t.input(MeshInput::Closed { peer });
+                }
+                MeshOutput::SendAddrs { addrs, .. } => {
+                    assert!(addrs.iter().all(|a| a.port() != 80), "passed on: {addrs:?}");
+                }
+                _ => {}
+            }
+        }
+        out = t.advance(Duration::from_secs(1));
+    }
+    let secs: Vec<u64> = at.iter().map(|d| d.as_secs()).collect();
+    assert_eq!(secs, [0, 60, 180, 420], "dials of third parties");
+    // The honest peer's hints are not held back by another source's pace.
+    let out = t.input(MeshInput::Addrs {
+        peer: honest,
+        addrs: &[addr(0, 3, 7000)],
+    });
+    assert_eq!(dials(&out), [addr(0, 3, 7000)]);
+    // A hint told again after it failed is not learned again within `shun_for`.
+    let first = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x7f10_0000)), 80);
+    t.input(MeshInput::Addrs {
+        peer: honest,
+        addrs: &[first],
+    });
+    assert!(!t.mesh.knows(first));
+}
+
+#[test]
+fn untested_hints_are_forgotten_quickly_and_passed_on_only_once_they_answered() {
+    let mut t = T::new(MeshConfig::with_links(50));
+    t.input(MeshInput::Start { contact: None });
+    let (p, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let (q, _) = t.inbound_link(addr(0, 2, 50_000), 2);
+    let hints: Vec<_> = (0..8).map(|i| addr(1, i, 7000)).collect();
+    let out = t.input(MeshInput::Addrs {
+        peer: p,
+        addrs: &hints,
+    });
+    let first = dials(&out);
+    assert_eq!(first.len(), 1);
+    assert_eq!(t.mesh.book_len(), 2 + 8);
+    // The dial hangs (no answer within the hold): the other hints expire meanwhile.
+    let d = t.peer();
+    t.input(MeshInput::Dialed {
+        peer: d,
+        addr: first[0],
+    });
+    t.advance(t.mesh.config().hint_ttl);
+    assert_eq!(t.mesh.book_len(), 2 + 1, "only the one being tested stays");
+    // It answers as floodchat: it may be passed on now, to a newcomer.
+    t.input(MeshInput::Answered { peer: d });
+    let (_, out) = t.inbound_link(addr(0, 3, 50_000), 3);
+    let sent: Vec<SocketAddr> = out
+        .iter()
+        .filter_map(|o| match o {
+            MeshOutput::SendAddrs { addrs, .. } if addrs.len() > 1 => Some(addrs.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(sent.contains(&first[0]), "{sent:?}");
+    let _ = q;
+}
+
+/// Issue 16: a full client turned away a newcomer with no link, which then stayed alone.
+#[test]
+fn a_full_client_makes_room_for_a_client_with_no_link_at_a_bounded_rate() {
+    let config = MeshConfig::with_links(1);
+    let mut t = T::new(config.clone());
+    t.input(MeshInput::Start { contact: None });
+    let mut held = Vec::new();
+    for i in 0..config.max_inbound as u8 {
+        held.push(t.inbound_link(addr(9, i, 50_000), 10 + u64::from(i)).0);
+    }
+    assert_eq!(t.mesh.inbound_links(), config.max_inbound);
+    let hello = |t: &mut T, id: u64, alone: bool| {
+        let peer = t.peer();
+        t.input(MeshInput::Accepted {
+            peer,
+            remote: addr(1, id as u8, 50_000),
+        });
+        let out = t.input(MeshInput::Hello {
+            peer,
+            id: ClientId(id),
+            listen_port: 7000,
+            alone,
+        });
+        (peer, out)
+    };
+    // A newcomer with links is told the client is full, as before.
+    let (_, out) = hello(&mut t, 50, false);
+    assert_eq!(closes(&out)[0].1, Some(ByeReason::Full));
+    // One with none gets a link: the youngest link of a client that had others is shed.
+    let (newcomer, out) = hello(&mut t, 51, true);
+    assert!(out.contains(&MeshOutput::LinkUp {
+        peer: newcomer,
+        id: ClientId(51)
+    }));
+    let shed = closes(&out);
+    assert_eq!(
+        shed,
+        [(
+            *held.last().unwrap(),
+            Some(ByeReason::Shed),
+            CloseWhy::MadeRoom
+        )]
+    );
+    assert_eq!(t.mesh.inbound_links(), config.max_inbound);
+    // Others claiming the same are turned away until `make_room_every` has passed: a swarm
+    // claiming to be alone sheds at most one link per interval.
+    let mut made = 1;
+    for k in 0..120u64 {
+        let (_, out) = hello(&mut t, 100 + k, true);
+        made += closes(&out)
+            .iter()
+            .filter(|c| c.2 == CloseWhy::MadeRoom)
+            .count();
+        t.advance(Duration::from_secs(1));
+    }
+    // At 0, 30, 60 and 90 s.
+    assert_eq!(made, 4);
 }
 
 #[test]
