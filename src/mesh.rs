@@ -15,7 +15,7 @@
 //!          pending_dials, book_len, knows, is_verified
 //!
 //! MeshInput:  Start { contact } | Accepted { peer, remote } | Dialed { peer, addr }
-//!             | DialFailed { addr } | Hello { peer, id, listen_port, alone }
+//!             | DialFailed { addr } | Answered { peer } | Hello { peer, id, listen_port, alone }
 //!             | Addrs { peer, addrs } | Bye { peer, reason, addrs } | Closed { peer }
 //!             | Leave | Timeout
 //! MeshOutput: Dial(addr) | LinkUp { peer, id } | SendAddrs { peer, addrs }
@@ -44,7 +44,11 @@
 //!   was ourselves is never dialed again). A second connection to a client already linked
 //!   keeps the one dialed by the smaller [`ClientId`] (both sides compute the same; if one
 //!   client dialed both, each side keeps the older it saw), the other gets `Bye Duplicate`. An
-//!   inbound link beyond [`MeshConfig::max_inbound`] gets `Bye Full` with addresses to try.
+//!   inbound link beyond [`MeshConfig::max_inbound`] gets `Bye Full` with addresses to try,
+//!   unless its Hello says it has no link: then the youngest inbound link of a client that
+//!   had others (or has had [`MeshConfig::make_room_every`] to dial some) is shed (`Bye
+//!   Shed`, with addresses) to make room, at most once per `make_room_every`, so a swarm
+//!   claiming to be alone churns out at most one link per interval.
 //!   Otherwise the connection becomes a link: the newcomer is sent up to [`MAX_ADDRS`]
 //!   addresses, and (for an inbound link) up to [`MeshConfig::links`] other links are told
 //!   the newcomer's address, as HyParView's forward-join does, so the graph is not a tree.
@@ -54,6 +58,15 @@
 //!   Learned addresses (Addrs, Bye) are unverified: at most [`MAX_ADDRS`] per message, at
 //!   most [`MeshConfig::per_source`] in the book per source IP, only from linked peers (or
 //!   a Bye), and a new one evicts a random idle unverified entry when the book is full.
+//! - **Testing hints**: a learned address is *untested* until a dial to it answers with
+//!   floodchat's prologue ([`MeshInput::Answered`], or a Hello). Untested hints are never
+//!   passed on (Addrs, Bye, shuffles), are dropped [`MeshConfig::hint_ttl`] after they were
+//!   learned, and are dialed one at a time per source IP: the next waits for the outcome. One
+//!   that answered as something else (connected, closed or timed out before the prologue)
+//!   makes its source wait [`MeshConfig::probe_backoff`], doubling with each in a row, and is
+//!   not learned again for [`MeshConfig::shun_for`]; one where nothing answered is forgotten
+//!   as before (no connection was made). A hint that answered resets its source's wait. So a peer naming third parties costs each of them at most one
+//!   connection per client per `probe_backoff`, and nothing once its hints have expired.
 //! - **Dialing**: below [`MeshConfig::links`] links (pending dials counted) the mesh dials a
 //!   random due address, at most [`MeshConfig::dial_burst`] at once and then one per
 //!   [`MeshConfig::dial_interval`] (a token bucket), and never the same address twice within
@@ -1113,8 +1126,7 @@ impl Mesh {
         }
         if e.untested() {
             // A hint that did not answer as floodchat: its source is paced (see `Book`).
-            let pause = self.config.backoff_min;
-            self.book.probe_failed(addr, connected, pause, now);
+            self.book.probe_failed(addr, connected, now);
             return;
         }
         if !e.verified {

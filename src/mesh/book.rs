@@ -255,15 +255,9 @@ impl Book {
     /// A dial of the untested hint `addr` failed: `connected` if something answered that was
     /// not floodchat (a third party: its source waits [`Book::probe_backoff`], doubling with
     /// each failed hint in a row up to 16 times, and the address is shunned for
-    /// [`Book::shun_for`]), else nothing answered (its source waits `pause`, doubling, at most
-    /// [`Book::probe_backoff`]). The address is removed either way.
-    pub(crate) fn probe_failed(
-        &mut self,
-        addr: SocketAddr,
-        connected: bool,
-        pause: Duration,
-        now: Instant,
-    ) {
+    /// [`Book::shun_for`]), else nothing answered (its source's next hint may be tested at
+    /// once). The address is removed either way.
+    pub(crate) fn probe_failed(&mut self, addr: SocketAddr, connected: bool, now: Instant) {
         let source = self.get(addr).and_then(|e| e.source);
         if let Some(source) = source {
             self.trim_paces(now);
@@ -271,18 +265,15 @@ impl Book {
                 strikes: 0,
                 next: now,
             });
-            pace.strikes = pace.strikes.saturating_add(1);
-            let factor = 1u32 << (pace.strikes - 1).min(4);
-            pace.next = now
-                + if connected {
-                    self.probe_backoff.saturating_mul(factor)
-                } else {
-                    // Nothing answered (a client gone, or nothing there): a shorter wait,
-                    // doubling up to the wait after a third party.
-                    pause
-                        .saturating_mul(1u32 << (pace.strikes - 1).min(16))
-                        .min(self.probe_backoff)
-                };
+            if connected {
+                pace.strikes = pace.strikes.saturating_add(1);
+                let factor = 1u32 << (pace.strikes - 1).min(4);
+                pace.next = now + self.probe_backoff.saturating_mul(factor);
+            } else {
+                // Nothing answered (a client gone, or nothing there): no one was connected to,
+                // and honest books hold departed clients; the next hint is tested at once.
+                pace.next = now;
+            }
         }
         let shun = if connected {
             self.shun_for
