@@ -59,9 +59,13 @@
 //!   most [`MeshConfig::per_source`] in the book per source IP, only from linked peers (or
 //!   a Bye), and a new one evicts a random idle unverified entry when the book is full.
 //! - **Testing hints**: a learned address is *untested* until a dial to it answers with
-//!   floodchat's prologue ([`MeshInput::Answered`], or a Hello). Untested hints are never
-//!   passed on (Addrs, Bye, shuffles), are dropped [`MeshConfig::hint_ttl`] after they were
-//!   learned, and are dialed one at a time per source IP: the next waits for the outcome. One
+//!   floodchat's prologue ([`MeshInput::Answered`], or a Hello). A source is *vouched for*
+//!   while it has no strike and either one of its hints answered or we had a link with it at
+//!   its own address (a verified entry at its IP): its hints are treated as any learned
+//!   address (tested several at once, kept, passed on), so an honest room spreads addresses
+//!   as fast as before. Other sources' untested hints are never passed on (Addrs, Bye,
+//!   shuffles), are dropped [`MeshConfig::hint_ttl`] after they were learned, and are
+//!   dialed one at a time per source IP: the next waits for the outcome. One
 //!   that answered as something else (connected, closed or timed out before the prologue)
 //!   makes its source wait [`MeshConfig::probe_backoff`], doubling with each in a row, and is
 //!   not learned again for [`MeshConfig::shun_for`]; one where nothing answered is forgotten

@@ -70,7 +70,7 @@ fn broadcast_as_report_quotes() {
             "links 99 degree [5, 7, 16] diameter 3; cuts 0 breaks 0; converged true; frames \
              344877 writes 334342 sessions 117; latency median 300 p99 300 max 300 ms",
             "links 99 degree [5, 7, 16] diameter 3; cuts 4 breaks 159; converged true; frames \
-             229801 writes 164136 sessions 265; latency median 2082 p99 5063 max 5307 ms",
+             231430 writes 165068 sessions 265; latency median 2082 p99 5063 max 5307 ms",
         ],
     );
     // The goal was a median under 300 ms. With 100 ms links that is two hops, which held for
@@ -136,20 +136,20 @@ fn join_then_crash_as_report_quotes() {
     for (seed, pinned) in [
         (
             1,
-            "links 3437 degree [5, 6, 16] most accepted 15 diameter 6; crashed 300: one \
-             component after 1 s, refilled after 3 s; then degree [5, 6, 16], 50 of 50 strings \
+            "links 3429 degree [5, 6, 15] most accepted 15 diameter 6; crashed 300: one \
+             component after 1 s, refilled after 3 s; then degree [5, 6, 15], 50 of 50 strings \
              reached all 700; 0 violations",
         ),
         (
             2,
-            "links 3407 degree [5, 6, 16] most accepted 15 diameter 6; crashed 300: one \
-             component after 1 s, refilled after 5 s; then degree [5, 6, 15], 50 of 50 strings \
+            "links 3396 degree [5, 6, 15] most accepted 15 diameter 6; crashed 300: one \
+             component after 0 s, refilled after 5 s; then degree [5, 6, 15], 50 of 50 strings \
              reached all 700; 0 violations",
         ),
         (
             3,
-            "links 3431 degree [5, 6, 15] most accepted 15 diameter 6; crashed 300: one \
-             component after 0 s, refilled after 3 s; then degree [5, 6, 14], 50 of 50 strings \
+            "links 3401 degree [5, 6, 15] most accepted 15 diameter 6; crashed 300: one \
+             component after 1 s, refilled after 3 s; then degree [5, 6, 15], 50 of 50 strings \
              reached all 700; 0 violations",
         ),
     ] {
@@ -164,8 +164,8 @@ fn join_then_crash_of_150_clients() {
         1,
         150,
         10,
-        "links 572 degree [5, 6, 18] most accepted 15 diameter 4; crashed 45: one component \
-         after 0 s, refilled after 2 s; then degree [5, 6, 13], 10 of 10 strings reached all \
+        "links 575 degree [5, 6, 18] most accepted 15 diameter 4; crashed 45: one component \
+         after 0 s, refilled after 3 s; then degree [5, 6, 14], 10 of 10 strings reached all \
          105; 0 violations",
     );
 }

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use super::addr::can_listen;
 use crate::rng::SplitMix64;
@@ -44,6 +44,8 @@ struct Pace {
     strikes: u32,
     /// No untested hint of this source is dialed before this.
     next: Instant,
+    /// One of its hints answered as floodchat.
+    proven: bool,
 }
 
 /// Why a learned address was not stored.
@@ -230,10 +232,14 @@ impl Book {
         else {
             return;
         };
+        if self.vouched(source, &self.verified_ips()) {
+            return;
+        }
         self.trim_paces(now);
         let pace = self.paces.entry(source).or_insert(Pace {
             strikes: 0,
             next: now,
+            proven: false,
         });
         pace.next = pace.next.max(until);
     }
@@ -246,9 +252,16 @@ impl Book {
         };
         let source = e.source.filter(|_| !e.answered);
         e.answered = true;
-        if let Some(pace) = source.and_then(|s| self.paces.get_mut(&s)) {
+        if let Some(source) = source {
+            self.trim_paces(now);
+            let pace = self.paces.entry(source).or_insert(Pace {
+                strikes: 0,
+                next: now,
+                proven: false,
+            });
             pace.strikes = 0;
             pace.next = now;
+            pace.proven = true;
         }
     }
 
@@ -264,6 +277,7 @@ impl Book {
             let pace = self.paces.entry(source).or_insert(Pace {
                 strikes: 0,
                 next: now,
+                proven: false,
             });
             if connected {
                 pace.strikes = pace.strikes.saturating_add(1);
@@ -290,8 +304,9 @@ impl Book {
         if self.paces.len() < cap {
             return;
         }
-        self.paces
-            .retain(|_, p| p.next > now || p.strikes > 0 && p.next + self.forget_for > now);
+        self.paces.retain(|_, p| {
+            p.next > now || p.strikes > 0 && p.next + self.forget_for > now || p.proven
+        });
         if self.paces.len() >= cap {
             let soonest = self
                 .paces
@@ -304,9 +319,37 @@ impl Book {
         }
     }
 
+    /// The IPs of verified entries: peers we had a link with at their own address.
+    fn verified_ips(&self) -> HashSet<IpAddr> {
+        self.entries
+            .iter()
+            .filter(|e| e.verified)
+            .map(|e| e.addr.ip())
+            .collect()
+    }
+
+    /// Whether what `source` tells us is worth what an honest peer's word is: it has no
+    /// strike (no hint of it answered as something else lately), and either one of its hints
+    /// answered as floodchat or it is a peer we had a link with at its own address
+    /// (`verified`, from [`Book::verified_ips`]). Such a source's hints are tested several at
+    /// once, kept like any learned address and passed on; the others', one at a time, paced,
+    /// dropped after [`Book::hint_ttl`] and never passed on.
+    fn vouched(&self, source: IpAddr, verified: &HashSet<IpAddr>) -> bool {
+        match self.paces.get(&source) {
+            Some(p) if p.strikes > 0 => false,
+            Some(p) if p.proven => true,
+            _ => verified.contains(&source),
+        }
+    }
+
+    /// Whether an untested hint is held to the strict rules (its source is not vouched).
+    fn strict(&self, e: &Entry, verified: &HashSet<IpAddr>) -> bool {
+        e.untested() && e.source.is_none_or(|s| !self.vouched(s, verified))
+    }
+
     /// Whether the entry may be dialed as far as its source's pace and its age go.
-    fn testable(&self, e: &Entry, now: Instant) -> bool {
-        !e.untested()
+    fn testable(&self, e: &Entry, now: Instant, verified: &HashSet<IpAddr>) -> bool {
+        !self.strict(e, verified)
             || e.learned + self.hint_ttl > now
                 && e.source
                     .and_then(|s| self.paces.get(&s))
@@ -314,10 +357,10 @@ impl Book {
     }
 
     /// When an idle entry may next be dialed as far as its source's pace goes.
-    fn testable_at(&self, e: &Entry) -> Instant {
+    fn testable_at(&self, e: &Entry, verified: &HashSet<IpAddr>) -> Instant {
         let pace = e
             .source
-            .filter(|_| e.untested())
+            .filter(|_| self.strict(e, verified))
             .and_then(|s| self.paces.get(&s))
             .map(|p| p.next);
         pace.map_or(e.next_try, |p| p.max(e.next_try))
@@ -333,10 +376,11 @@ impl Book {
         {
             return;
         }
+        let verified = self.verified_ips();
         let old: Vec<SocketAddr> = self
             .entries
             .iter()
-            .filter(|e| e.untested() && !e.busy && e.learned + ttl <= now)
+            .filter(|e| !e.busy && e.learned + ttl <= now && self.strict(e, &verified))
             .map(|e| e.addr)
             .collect();
         for a in old {
@@ -468,10 +512,13 @@ impl Book {
         rng: &mut SplitMix64,
         exclude: impl Fn(SocketAddr) -> bool,
     ) -> Option<SocketAddr> {
+        let verified = self.verified_ips();
         let due: Vec<SocketAddr> = self
             .entries
             .iter()
-            .filter(|e| !e.busy && e.next_try <= now && self.testable(e, now) && !exclude(e.addr))
+            .filter(|e| {
+                !e.busy && e.next_try <= now && self.testable(e, now, &verified) && !exclude(e.addr)
+            })
             .map(|e| e.addr)
             .collect();
         (!due.is_empty()).then(|| due[rng.index(due.len())])
@@ -479,26 +526,28 @@ impl Book {
 
     /// When the next idle entry becomes due.
     pub(crate) fn next_due(&self, exclude: impl Fn(SocketAddr) -> bool) -> Option<Instant> {
+        let verified = self.verified_ips();
         self.entries
             .iter()
             .filter(|e| !e.busy && !exclude(e.addr))
-            .map(|e| self.testable_at(e))
+            .map(|e| self.testable_at(e, &verified))
             .min()
     }
 
-    /// Up to `n` addresses worth telling others: none failing, none untested (a hint is
-    /// passed on only once it answered as floodchat), verified ones first, in random order,
-    /// without `exclude`.
+    /// Up to `n` addresses worth telling others: none failing, no untested hint of a source
+    /// we do not vouch for (see [`Book::vouched`]: an attacker's hints do not spread), verified
+    /// ones first, in random order, without `exclude`.
     pub(crate) fn sample(
         &self,
         n: usize,
         exclude: Option<SocketAddr>,
         rng: &mut SplitMix64,
     ) -> Vec<SocketAddr> {
+        let verified = self.verified_ips();
         let mut good: Vec<&Entry> = self
             .entries
             .iter()
-            .filter(|e| e.failures == 0 && !e.untested() && Some(e.addr) != exclude)
+            .filter(|e| e.failures == 0 && !self.strict(e, &verified) && Some(e.addr) != exclude)
             .collect();
         rng.shuffle(&mut good);
         good.sort_by_key(|e| !(e.verified || e.busy));
