@@ -15,7 +15,7 @@
 //!          pending_dials, book_len, knows, is_verified
 //!
 //! MeshInput:  Start { contact } | Accepted { peer, remote } | Dialed { peer, addr }
-//!             | DialFailed { addr } | Hello { peer, id, listen_port, alone }
+//!             | DialFailed { addr } | Answered { peer } | Hello { peer, id, listen_port, alone }
 //!             | Addrs { peer, addrs } | Bye { peer, reason, addrs } | Closed { peer }
 //!             | Leave | Timeout
 //! MeshOutput: Dial(addr) | LinkUp { peer, id } | SendAddrs { peer, addrs }
@@ -58,6 +58,19 @@
 //!   Learned addresses (Addrs, Bye) are unverified: at most [`MAX_ADDRS`] per message, at
 //!   most [`MeshConfig::per_source`] in the book per source IP, only from linked peers (or
 //!   a Bye), and a new one evicts a random idle unverified entry when the book is full.
+//! - **Testing hints**: a learned address is *untested* until a dial to it answers with
+//!   floodchat's prologue ([`MeshInput::Answered`], or a Hello). A source is *vouched for*
+//!   while it has no strike and either one of its hints answered or we had a link with it at
+//!   its own address (a verified entry at its IP): its hints are treated as any learned
+//!   address (tested several at once, kept, passed on), so an honest room spreads addresses
+//!   as fast as before. Other sources' untested hints are never passed on (Addrs, Bye,
+//!   shuffles), are dropped [`MeshConfig::hint_ttl`] after they were learned, and are
+//!   dialed one at a time per source IP: the next waits for the outcome. One
+//!   that answered as something else (connected, closed or timed out before the prologue)
+//!   makes its source wait [`MeshConfig::probe_backoff`], doubling with each in a row, and is
+//!   not learned again for [`MeshConfig::shun_for`]; one where nothing answered is forgotten
+//!   as before (no connection was made). A hint that answered resets its source's wait. So a peer naming third parties costs each of them at most one
+//!   connection per client per `probe_backoff`, and nothing once its hints have expired.
 //! - **Dialing**: below [`MeshConfig::links`] links (pending dials counted) the mesh dials a
 //!   random due address, at most [`MeshConfig::dial_burst`] at once and then one per
 //!   [`MeshConfig::dial_interval`] (a token bucket), and never the same address twice within
@@ -147,6 +160,14 @@ pub struct MeshConfig {
     pub shuffle_len: usize,
     /// Refusals are summarised at most once per this interval.
     pub notice_interval: Duration,
+    /// How long an address heard from a peer is kept untested (not yet dialed).
+    pub hint_ttl: Duration,
+    /// How long a source of hints waits after a hint that answered as something other than
+    /// floodchat (doubling with each in a row, up to 16 times).
+    pub probe_backoff: Duration,
+    /// How long an address that answered as something other than floodchat is not learned
+    /// again.
+    pub shun_for: Duration,
     /// At most one inbound link is shed per this interval to make room for a client with no
     /// link.
     pub make_room_every: Duration,
@@ -180,6 +201,9 @@ impl MeshConfig {
             shuffle_interval: Duration::from_secs(30),
             shuffle_len: 8,
             notice_interval: Duration::from_secs(10),
+            hint_ttl: Duration::from_secs(20),
+            probe_backoff: Duration::from_secs(60),
+            shun_for: Duration::from_secs(3600),
             make_room_every: Duration::from_secs(30),
         }
     }
@@ -256,6 +280,11 @@ pub enum MeshInput<'a> {
     DialFailed {
         /// The address dialed.
         addr: SocketAddr,
+    },
+    /// The peer's clear prologue arrived: what we dialed answers as floodchat.
+    Answered {
+        /// The connection.
+        peer: PeerId,
     },
     /// The peer's Hello: it speaks floodchat.
     Hello {
@@ -394,12 +423,15 @@ pub struct Mesh {
 impl Mesh {
     /// A mesh for client `me`, whose choices are fixed by `seed`.
     pub fn new(config: MeshConfig, me: ClientId, seed: u64, now: Instant) -> Self {
-        let book = Book::new(
+        let mut book = Book::new(
             config.book_size,
             config.per_source,
             config.forget_for,
             config.max_failures_per_ip,
         );
+        book.hint_ttl = config.hint_ttl;
+        book.probe_backoff = config.probe_backoff;
+        book.shun_for = config.shun_for;
         Self {
             tokens: config.dial_burst,
             config,
@@ -547,7 +579,16 @@ impl Mesh {
                 let addr = canonical(addr);
                 if self.dialing.remove(&addr) {
                     self.timers.set(Timer::DialDeadline(addr), None);
-                    self.dial_failed(now, addr);
+                    self.dial_failed(now, addr, false);
+                }
+            }
+            MeshInput::Answered { peer } => {
+                if let Some(&Neighbor {
+                    dir: Dir::Out(addr),
+                    ..
+                }) = self.conns.get(&peer)
+                {
+                    self.book.answered(addr, now);
                 }
             }
             MeshInput::Hello {
@@ -719,6 +760,9 @@ impl Mesh {
             return;
         }
         let (remote, dir) = (conn.remote, conn.dir);
+        if let Dir::Out(a) = dir {
+            self.book.answered(a, now);
+        }
         if self.left {
             return self.close(peer, Some(ByeReason::Leaving), CloseWhy::Leaving);
         }
@@ -887,7 +931,7 @@ impl Mesh {
         if conn.link.is_none()
             && let Dir::Out(a) = conn.dir
         {
-            self.dial_failed(now, a);
+            self.dial_failed(now, a, true);
         }
     }
 
@@ -945,7 +989,7 @@ impl Mesh {
                 }
                 Timer::DialDeadline(addr) => {
                     if self.dialing.remove(&addr) {
-                        self.dial_failed(now, addr);
+                        self.dial_failed(now, addr, false);
                     }
                 }
             }
@@ -1074,13 +1118,19 @@ impl Mesh {
             })
     }
 
-    /// A dial of `addr` failed, or what answered was not floodchat.
-    fn dial_failed(&mut self, now: Instant, addr: SocketAddr) {
+    /// A dial of `addr` failed: nothing answered, or (`connected`) what answered closed
+    /// before its Hello.
+    fn dial_failed(&mut self, now: Instant, addr: SocketAddr, connected: bool) {
         self.release(addr);
         let Some(e) = self.book.get(addr) else {
             return;
         };
         if e.busy {
+            return;
+        }
+        if e.untested() {
+            // A hint that did not answer as floodchat: its source is paced (see `Book`).
+            self.book.probe_failed(addr, connected, now);
             return;
         }
         if !e.verified {
@@ -1122,6 +1172,9 @@ impl Mesh {
     /// Starts a dial of `addr` (a book entry), spending a token.
     fn dial(&mut self, now: Instant, addr: SocketAddr) {
         self.tokens = self.tokens.saturating_sub(1);
+        // A hint's test: until it answers, its source's other hints wait.
+        let hold = now + self.config.dial_timeout.saturating_mul(3);
+        self.book.probe_started(addr, now, hold);
         if let Some(e) = self.book.get_mut(addr) {
             e.busy = true;
             e.next_try = now + self.config.backoff_min;
@@ -1140,6 +1193,7 @@ impl Mesh {
         if !self.started || self.left {
             return;
         }
+        self.book.expire_hints(now);
         self.refill(now);
         while let Some(&(at, _)) = self.recent_dials.front() {
             if now.saturating_duration_since(at) < self.config.backoff_min {

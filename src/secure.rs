@@ -537,6 +537,11 @@ impl Link {
         (link, out)
     }
 
+    /// Whether the peer's clear greeting arrived: it answers as floodchat of this version.
+    pub fn has_greeted(&self) -> bool {
+        self.greeted
+    }
+
     /// Whether records flow: the handshake is done.
     pub fn is_established(&self) -> bool {
         self.stage == Stage::Transport

@@ -671,10 +671,21 @@ impl FloodState {
         plain.clear();
         let c = self.conns.get_mut(&peer).expect("checked above");
         let mut reply = Vec::new();
+        let greeted = c.link.has_greeted();
         let read = c.link.read(bytes, &mut reply, &mut plain);
+        // What we dialed answers as floodchat (of another version or room, too): the mesh
+        // may pass its address on, and test its source's next hint.
+        let answered = c.dialed
+            && !greeted
+            && (c.link.has_greeted()
+                || matches!(&read, Err(e) if e.is_room_mismatch()
+                    || matches!(e, LinkError::Greeting(wire::DecodeError::UnsupportedVersion(_)))));
         let handshaking = c.phase == Phase::Handshake;
         let refusal = read.is_err() && !reply.is_empty();
         self.send_handshake(peer, reply);
+        if answered {
+            self.mesh_input(MeshInput::Answered { peer });
+        }
         #[cfg(feature = "sim")]
         if let Some(tap) = &mut self.tap {
             tap.opened.clone_from(&plain);

@@ -419,3 +419,124 @@ fn a_full_client_makes_room_for_a_newcomer_with_no_link() {
         leave(&mut [target, first, second]);
     }
 }
+
+/// Issue 16, item 4: a peer tells a 10-client room 64 addresses of something that is not
+/// floodchat, again and again. Each client tests a heard address before trusting it, one at
+/// a time per source of the hint, and after one that answered as something else waits a
+/// minute (then two, four, ...) before testing that source's next; it never passes an untested
+/// hint on, and forgets one after 20 s. So the third party sees at most one connection per
+/// client in the attack's first minute, and none more than 30 s after it stops. The room mixes
+/// both runtimes.
+#[test]
+fn a_peer_cannot_turn_the_room_into_a_port_scanner() {
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    // The third party: one port on each of 64 loopback addresses, counting connections, each
+    // held open and read until it ends, as a service waiting for its client would.
+    let (seen, connections) = mpsc::channel::<Instant>();
+    let third: Vec<SocketAddr> = (1..=64u8)
+        .map(|i| {
+            let listener = TcpListener::bind((Ipv4Addr::new(127, 0, 7, i), 0)).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let seen = seen.clone();
+            thread::spawn(move || {
+                for mut stream in listener.incoming().flatten() {
+                    if seen.send(Instant::now()).is_err() {
+                        return;
+                    }
+                    thread::spawn(move || {
+                        let mut buf = [0; 512];
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                    });
+                }
+            });
+            addr
+        })
+        .collect();
+    let mut room: Vec<Client> = Vec::new();
+    for i in 0..10 {
+        let rt = if i % 2 == 0 { Smol } else { AsyncStd };
+        let mut spawn = Spawn::new(&format!("c{i}"), rt);
+        if i > 0 {
+            spawn = spawn.peer(&room[i / 2]);
+        }
+        room.push(spawn.start());
+    }
+    room[9].say("all here");
+    room[0].wait_printed(&["all here"]);
+    // The attacker links to every client from its own address and names 16 of the 64
+    // addresses to each, every second, for 15 s; every 3 s it drops its links and links again
+    // under new identities, so that clients below their target dial.
+    let attacker = Ipv4Addr::new(127, 0, 9, 1);
+    let link = |c: &Client| {
+        let stream = connect_from(attacker, c.addr().parse().unwrap())?;
+        let mut peer = SecurePeer::handshake(stream, Role::Initiator, &RoomKey::Open).ok()?;
+        let hello = peer.hello_with(0, false);
+        peer.send(&hello).ok()?;
+        Some(peer)
+    };
+    let mut links: Vec<Option<SecurePeer>> = Vec::new();
+    let start = Instant::now();
+    let mut round = 0;
+    while start.elapsed() < Duration::from_secs(15) {
+        if round % 3 == 0 {
+            // Gone for half a second: a client at its target is below it, and dials.
+            links.clear();
+            thread::sleep(Duration::from_millis(500));
+            links = room.iter().map(link).collect();
+        }
+        for (k, peer) in links.iter_mut().enumerate() {
+            let addrs: Vec<SocketAddr> =
+                (0..16).map(|j| third[(round * 16 + j + k) % 64]).collect();
+            let mut bytes = Vec::new();
+            floodchat::wire::Frame::Addrs(addrs).encode(&mut bytes);
+            if let Some(p) = peer {
+                let _ = p.send(&bytes);
+            }
+        }
+        round += 1;
+        thread::sleep(Duration::from_secs(1)); // the attacker's pace, not a synchronisation
+    }
+    drop(links);
+    let stopped = Instant::now();
+    // Watch the third party for 31 s after the attack stops.
+    let mut during = 0;
+    let mut after = Vec::new();
+    while let Ok(at) = connections
+        .recv_timeout((stopped + Duration::from_secs(31)).saturating_duration_since(Instant::now()))
+    {
+        if at <= stopped {
+            during += 1;
+        } else {
+            after.push(at - stopped);
+        }
+        if Instant::now() >= stopped + Duration::from_secs(31) {
+            break;
+        }
+    }
+    while let Ok(at) = connections.try_recv() {
+        after.push(at - stopped);
+    }
+    eprintln!(
+        "third party: {during} connections in the attack's {:?} from a 10-client room, {} after it \
+         stopped ({after:?})",
+        stopped - start,
+        after.len()
+    );
+    assert!(during <= 10, "{during} connections during the attack");
+    assert!(
+        after.iter().all(|&d| d <= Duration::from_secs(30)),
+        "connections more than 30 s after the attack: {after:?}"
+    );
+    assert!(
+        during + after.len() <= 10,
+        "at most one per client: {during} + {after:?}"
+    );
+    room[3].say("still a room");
+    room[8].wait_printed(&["still a room"]);
+    leave(&mut room);
+}

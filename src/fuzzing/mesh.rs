@@ -66,6 +66,8 @@ pub enum Action {
     Advance(u8),
     /// We leave.
     Leave,
+    /// Connection `k`'s prologue arrived: it answers as floodchat.
+    Answered(u8),
 }
 
 /// Runs the actions in `data` on one mesh with small limits, started with contact
@@ -225,6 +227,10 @@ impl Harness {
                 self.now = end;
             }
             Action::Leave => self.step(MeshInput::Leave),
+            Action::Answered(k) => {
+                let peer = self.conn(k);
+                self.step(MeshInput::Answered { peer });
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 use super::addr::can_listen;
 use crate::rng::SplitMix64;
@@ -23,6 +23,29 @@ pub(crate) struct Entry {
     pub(crate) next_try: Instant,
     /// Being dialed, or linked: not a candidate for a dial.
     pub(crate) busy: bool,
+    /// A dial to it answered with floodchat's prologue: worth telling others.
+    pub(crate) answered: bool,
+    /// When it was learned: an untested hint is dropped [`Book::hint_ttl`] later.
+    pub(crate) learned: Instant,
+}
+
+impl Entry {
+    /// Heard from a peer and never shown to answer as floodchat.
+    pub(crate) fn untested(&self) -> bool {
+        !self.verified && !self.answered
+    }
+}
+
+/// How the addresses one source told us are tested: one dial at a time, and a source whose
+/// hints answered as something other than floodchat waits longer after each such hint.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// Hints of this source that answered as something else, in a row.
+    strikes: u32,
+    /// No untested hint of this source is dialed before this.
+    next: Instant,
+    /// One of its hints answered as floodchat.
+    proven: bool,
 }
 
 /// Why a learned address was not stored.
@@ -50,6 +73,14 @@ pub(crate) struct Book {
     failed: HashMap<SocketAddr, Instant>,
     /// Per IP: failures counted, and until when the count holds.
     failed_ips: HashMap<IpAddr, (u32, Instant)>,
+    /// Per source IP: when its next untested hint may be dialed.
+    paces: HashMap<IpAddr, Pace>,
+    /// How long an untested hint is kept.
+    pub(crate) hint_ttl: Duration,
+    /// How long a source waits after its first hint that was not floodchat (doubling).
+    pub(crate) probe_backoff: Duration,
+    /// How long an address that answered as something else is not learned again.
+    pub(crate) shun_for: Duration,
     cap: usize,
     per_source_cap: usize,
     forget_for: Duration,
@@ -69,6 +100,10 @@ impl Book {
             per_source: HashMap::new(),
             failed: HashMap::new(),
             failed_ips: HashMap::new(),
+            paces: HashMap::new(),
+            hint_ttl: Duration::from_secs(20),
+            probe_backoff: Duration::from_secs(60),
+            shun_for: Duration::from_secs(3600),
             cap,
             per_source_cap,
             forget_for,
@@ -141,6 +176,8 @@ impl Book {
             failures: 0,
             next_try: now,
             busy: false,
+            answered: false,
+            learned: now,
         });
         Ok(())
     }
@@ -171,6 +208,8 @@ impl Book {
             failures: 0,
             next_try: now,
             busy: false,
+            answered: false,
+            learned: now,
         });
         true
     }
@@ -178,9 +217,175 @@ impl Book {
     /// Removes `addr`; remembers it as failed if `failed`.
     pub(crate) fn remove(&mut self, addr: SocketAddr, failed: bool, now: Instant) {
         if failed {
-            self.remember_failure(addr, now);
+            self.remember_failure(addr, now, self.forget_for);
         }
         self.remove_entry(addr);
+    }
+
+    /// An untested hint is being dialed: its source's other hints wait for the outcome (or
+    /// `until`, if none comes).
+    pub(crate) fn probe_started(&mut self, addr: SocketAddr, now: Instant, until: Instant) {
+        let Some(source) = self
+            .get(addr)
+            .filter(|e| e.untested())
+            .and_then(|e| e.source)
+        else {
+            return;
+        };
+        if self.vouched(source, &self.verified_ips()) {
+            return;
+        }
+        self.trim_paces(now);
+        let pace = self.paces.entry(source).or_insert(Pace {
+            strikes: 0,
+            next: now,
+            proven: false,
+        });
+        pace.next = pace.next.max(until);
+    }
+
+    /// A dial of `addr` answered with floodchat's prologue: the address may be told to
+    /// others, and its source's next hint may be tested at once.
+    pub(crate) fn answered(&mut self, addr: SocketAddr, now: Instant) {
+        let Some(e) = self.get_mut(addr) else {
+            return;
+        };
+        let source = e.source.filter(|_| !e.answered);
+        e.answered = true;
+        if let Some(source) = source {
+            self.trim_paces(now);
+            let pace = self.paces.entry(source).or_insert(Pace {
+                strikes: 0,
+                next: now,
+                proven: false,
+            });
+            pace.strikes = 0;
+            pace.next = now;
+            pace.proven = true;
+        }
+    }
+
+    /// A dial of the untested hint `addr` failed: `connected` if something answered that was
+    /// not floodchat (a third party: its source waits [`Book::probe_backoff`], doubling with
+    /// each failed hint in a row up to 16 times, and the address is shunned for
+    /// [`Book::shun_for`]), else nothing answered (its source's next hint may be tested at
+    /// once). The address is removed either way.
+    pub(crate) fn probe_failed(&mut self, addr: SocketAddr, connected: bool, now: Instant) {
+        let source = self.get(addr).and_then(|e| e.source);
+        if let Some(source) = source {
+            self.trim_paces(now);
+            let pace = self.paces.entry(source).or_insert(Pace {
+                strikes: 0,
+                next: now,
+                proven: false,
+            });
+            if connected {
+                pace.strikes = pace.strikes.saturating_add(1);
+                let factor = 1u32 << (pace.strikes - 1).min(4);
+                pace.next = now + self.probe_backoff.saturating_mul(factor);
+            } else {
+                // Nothing answered (a client gone, or nothing there): no one was connected to,
+                // and honest books hold departed clients; the next hint is tested at once.
+                pace.next = now;
+            }
+        }
+        let shun = if connected {
+            self.shun_for
+        } else {
+            self.forget_for
+        };
+        self.remember_failure(addr, now, shun);
+        self.remove_entry(addr);
+    }
+
+    /// Keeps the paces bounded: those passed go first, then the soonest.
+    fn trim_paces(&mut self, now: Instant) {
+        let cap = self.cap.saturating_mul(4).max(16);
+        if self.paces.len() < cap {
+            return;
+        }
+        self.paces.retain(|_, p| {
+            p.next > now || p.strikes > 0 && p.next + self.forget_for > now || p.proven
+        });
+        if self.paces.len() >= cap {
+            let soonest = self
+                .paces
+                .iter()
+                .min_by_key(|&(ip, p)| (p.next, *ip))
+                .map(|(ip, _)| *ip);
+            if let Some(ip) = soonest {
+                self.paces.remove(&ip);
+            }
+        }
+    }
+
+    /// The IPs of verified entries: peers we had a link with at their own address.
+    fn verified_ips(&self) -> HashSet<IpAddr> {
+        self.entries
+            .iter()
+            .filter(|e| e.verified)
+            .map(|e| e.addr.ip())
+            .collect()
+    }
+
+    /// Whether what `source` tells us is worth what an honest peer's word is: it has no
+    /// strike (no hint of it answered as something else lately), and either one of its hints
+    /// answered as floodchat or it is a peer we had a link with at its own address
+    /// (`verified`, from [`Book::verified_ips`]). Such a source's hints are tested several at
+    /// once, kept like any learned address and passed on; the others', one at a time, paced,
+    /// dropped after [`Book::hint_ttl`] and never passed on.
+    fn vouched(&self, source: IpAddr, verified: &HashSet<IpAddr>) -> bool {
+        match self.paces.get(&source) {
+            Some(p) if p.strikes > 0 => false,
+            Some(p) if p.proven => true,
+            _ => verified.contains(&source),
+        }
+    }
+
+    /// Whether an untested hint is held to the strict rules (its source is not vouched).
+    fn strict(&self, e: &Entry, verified: &HashSet<IpAddr>) -> bool {
+        e.untested() && e.source.is_none_or(|s| !self.vouched(s, verified))
+    }
+
+    /// Whether the entry may be dialed as far as its source's pace and its age go.
+    fn testable(&self, e: &Entry, now: Instant, verified: &HashSet<IpAddr>) -> bool {
+        !self.strict(e, verified)
+            || e.learned + self.hint_ttl > now
+                && e.source
+                    .and_then(|s| self.paces.get(&s))
+                    .is_none_or(|p| p.next <= now)
+    }
+
+    /// When an idle entry may next be dialed as far as its source's pace goes.
+    fn testable_at(&self, e: &Entry, verified: &HashSet<IpAddr>) -> Instant {
+        let pace = e
+            .source
+            .filter(|_| self.strict(e, verified))
+            .and_then(|s| self.paces.get(&s))
+            .map(|p| p.next);
+        pace.map_or(e.next_try, |p| p.max(e.next_try))
+    }
+
+    /// Drops the untested hints older than [`Book::hint_ttl`] that no dial uses.
+    pub(crate) fn expire_hints(&mut self, now: Instant) {
+        let ttl = self.hint_ttl;
+        if !self
+            .entries
+            .iter()
+            .any(|e| e.untested() && !e.busy && e.learned + ttl <= now)
+        {
+            return;
+        }
+        let verified = self.verified_ips();
+        let old: Vec<SocketAddr> = self
+            .entries
+            .iter()
+            .filter(|e| !e.busy && e.learned + ttl <= now && self.strict(e, &verified))
+            .map(|e| e.addr)
+            .collect();
+        for a in old {
+            self.remove_entry(a);
+        }
     }
 
     fn remove_entry(&mut self, addr: SocketAddr) {
@@ -198,8 +403,8 @@ impl Book {
 
     /// Records a failed learned address; once its IP has failed too often, every learned
     /// entry at that IP goes too.
-    fn remember_failure(&mut self, addr: SocketAddr, now: Instant) {
-        self.record_failure(addr, now);
+    fn remember_failure(&mut self, addr: SocketAddr, now: Instant, shun: Duration) {
+        self.record_failure(addr, now, shun);
         let ip = addr.ip();
         if self
             .failed_ips
@@ -218,8 +423,8 @@ impl Book {
         }
     }
 
-    fn record_failure(&mut self, addr: SocketAddr, now: Instant) {
-        let until = now + self.forget_for;
+    fn record_failure(&mut self, addr: SocketAddr, now: Instant, shun: Duration) {
+        let until = now + shun;
         let cap = self.cap.saturating_mul(4).max(16);
         if self.failed.len() >= cap && !self.failed.contains_key(&addr) {
             self.failed.retain(|_, u| *u > now);
@@ -235,6 +440,7 @@ impl Book {
             }
         }
         self.failed.insert(addr, until);
+        let until = now + self.forget_for;
         let ip = addr.ip();
         if self.failed_ips.len() >= cap && !self.failed_ips.contains_key(&ip) {
             self.failed_ips.retain(|_, (_, u)| *u > now);
@@ -306,10 +512,13 @@ impl Book {
         rng: &mut SplitMix64,
         exclude: impl Fn(SocketAddr) -> bool,
     ) -> Option<SocketAddr> {
+        let verified = self.verified_ips();
         let due: Vec<SocketAddr> = self
             .entries
             .iter()
-            .filter(|e| !e.busy && e.next_try <= now && !exclude(e.addr))
+            .filter(|e| {
+                !e.busy && e.next_try <= now && self.testable(e, now, &verified) && !exclude(e.addr)
+            })
             .map(|e| e.addr)
             .collect();
         (!due.is_empty()).then(|| due[rng.index(due.len())])
@@ -317,25 +526,28 @@ impl Book {
 
     /// When the next idle entry becomes due.
     pub(crate) fn next_due(&self, exclude: impl Fn(SocketAddr) -> bool) -> Option<Instant> {
+        let verified = self.verified_ips();
         self.entries
             .iter()
             .filter(|e| !e.busy && !exclude(e.addr))
-            .map(|e| e.next_try)
+            .map(|e| self.testable_at(e, &verified))
             .min()
     }
 
-    /// Up to `n` addresses worth telling others: none failing, verified ones first, in random
-    /// order, without `exclude`.
+    /// Up to `n` addresses worth telling others: none failing, no untested hint of a source
+    /// we do not vouch for (see [`Book::vouched`]: an attacker's hints do not spread), verified
+    /// ones first, in random order, without `exclude`.
     pub(crate) fn sample(
         &self,
         n: usize,
         exclude: Option<SocketAddr>,
         rng: &mut SplitMix64,
     ) -> Vec<SocketAddr> {
+        let verified = self.verified_ips();
         let mut good: Vec<&Entry> = self
             .entries
             .iter()
-            .filter(|e| e.failures == 0 && Some(e.addr) != exclude)
+            .filter(|e| e.failures == 0 && !self.strict(e, &verified) && Some(e.addr) != exclude)
             .collect();
         rng.shuffle(&mut good);
         good.sort_by_key(|e| !(e.verified || e.busy));

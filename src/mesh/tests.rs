@@ -59,6 +59,20 @@ impl T {
         }));
         (peer, out)
     }
+
+    /// An inbound link from a peer that gave no listening port: we never verified an
+    /// address of it, so its hints are held to the strict rules.
+    fn stranger_link(&mut self, remote: SocketAddr, id: u64) -> PeerId {
+        let peer = self.peer();
+        self.input(MeshInput::Accepted { peer, remote });
+        self.input(MeshInput::Hello {
+            peer,
+            id: ClientId(id),
+            listen_port: 0,
+            alone: false,
+        });
+        peer
+    }
 }
 
 fn dials(out: &[MeshOutput]) -> Vec<SocketAddr> {
@@ -104,13 +118,15 @@ fn the_contact_is_dialed_at_once_and_a_link_gets_addresses() {
     }));
     assert_eq!(t.mesh.links(), 1);
     assert!(t.mesh.is_verified(contact));
-    // It tells us about others: we dial them, up to the target of 4 links.
+    // It tells us about others: untested hints, but from a peer we reached at its own
+    // address, so they are tested several at once, up to the target of 4 links.
     let learned: Vec<_> = (2..12).map(|i| addr(0, i, 7000)).collect();
     let out = t.input(MeshInput::Addrs {
         peer,
         addrs: &learned,
     });
     assert_eq!(dials(&out).len(), 3, "{out:?}");
+    assert_eq!(t.mesh.pending_dials(), 3);
 }
 
 #[test]
@@ -417,29 +433,27 @@ fn learned_addresses_are_capped_per_message_and_per_source_and_never_evict_verif
 }
 
 #[test]
-fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodchat() {
+fn learned_addresses_are_tested_one_at_a_time_and_forgotten_when_not_floodchat() {
     let config = MeshConfig {
         links: 50,
         ..MeshConfig::default()
     };
     let mut t = T::new(config.clone());
     t.input(MeshInput::Start { contact: None });
-    let (p, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let p = t.stranger_link(addr(0, 1, 50_000), 1);
     let victim: Vec<_> = (0..16u16).map(|k| addr(6, 6, 80 + k)).collect();
     let mut all = t.input(MeshInput::Addrs {
         peer: p,
         addrs: &victim,
     });
-    assert_eq!(
-        dials(&all).len(),
-        config.dial_burst as usize,
-        "a burst, then the rate"
-    );
+    assert_eq!(dials(&all).len(), 1, "one hint of a source at a time");
     // Every dial fails or answers something that is not floodchat.
     let mut dialed = 0;
-    for _ in 0..100 {
+    let mut tried = Vec::new();
+    for _ in 0..400 {
         for a in dials(&all) {
             dialed += 1;
+            tried.push(a);
             if dialed % 2 == 0 {
                 t.input(MeshInput::DialFailed { addr: a });
             } else {
@@ -451,15 +465,104 @@ fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodch
         }
         all = t.advance(Duration::from_millis(100));
     }
-    // The victim IP was probed only until too many failures (a burst may be in flight), then
-    // every address at it was forgotten and is not learned again.
-    assert!(dialed < 2 * config.max_failures_per_ip as usize, "{dialed}");
+    // The first answered as something else: the source waits a minute before its next hint
+    // is tested, and that address is not learned again.
+    assert_eq!(dialed, 1);
     let out = t.input(MeshInput::Addrs {
         peer: p,
         addrs: &victim,
     });
     assert!(dials(&out).is_empty());
-    assert_eq!(t.mesh.book_len(), 1, "only the link's own address");
+    assert!(!t.mesh.knows(tried[0]));
+    assert!(victim.iter().any(|&a| t.mesh.knows(a)));
+}
+
+/// Issue 16's third party: a peer names a new address of something that is not floodchat
+/// every second, each at its own IP, for ten minutes. Each is tested only when the source's
+/// pace allows: after the first that answered as something else, 60 s, then 120, 240, ...
+#[test]
+fn a_source_of_hints_that_are_not_floodchat_is_paced_and_its_hints_are_never_passed_on() {
+    let mut t = T::new(MeshConfig::with_links(50));
+    t.input(MeshInput::Start { contact: None });
+    let (attacker, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let (honest, _) = t.inbound_link(addr(0, 2, 50_000), 2);
+    let mut at = Vec::new();
+    let start = t.now;
+    let mut out = Vec::new();
+    for s in 0..600u32 {
+        let third = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x7f10_0000 + s)), 80);
+        out.extend(t.input(MeshInput::Addrs {
+            peer: attacker,
+            addrs: &[third],
+        }));
+        for o in &out {
+            match o {
+                MeshOutput::Dial(a) => {
+                    at.push(t.now - start);
+                    let peer = t.peer();
+                    t.input(MeshInput::Dialed { peer, addr: *a });
+                    t.input(MeshInput::Closed { peer });
+                }
+                MeshOutput::SendAddrs { addrs, .. } => {
+                    assert!(addrs.iter().all(|a| a.port() != 80), "passed on: {addrs:?}");
+                }
+                _ => {}
+            }
+        }
+        out = t.advance(Duration::from_secs(1));
+    }
+    let secs: Vec<u64> = at.iter().map(|d| d.as_secs()).collect();
+    assert_eq!(secs, [0, 60, 180, 420], "dials of third parties");
+    // The honest peer's hints are not held back by another source's pace.
+    let out = t.input(MeshInput::Addrs {
+        peer: honest,
+        addrs: &[addr(0, 3, 7000)],
+    });
+    assert_eq!(dials(&out), [addr(0, 3, 7000)]);
+    // A hint told again after it failed is not learned again within `shun_for`.
+    let first = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x7f10_0000)), 80);
+    t.input(MeshInput::Addrs {
+        peer: honest,
+        addrs: &[first],
+    });
+    assert!(!t.mesh.knows(first));
+}
+
+#[test]
+fn untested_hints_are_forgotten_quickly_and_passed_on_only_once_they_answered() {
+    let mut t = T::new(MeshConfig::with_links(50));
+    t.input(MeshInput::Start { contact: None });
+    let p = t.stranger_link(addr(0, 1, 50_000), 1);
+    let (q, _) = t.inbound_link(addr(0, 2, 50_000), 2);
+    let hints: Vec<_> = (0..8).map(|i| addr(1, i, 7000)).collect();
+    let out = t.input(MeshInput::Addrs {
+        peer: p,
+        addrs: &hints,
+    });
+    let first = dials(&out);
+    assert_eq!(first.len(), 1);
+    assert_eq!(t.mesh.book_len(), 1 + 8);
+    // The dial hangs (no answer within the hold): the other hints expire meanwhile.
+    let d = t.peer();
+    t.input(MeshInput::Dialed {
+        peer: d,
+        addr: first[0],
+    });
+    t.advance(t.mesh.config().hint_ttl);
+    assert_eq!(t.mesh.book_len(), 1 + 1, "only the one being tested stays");
+    // It answers as floodchat: it may be passed on now, to a newcomer.
+    t.input(MeshInput::Answered { peer: d });
+    let (_, out) = t.inbound_link(addr(0, 3, 50_000), 3);
+    let sent: Vec<SocketAddr> = out
+        .iter()
+        .filter_map(|o| match o {
+            MeshOutput::SendAddrs { addrs, .. } if addrs.len() > 1 => Some(addrs.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(sent.contains(&first[0]), "{sent:?}");
+    let _ = q;
 }
 
 /// Issue 16: a full client turned away a newcomer with no link, which then stayed alone.
