@@ -96,8 +96,8 @@ use crate::peer::PeerId;
 use crate::rng::SplitMix64;
 use crate::timers::Timers;
 pub(crate) use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
-use addr::{canonical, canonical_ip, dialable};
-use book::Book;
+use addr::{Group, canonical, canonical_ip, dialable, group};
+use book::{Book, Entry};
 
 /// How many addresses of our own the mesh remembers (they are never dialed).
 const MAX_SELF_ADDRS: usize = 16;
@@ -435,6 +435,19 @@ impl Mesh {
             .count()
     }
 
+    /// How many links we dialed.
+    pub fn outbound_links(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.link.is_some() && c.dir != Dir::In)
+            .count()
+    }
+
+    /// How many links we dial whatever the inbound ones: half the target, rounded up.
+    pub fn outbound_quota(&self) -> usize {
+        self.config.links.div_ceil(2)
+    }
+
     /// The links, as connection and client, in connection order.
     pub fn linked(&self) -> impl Iterator<Item = (PeerId, ClientId)> + '_ {
         self.conns
@@ -728,13 +741,28 @@ impl Mesh {
             let new_dialer = dialer(dir);
             let keep_new = new_dialer != old_dialer && new_dialer == self.me.min(id);
             if !keep_new {
+                if let Dir::Out(a) = dir {
+                    self.reached_linked(now, a);
+                }
                 return self.close(peer, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
             }
             self.close(old, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
         }
+        // Where the peer says it listens: a hint to pass on, never proof (an impostor at the
+        // same IP may claim another client's port), so it verifies, ties and marks nothing.
+        let claimed = (listen_port != 0)
+            .then(|| SocketAddr::new(remote.ip(), listen_port))
+            .filter(|&a| addr::can_listen(a) && !self.self_addrs.contains(&a));
+        if dir == Dir::In
+            && self.inbound_links() >= self.config.max_inbound
+            && let Some(old) = self.evictable_inbound()
+        {
+            // Full: make room by the eviction rule, which protects the diverse and the
+            // long-lived, so that a newcomer is not locked out by whoever came first.
+            self.shed(old);
+        }
         if dir == Dir::In && self.inbound_links() >= self.config.max_inbound {
-            let own = (listen_port != 0).then(|| SocketAddr::new(remote.ip(), listen_port));
-            let addrs = self.book.sample(MAX_ADDRS, own, &mut self.rng);
+            let addrs = self.book.sample(MAX_ADDRS, claimed, &mut self.rng);
             self.drop_conn(peer);
             self.out.push_back(MeshOutput::Close {
                 peer,
@@ -743,9 +771,10 @@ impl Mesh {
             });
             return;
         }
+        // An address is tied to a client (verified, and busy while linked) only when our own
+        // dial of it reached that client.
         let addr = match dir {
             Dir::Out(a) => Some(a),
-            Dir::In if listen_port != 0 => Some(SocketAddr::new(remote.ip(), listen_port)),
             Dir::In => None,
         };
         let addr = addr
@@ -762,12 +791,12 @@ impl Mesh {
         self.by_client.insert(id, peer);
         self.had_link = true;
         self.out.push_back(MeshOutput::LinkUp { peer, id });
-        let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+        let addrs = self.book.sample(MAX_ADDRS, addr.or(claimed), &mut self.rng);
         if !addrs.is_empty() {
             self.out.push_back(MeshOutput::SendAddrs { peer, addrs });
         }
         if dir == Dir::In
-            && let Some(a) = addr
+            && let Some(a) = claimed
         {
             let mut others: Vec<PeerId> = self
                 .linked()
@@ -804,7 +833,7 @@ impl Mesh {
         });
         if let Some(a) = addr {
             match reason {
-                ByeReason::Full | ByeReason::Shed => {
+                ByeReason::Full | ByeReason::Shed | ByeReason::Duplicate => {
                     let later = now + self.rng.jitter(self.config.backoff_max / 2);
                     if let Some(e) = self.book.get_mut(a) {
                         e.next_try = e.next_try.max(later);
@@ -817,7 +846,7 @@ impl Mesh {
                     }
                     self.book.remove(a, false, now);
                 }
-                ByeReason::Duplicate | ByeReason::Other(_) => {}
+                ByeReason::Other(_) => {}
             }
         }
         self.learn(now, source, addrs);
@@ -917,37 +946,129 @@ impl Mesh {
     }
 
     /// Keeps the graph mixing, so that parts that lost each other find each other again: above
-    /// the target, the oldest link we dialed (else the oldest link) is shed, with addresses to
-    /// try; then, at or below it,
-    /// one more random address is dialed, for one link above the target.
+    /// the target, one link is shed, with addresses to try: the oldest link we dialed beyond
+    /// the [`Mesh::outbound_quota`] oldest ones (the anchors, which inbound pressure never
+    /// pushes out), else the inbound link [`Mesh::evictable_inbound`] names; then, at or below
+    /// it, one more random address is dialed, for one link above the target.
     fn rotate(&mut self, now: Instant) {
         if self.links() > self.config.links {
-            let oldest = self
+            let mut outbound: Vec<(Instant, PeerId)> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| c.link.is_some())
-                .min_by_key(|(p, c)| (c.dir == Dir::In, c.since, **p))
-                .map(|(p, c)| (*p, c.link.as_ref().and_then(|l| l.addr)));
-            if let Some((peer, addr)) = oldest {
-                let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
-                self.drop_conn(peer);
-                self.out.push_back(MeshOutput::Close {
-                    peer,
-                    bye: Some((ByeReason::Shed, addrs)),
-                    why: CloseWhy::Rotated,
-                });
+                .filter(|(_, c)| c.link.is_some() && c.dir != Dir::In)
+                .map(|(&p, c)| (c.since, p))
+                .collect();
+            outbound.sort();
+            let victim = match outbound.get(self.outbound_quota()) {
+                Some(&(_, p)) => Some(p),
+                None => self.evictable_inbound(),
+            };
+            if let Some(peer) = victim {
+                self.shed(peer);
             }
         }
         if self.links() + self.pending_dials() <= self.config.links {
             self.refill(now);
-            let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
-            let excluded =
-                |a: SocketAddr| self_addrs.contains(&a) || recent.iter().any(|&(_, r)| r == a);
             if self.tokens > 0
-                && let Some(addr) = self.book.pick_due(now, &mut self.rng, excluded)
+                && let Some(addr) = self.pick(now, false)
             {
                 self.dial(now, addr);
             }
+        }
+    }
+
+    /// Closes link `peer` with `Bye Shed` and addresses to try.
+    fn shed(&mut self, peer: PeerId) {
+        let addr = self.conns[&peer].link.as_ref().and_then(|l| l.addr);
+        let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+        self.drop_conn(peer);
+        self.out.push_back(MeshOutput::Close {
+            peer,
+            bye: Some((ByeReason::Shed, addrs)),
+            why: CloseWhy::Rotated,
+        });
+    }
+
+    /// The inbound link to let go when room is needed, as Bitcoin Core picks one (after
+    /// Heilman et al., 2015): half the inbound links (rounded down) are protected, first the
+    /// oldest link of each of the rarest address groups (diversity, half of the protected),
+    /// then the oldest of the rest (the long-lived); of the others, the youngest of the
+    /// address group with the most. An attacker's many connections from few groups are the
+    /// ones to go, and its newest first. `None` if there is no inbound link.
+    fn evictable_inbound(&self) -> Option<PeerId> {
+        let mut inbound: Vec<(Instant, PeerId, Group)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.link.is_some() && c.dir == Dir::In)
+            .map(|(&p, c)| (c.since, p, group(c.remote)))
+            .collect();
+        inbound.sort();
+        let protect = inbound.len() / 2;
+        let mut groups: BTreeMap<Group, (usize, Instant, PeerId)> = BTreeMap::new();
+        for &(since, p, g) in &inbound {
+            groups.entry(g).or_insert((0, since, p)).0 += 1;
+        }
+        let mut rarest: Vec<(usize, Instant, PeerId)> = groups.into_values().collect();
+        rarest.sort();
+        let mut protected: BTreeSet<PeerId> = rarest
+            .iter()
+            .take(protect.div_ceil(2))
+            .map(|&(_, _, p)| p)
+            .collect();
+        for &(_, p, _) in &inbound {
+            if protected.len() >= protect {
+                break;
+            }
+            protected.insert(p);
+        }
+        let mut rest: BTreeMap<Group, (usize, Instant, PeerId)> = BTreeMap::new();
+        for &(since, p, g) in inbound.iter().filter(|x| !protected.contains(&x.1)) {
+            let e = rest.entry(g).or_insert((0, since, p));
+            e.0 += 1;
+            (e.1, e.2) = (since, p);
+        }
+        rest.into_values().max().map(|(_, _, p)| p)
+    }
+
+    /// A due address to dial, not ours and not dialed within `backoff_min`: for an `anchor`
+    /// (a dial toward the [`Mesh::outbound_quota`]) a verified one if any is due; in either
+    /// case one of an address group that no link or dial of ours uses yet, if any.
+    fn pick(&mut self, now: Instant, anchor: bool) -> Option<SocketAddr> {
+        let used: BTreeSet<Group> = self
+            .conns
+            .values()
+            .filter_map(|c| match c.dir {
+                Dir::Out(a) => Some(group(a)),
+                Dir::In => None,
+            })
+            .chain(self.dialing.iter().map(|&a| group(a)))
+            .collect();
+        let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
+        let allowed =
+            |e: &Entry| !self_addrs.contains(&e.addr) && !recent.iter().any(|&(_, r)| r == e.addr);
+        let tiers: &[(bool, bool)] = if anchor {
+            &[(true, true), (true, false), (false, true), (false, false)]
+        } else {
+            &[(false, true), (false, false)]
+        };
+        tiers.iter().find_map(|&(verified, diverse)| {
+            self.book.pick_due(now, &mut self.rng, |e| {
+                allowed(e)
+                    && (!verified || e.verified)
+                    && (!diverse || !used.contains(&group(e.addr)))
+            })
+        })
+    }
+
+    /// Our dial of `addr` reached a client we are already linked with: the address is proven,
+    /// and not worth dialing again soon.
+    fn reached_linked(&mut self, now: Instant, addr: SocketAddr) {
+        if self.self_addrs.contains(&addr) || !self.book.verify(addr, now, &mut self.rng) {
+            return;
+        }
+        let later = now + self.rng.jitter(self.config.backoff_max / 2);
+        if let Some(e) = self.book.get_mut(addr) {
+            e.next_try = e.next_try.max(later);
         }
     }
 
@@ -1091,7 +1212,11 @@ impl Mesh {
             self.recent_dials.pop_front();
         }
         loop {
-            if self.links() + self.pending_dials() >= self.config.links {
+            let pending = self.pending_dials();
+            let below_target = self.links() + pending < self.config.links;
+            // Inbound links never stop the dials that keep the outbound quota.
+            let below_quota = self.outbound_links() + pending < self.outbound_quota();
+            if !below_target && !below_quota {
                 self.timers.set(Timer::Dial, None);
                 return;
             }
@@ -1100,12 +1225,10 @@ impl Mesh {
                 self.timers.set(Timer::Dial, Some(at.max(now)));
                 return;
             }
-            let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
-            let excluded =
-                |a: SocketAddr| self_addrs.contains(&a) || recent.iter().any(|&(_, r)| r == a);
-            match self.book.pick_due(now, &mut self.rng, excluded) {
+            match self.pick(now, below_quota) {
                 Some(addr) => self.dial(now, addr),
                 None => {
+                    let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
                     let next = self.book.next_due(|a| self_addrs.contains(&a));
                     // A due address held back by a recent dial of it: wake when that ends.
                     let next = match next {

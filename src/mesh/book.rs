@@ -299,17 +299,17 @@ impl Book {
         true
     }
 
-    /// A random idle entry due for a dial, not in `exclude`.
+    /// A random idle entry due for a dial for which `keep` holds.
     pub(crate) fn pick_due(
         &self,
         now: Instant,
         rng: &mut SplitMix64,
-        exclude: impl Fn(SocketAddr) -> bool,
+        keep: impl Fn(&Entry) -> bool,
     ) -> Option<SocketAddr> {
         let due: Vec<SocketAddr> = self
             .entries
             .iter()
-            .filter(|e| !e.busy && e.next_try <= now && !exclude(e.addr))
+            .filter(|e| !e.busy && e.next_try <= now && keep(e))
             .map(|e| e.addr)
             .collect();
         (!due.is_empty()).then(|| due[rng.index(due.len())])
