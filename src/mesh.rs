@@ -43,14 +43,18 @@
 //! - **Hello**: our own id closes the connection (`Bye SelfConnection`; a dialed address that
 //!   was ourselves is never dialed again). A second connection to a client already linked
 //!   keeps the one dialed by the smaller [`ClientId`] (both sides compute the same; if one
-//!   client dialed both, each side keeps the older it saw), the other gets `Bye Duplicate`. An
-//!   inbound link beyond [`MeshConfig::max_inbound`] gets `Bye Full` with addresses to try.
+//!   client dialed both, each side keeps the older it saw), the other gets `Bye Duplicate`
+//!   (and the address it was dialed at waits as after `Bye Full`). An inbound link beyond
+//!   [`MeshConfig::max_inbound`] first makes room by the eviction rule below, for a link of
+//!   a crowded address group; if none may go it gets `Bye Full` with addresses to try.
 //!   Otherwise the connection becomes a link: the newcomer is sent up to [`MAX_ADDRS`]
 //!   addresses, and (for an inbound link) up to [`MeshConfig::links`] other links are told
 //!   the newcomer's address, as HyParView's forward-join does, so the graph is not a tree.
-//! - **Address book**: at most [`MeshConfig::book_size`] entries. A peer's address is its
-//!   Hello `listen_port` at the IP its connection came from (or the address we dialed). An
-//!   address we had a link with, or the user's contact, is *verified*: gossip never evicts it.
+//! - **Address book**: at most [`MeshConfig::book_size`] entries. An address is tied to a
+//!   client (verified, and busy while linked) only when our own dial of it reached that
+//!   client; an inbound peer's Hello `listen_port` at its IP is a claim (an impostor at that
+//!   IP may name another client's port), only passed on to other links as a hint. An
+//!   address our dial reached, or the user's contact, is *verified*: gossip never evicts it.
 //!   Learned addresses (Addrs, Bye) are unverified: at most [`MAX_ADDRS`] per message, at
 //!   most [`MeshConfig::per_source`] in the book per source IP, only from linked peers (or
 //!   a Bye), and a new one evicts a random idle unverified entry when the book is full.
@@ -65,14 +69,21 @@
 //!   forgotten after [`MeshConfig::max_failures`] failures in a row unless it is the last
 //!   address known (a client never gives up its last hope). `Bye Full`/`Shed`
 //!   delays the next dial to that address by [`MeshConfig::backoff_max`] / 2.
+//! - **Outbound quota** (issue 16, eclipse): half the target, rounded up
+//!   ([`Mesh::outbound_quota`]), is dialed whatever the inbound links; such a dial above the
+//!   target picks a verified address first. Every dial prefers an address group
+//!   (`addr::group`: /16, /32 for IPv6, one IP on loopback) no outbound link or dial uses.
+//! - **Eviction**: when room is needed, half the inbound links are protected (the oldest of
+//!   each of the rarest groups, then the oldest), and the youngest of the most crowded
+//!   group goes, as Bitcoin Core does after Heilman et al. (2015).
 //! - **Healing**: a lost link is replaced by the same rule. A client that had a link (or was
 //!   given a contact) and has none, with no dial pending and no inbound connection still to
 //!   say Hello (it may be the other half of a duplicate), says [`MeshNotice::Alone`] once,
 //!   keeps dialing with backoff, and says [`MeshNotice::Rejoined`] when a link comes up.
 //! - **Shuffle and rotation**: every [`MeshConfig::shuffle_interval`] (jittered) one random
 //!   link is sent [`MeshConfig::shuffle_len`] addresses, so addresses spread through the room;
-//!   and the graph is stirred: above the target the oldest link we dialed (else the oldest
-//!   inbound one) is shed
+//!   and the graph is stirred: above the target the oldest link we dialed beyond the
+//!   quota's oldest (the anchors, never shed), else the inbound link eviction names, is shed
 //!   (`Bye Shed`, with addresses), at or below it one more random address is dialed. Without
 //!   this, two parts that healed after a partition would each sit at their target and never
 //!   dial across; with it, any two parts whose books still know each other merge.
@@ -755,10 +766,12 @@ impl Mesh {
             .filter(|&a| addr::can_listen(a) && !self.self_addrs.contains(&a));
         if dir == Dir::In
             && self.inbound_links() >= self.config.max_inbound
-            && let Some(old) = self.evictable_inbound()
+            && let Some(old) = self.evictable_inbound(true)
         {
             // Full: make room by the eviction rule, which protects the diverse and the
-            // long-lived, so that a newcomer is not locked out by whoever came first.
+            // long-lived, so that many connections from few address groups cannot lock a
+            // newcomer out. A link alone in its group is never evicted for a newcomer, so
+            // that honest clients do not push each other out in a chain.
             self.shed(old);
         }
         if dir == Dir::In && self.inbound_links() >= self.config.max_inbound {
@@ -961,7 +974,7 @@ impl Mesh {
             outbound.sort();
             let victim = match outbound.get(self.outbound_quota()) {
                 Some(&(_, p)) => Some(p),
-                None => self.evictable_inbound(),
+                None => self.evictable_inbound(false),
             };
             if let Some(peer) = victim {
                 self.shed(peer);
@@ -994,8 +1007,9 @@ impl Mesh {
     /// oldest link of each of the rarest address groups (diversity, half of the protected),
     /// then the oldest of the rest (the long-lived); of the others, the youngest of the
     /// address group with the most. An attacker's many connections from few groups are the
-    /// ones to go, and its newest first. `None` if there is no inbound link.
-    fn evictable_inbound(&self) -> Option<PeerId> {
+    /// ones to go, and its newest first. `None` if there is no inbound link, or if `crowded`
+    /// and that link is the only inbound one of its group.
+    fn evictable_inbound(&self, crowded: bool) -> Option<PeerId> {
         let mut inbound: Vec<(Instant, PeerId, Group)> = self
             .conns
             .iter()
@@ -1008,6 +1022,7 @@ impl Mesh {
         for &(since, p, g) in &inbound {
             groups.entry(g).or_insert((0, since, p)).0 += 1;
         }
+        let sizes: BTreeMap<Group, usize> = groups.iter().map(|(&g, v)| (g, v.0)).collect();
         let mut rarest: Vec<(usize, Instant, PeerId)> = groups.into_values().collect();
         rarest.sort();
         let mut protected: BTreeSet<PeerId> = rarest
@@ -1027,7 +1042,8 @@ impl Mesh {
             e.0 += 1;
             (e.1, e.2) = (since, p);
         }
-        rest.into_values().max().map(|(_, _, p)| p)
+        let (g, (_, _, p)) = rest.into_iter().max_by_key(|&(_, v)| v)?;
+        (!crowded || sizes[&g] > 1).then_some(p)
     }
 
     /// A due address to dial, not ours and not dialed within `backoff_min`: for an `anchor`
@@ -1225,7 +1241,7 @@ impl Mesh {
                 self.timers.set(Timer::Dial, Some(at.max(now)));
                 return;
             }
-            match self.pick(now, below_quota) {
+            match self.pick(now, !below_target) {
                 Some(addr) => self.dial(now, addr),
                 None => {
                     let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
