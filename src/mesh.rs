@@ -353,6 +353,8 @@ struct Link {
     id: ClientId,
     /// Its entry in the book, if it has one.
     addr: Option<SocketAddr>,
+    /// Where an inbound peer says it listens: passed on, never stored.
+    hint: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -775,7 +777,7 @@ impl Mesh {
             self.shed(old);
         }
         if dir == Dir::In && self.inbound_links() >= self.config.max_inbound {
-            let addrs = self.book.sample(MAX_ADDRS, claimed, &mut self.rng);
+            let addrs = self.sample_or_hints(claimed);
             self.drop_conn(peer);
             self.out.push_back(MeshOutput::Close {
                 peer,
@@ -799,7 +801,11 @@ impl Mesh {
             e.failures = 0;
         }
         if let Some(c) = self.conns.get_mut(&peer) {
-            c.link = Some(Link { id, addr });
+            c.link = Some(Link {
+                id,
+                addr,
+                hint: claimed.filter(|_| dir == Dir::In),
+            });
         }
         self.by_client.insert(id, peer);
         self.had_link = true;
@@ -887,10 +893,7 @@ impl Mesh {
             let bye = match &conn.link {
                 Some(l) => {
                     let exclude = l.addr;
-                    Some((
-                        ByeReason::Leaving,
-                        self.book.sample(MAX_ADDRS, exclude, &mut self.rng),
-                    ))
+                    Some((ByeReason::Leaving, self.sample_or_hints(exclude)))
                 }
                 None => None,
             };
@@ -990,10 +993,29 @@ impl Mesh {
         }
     }
 
+    /// Addresses for a peer we turn away or leave: up to [`MAX_ADDRS`] from the book, and if
+    /// it has fewer, where our inbound links say they listen (hints, for it to test by
+    /// dialing), so that a client whose links are all inbound still points somewhere.
+    fn sample_or_hints(&mut self, exclude: Option<SocketAddr>) -> Vec<SocketAddr> {
+        let mut addrs = self.book.sample(MAX_ADDRS, exclude, &mut self.rng);
+        for c in self.conns.values() {
+            if addrs.len() >= MAX_ADDRS {
+                break;
+            }
+            if let Some(h) = c.link.as_ref().and_then(|l| l.hint)
+                && Some(h) != exclude
+                && !addrs.contains(&h)
+            {
+                addrs.push(h);
+            }
+        }
+        addrs
+    }
+
     /// Closes link `peer` with `Bye Shed` and addresses to try.
     fn shed(&mut self, peer: PeerId) {
         let addr = self.conns[&peer].link.as_ref().and_then(|l| l.addr);
-        let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+        let addrs = self.sample_or_hints(addr);
         self.drop_conn(peer);
         self.out.push_back(MeshOutput::Close {
             peer,
