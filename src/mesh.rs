@@ -53,7 +53,8 @@
 //! - **Address book**: at most [`MeshConfig::book_size`] entries. An address is tied to a
 //!   client (verified, and busy while linked) only when our own dial of it reached that
 //!   client; an inbound peer's Hello `listen_port` at its IP is a claim (an impostor at that
-//!   IP may name another client's port), only passed on to other links as a hint. An
+//!   IP may name another client's port), passed on to other links and learned as gossip is
+//!   (a failure backs it off rather than forgetting it, as it names the claimant's IP). An
 //!   address our dial reached, or the user's contact, is *verified*: gossip never evicts it.
 //!   Learned addresses (Addrs, Bye) are unverified: at most [`MAX_ADDRS`] per message, at
 //!   most [`MeshConfig::per_source`] in the book per source IP, only from linked peers (or
@@ -817,6 +818,10 @@ impl Mesh {
         if dir == Dir::In
             && let Some(a) = claimed
         {
+            // Learned as any gossip is (unverified, never busy): a later dial of it is what
+            // ties it to a client, and lets clients whose links were all inbound find their
+            // peers again after a partition or a restart.
+            self.learn(now, remote.ip(), &[a]);
             let mut others: Vec<PeerId> = self
                 .linked()
                 .map(|(p, _)| p)
@@ -1185,7 +1190,10 @@ impl Mesh {
         if e.busy {
             return;
         }
-        if !e.verified {
+        // A learned address is forgotten at its first failure, but for a peer's claim of its
+        // own address (told from that IP), which backs off as a verified one does: it is how
+        // a client whose links were inbound finds them again after a partition.
+        if !e.verified && e.source != Some(addr.ip()) {
             self.book.remove(addr, true, now);
             return;
         }

@@ -61,6 +61,20 @@ impl T {
         (peer, out)
     }
 
+    /// An inbound connection from `remote` that says Hello as client `id` and that it does
+    /// not listen.
+    fn inbound_client(&mut self, remote: SocketAddr, id: u64) -> PeerId {
+        let peer = self.peer();
+        self.input(MeshInput::Accepted { peer, remote });
+        self.input(MeshInput::Hello {
+            peer,
+            id: ClientId(id),
+            listen_port: 0,
+            alone: false,
+        });
+        peer
+    }
+
     /// A connection we dialed to `at` (asked for or not) that says Hello as client `id`: the
     /// only way an address becomes verified.
     fn outbound_link(&mut self, at: SocketAddr, id: u64) -> (PeerId, Vec<MeshOutput>) {
@@ -144,7 +158,7 @@ fn an_inbound_newcomer_is_sent_addresses_and_announced_to_other_links() {
         peer: a,
         addrs: vec![addr(0, 2, 7000)]
     }));
-    assert!(!t.mesh.knows(addr(0, 2, 7000)));
+    assert!(!t.mesh.is_verified(addr(0, 2, 7000)));
 }
 
 #[test]
@@ -397,8 +411,8 @@ fn learned_addresses_are_capped_per_message_and_per_source_and_never_evict_verif
     });
     assert_eq!(
         t.mesh.learned_from(addr(2, 1, 0).ip()),
-        MAX_ADDRS,
-        "per message"
+        MAX_ADDRS + 1,
+        "per message, and its own claim"
     );
     t.input(MeshInput::Addrs {
         peer: spammer,
@@ -441,7 +455,7 @@ fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodch
     };
     let mut t = T::new(config.clone());
     t.input(MeshInput::Start { contact: None });
-    let (p, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let (p, _) = t.outbound_link(addr(0, 1, 7000), 1);
     let victim: Vec<_> = (0..16u16).map(|k| addr(6, 6, 80 + k)).collect();
     let mut all = t.input(MeshInput::Addrs {
         peer: p,
@@ -476,11 +490,7 @@ fn learned_addresses_are_dialed_at_a_bounded_rate_and_forgotten_when_not_floodch
         addrs: &victim,
     });
     assert!(dials(&out).is_empty());
-    assert_eq!(
-        t.mesh.book_len(),
-        0,
-        "nothing: an inbound link's claim is not stored"
-    );
+    assert_eq!(t.mesh.book_len(), 1, "only the link's own address");
 }
 
 #[test]
@@ -649,8 +659,8 @@ fn ipv6_spellings_of_ipv4_addresses_meet_the_same_rules() {
     });
     let real: SocketAddr = "198.51.100.7:4000".parse().unwrap();
     assert_eq!(dials(&out), [real], "{out:?}");
-    // The real one only: the stranger's own address, from its Hello, is a claim.
-    assert_eq!(t.mesh.book_len(), 1);
+    // The stranger's own address, from its Hello (a claim, learned), and the real one.
+    assert_eq!(t.mesh.book_len(), 2);
     assert!(t.mesh.knows(real));
 }
 
@@ -722,9 +732,9 @@ fn outbound_dials_prefer_verified_addresses_in_groups_not_yet_used() {
         public(192, 0, 1, 7000),
     ];
     // Five inbound links meet the target: only the quota dials.
-    let (stranger, _) = t.inbound_link(public(100, 64, 0, 50_000), 50);
+    let stranger = t.inbound_client(public(100, 64, 0, 50_000), 50);
     for i in 0..4u8 {
-        t.inbound_link(public(100, 65 + i, 0, 50_000), 60 + u64::from(i));
+        t.inbound_client(public(100, 65 + i, 0, 50_000), 60 + u64::from(i));
     }
     t.mesh.remember(t.now, &verified);
     let learned: Vec<_> = (0..16u16).map(|p| public(100, 64, 9, 7000 + p)).collect();
@@ -797,20 +807,15 @@ fn an_impostor_claiming_an_honest_clients_port_blocks_no_dial_to_it() {
         peer: impostor,
         remote: addr(0, 1, 50_000),
     });
-    t.input(MeshInput::Hello {
+    let out = t.input(MeshInput::Hello {
         peer: impostor,
         id: ClientId(66),
         listen_port: honest.port(),
         alone: false,
     });
     assert_eq!(t.mesh.links(), 1);
-    assert!(!t.mesh.knows(honest), "a claim is not stored");
-    // Then someone tells us of the honest client: it is dialed at once, and links.
-    let (friend, _) = t.outbound_link(addr(0, 2, 7000), 2);
-    let out = t.input(MeshInput::Addrs {
-        peer: friend,
-        addrs: &[honest],
-    });
+    assert!(!t.mesh.is_verified(honest), "a claim is never verified");
+    // The claim is a hint, never busy: the address is dialed, and the honest client answers.
     assert_eq!(dials(&out), [honest]);
     let (peer, out) = t.outbound_link(honest, 5);
     assert!(out.contains(&MeshOutput::LinkUp {
@@ -819,7 +824,7 @@ fn an_impostor_claiming_an_honest_clients_port_blocks_no_dial_to_it() {
     }));
     assert!(closes(&out).is_empty(), "{out:?}");
     assert!(t.mesh.is_verified(honest));
-    assert_eq!(t.mesh.links(), 3);
+    assert_eq!(t.mesh.links(), 2);
     // The honest client known first (verified, and linked), the impostor comes: nothing
     // of the honest link changes, and when it ends the address is free to dial.
     let impostor2 = t.peer();

