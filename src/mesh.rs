@@ -756,7 +756,7 @@ impl Mesh {
             let keep_new = new_dialer != old_dialer && new_dialer == self.me.min(id);
             if !keep_new {
                 if let Dir::Out(a) = dir {
-                    self.reached_linked(now, a);
+                    self.reached_linked(now, a, id);
                 }
                 return self.close(peer, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
             }
@@ -800,6 +800,7 @@ impl Mesh {
         {
             e.busy = true;
             e.failures = 0;
+            e.client = Some(id);
         }
         if let Some(c) = self.conns.get_mut(&peer) {
             c.link = Some(Link {
@@ -1087,8 +1088,14 @@ impl Mesh {
             .chain(self.dialing.iter().map(|&a| group(a)))
             .collect();
         let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
-        let allowed =
-            |e: &Entry| !self_addrs.contains(&e.addr) && !recent.iter().any(|&(_, r)| r == e.addr);
+        let by_client = &self.by_client;
+        // Not an address where our own dial last reached a client we are linked with now
+        // (a proven tie, never a claim): that dial would only make a duplicate.
+        let allowed = |e: &Entry| {
+            !self_addrs.contains(&e.addr)
+                && !recent.iter().any(|&(_, r)| r == e.addr)
+                && !e.client.is_some_and(|c| by_client.contains_key(&c))
+        };
         let tiers: &[(bool, bool)] = if anchor {
             &[(true, true), (true, false), (false, true), (false, false)]
         } else {
@@ -1105,13 +1112,14 @@ impl Mesh {
 
     /// Our dial of `addr` reached a client we are already linked with: the address is proven,
     /// and not worth dialing again soon.
-    fn reached_linked(&mut self, now: Instant, addr: SocketAddr) {
+    fn reached_linked(&mut self, now: Instant, addr: SocketAddr, id: ClientId) {
         if self.self_addrs.contains(&addr) || !self.book.verify(addr, now, &mut self.rng) {
             return;
         }
         let later = now + self.rng.jitter(self.config.backoff_max / 2);
         if let Some(e) = self.book.get_mut(addr) {
             e.next_try = e.next_try.max(later);
+            e.client = Some(id);
         }
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct Entry {
     pub(crate) next_try: Instant,
     /// Being dialed, or linked: not a candidate for a dial.
     pub(crate) busy: bool,
+    /// The client our last dial of it reached (proven by its key), if any.
+    pub(crate) client: Option<crate::wire::ClientId>,
 }
 
 /// Why a learned address was not stored.
@@ -141,6 +143,7 @@ impl Book {
             failures: 0,
             next_try: now,
             busy: false,
+            client: None,
         });
         Ok(())
     }
@@ -171,6 +174,7 @@ impl Book {
             failures: 0,
             next_try: now,
             busy: false,
+            client: None,
         });
         true
     }
