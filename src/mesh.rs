@@ -43,18 +43,23 @@
 //! - **Hello**: our own id closes the connection (`Bye SelfConnection`; a dialed address that
 //!   was ourselves is never dialed again). A second connection to a client already linked
 //!   keeps the one dialed by the smaller [`ClientId`] (both sides compute the same; if one
-//!   client dialed both, each side keeps the older it saw), the other gets `Bye Duplicate`. An
-//!   inbound link beyond [`MeshConfig::max_inbound`] gets `Bye Full` with addresses to try,
-//!   unless its Hello says it has no link: then the youngest inbound link of a client that
-//!   had others (or has had [`MeshConfig::make_room_every`] to dial some) is shed (`Bye
-//!   Shed`, with addresses) to make room, at most once per `make_room_every`, so a swarm
-//!   claiming to be alone churns out at most one link per interval.
+//!   client dialed both, each side keeps the older it saw), the other gets `Bye Duplicate`
+//!   (and the address it was dialed at waits as after `Bye Full`). An inbound link beyond
+//!   [`MeshConfig::max_inbound`] first makes room by the eviction rule below, for a link of
+//!   a crowded address group; if none may go and its Hello says it has no link, the youngest
+//!   inbound link of a client that had others (or has had [`MeshConfig::make_room_every`] to
+//!   dial some) is shed (`Bye Shed`, with addresses) to make room, at most once per
+//!   `make_room_every`, so a swarm claiming to be alone churns out at most one link per
+//!   interval; otherwise it gets `Bye Full` with addresses to try.
 //!   Otherwise the connection becomes a link: the newcomer is sent up to [`MAX_ADDRS`]
 //!   addresses, and (for an inbound link) up to [`MeshConfig::links`] other links are told
 //!   the newcomer's address, as HyParView's forward-join does, so the graph is not a tree.
-//! - **Address book**: at most [`MeshConfig::book_size`] entries. A peer's address is its
-//!   Hello `listen_port` at the IP its connection came from (or the address we dialed). An
-//!   address we had a link with, or the user's contact, is *verified*: gossip never evicts it.
+//! - **Address book**: at most [`MeshConfig::book_size`] entries. An address is tied to a
+//!   client (verified, and busy while linked) only when our own dial of it reached that
+//!   client; an inbound peer's Hello `listen_port` at its IP is a claim (an impostor at that
+//!   IP may name another client's port), passed on to other links and learned as gossip is
+//!   (a failure backs it off rather than forgetting it, as it names the claimant's IP). An
+//!   address our dial reached, or the user's contact, is *verified*: gossip never evicts it.
 //!   Learned addresses (Addrs, Bye) are unverified: at most [`MAX_ADDRS`] per message, at
 //!   most [`MeshConfig::per_source`] in the book per source IP, only from linked peers (or
 //!   a Bye), and a new one evicts a random idle unverified entry when the book is full.
@@ -82,14 +87,21 @@
 //!   forgotten after [`MeshConfig::max_failures`] failures in a row unless it is the last
 //!   address known (a client never gives up its last hope). `Bye Full`/`Shed`
 //!   delays the next dial to that address by [`MeshConfig::backoff_max`] / 2.
+//! - **Outbound quota** (issue 16, eclipse): half the target, rounded up
+//!   ([`Mesh::outbound_quota`]), is dialed whatever the inbound links; such a dial above the
+//!   target picks a verified address first. Every dial prefers an address group
+//!   (`addr::group`: /16, /32 for IPv6, one IP on loopback) no outbound link or dial uses.
+//! - **Eviction**: when room is needed, half the inbound links are protected (the oldest of
+//!   each of the rarest groups, then the oldest), and the youngest of the most crowded
+//!   group goes, as Bitcoin Core does after Heilman et al. (2015).
 //! - **Healing**: a lost link is replaced by the same rule. A client that had a link (or was
 //!   given a contact) and has none, with no dial pending and no inbound connection still to
 //!   say Hello (it may be the other half of a duplicate), says [`MeshNotice::Alone`] once,
 //!   keeps dialing with backoff, and says [`MeshNotice::Rejoined`] when a link comes up.
 //! - **Shuffle and rotation**: every [`MeshConfig::shuffle_interval`] (jittered) one random
 //!   link is sent [`MeshConfig::shuffle_len`] addresses, so addresses spread through the room;
-//!   and the graph is stirred: above the target the oldest link we dialed (else the oldest
-//!   inbound one) is shed
+//!   and the graph is stirred: above the target the oldest link we dialed beyond the
+//!   quota's oldest (the anchors, never shed), else the inbound link eviction names, is shed
 //!   (`Bye Shed`, with addresses), at or below it one more random address is dialed. Without
 //!   this, two parts that healed after a partition would each sit at their target and never
 //!   dial across; with it, any two parts whose books still know each other merge.
@@ -113,8 +125,8 @@ use crate::peer::PeerId;
 use crate::rng::SplitMix64;
 use crate::timers::Timers;
 pub(crate) use crate::wire::{ByeReason, ClientId, MAX_ADDRS};
-use addr::{canonical, canonical_ip, dialable};
-use book::Book;
+use addr::{Group, canonical, canonical_ip, dialable, group};
+use book::{Book, Entry};
 
 /// How many addresses of our own the mesh remembers (they are never dialed).
 const MAX_SELF_ADDRS: usize = 16;
@@ -381,6 +393,8 @@ struct Link {
     addr: Option<SocketAddr>,
     /// Its Hello said it had no other link.
     alone: bool,
+    /// Where an inbound peer says it listens: passed on, never stored.
+    hint: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -478,6 +492,19 @@ impl Mesh {
             .values()
             .filter(|c| c.link.is_some() && c.dir == Dir::In)
             .count()
+    }
+
+    /// How many links we dialed.
+    pub fn outbound_links(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.link.is_some() && c.dir != Dir::In)
+            .count()
+    }
+
+    /// How many links we dial whatever the inbound ones: half the target, rounded up.
+    pub fn outbound_quota(&self) -> usize {
+        self.config.links.div_ceil(2)
     }
 
     /// The links, as connection and client, in connection order.
@@ -792,16 +819,33 @@ impl Mesh {
             let new_dialer = dialer(dir);
             let keep_new = new_dialer != old_dialer && new_dialer == self.me.min(id);
             if !keep_new {
+                if let Dir::Out(a) = dir {
+                    self.reached_linked(now, a, id);
+                }
                 return self.close(peer, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
             }
             self.close(old, Some(ByeReason::Duplicate), CloseWhy::Duplicate);
+        }
+        // Where the peer says it listens: a hint to pass on, never proof (an impostor at the
+        // same IP may claim another client's port), so it verifies, ties and marks nothing.
+        let claimed = (listen_port != 0)
+            .then(|| SocketAddr::new(remote.ip(), listen_port))
+            .filter(|&a| addr::can_listen(a) && !self.self_addrs.contains(&a));
+        if dir == Dir::In
+            && self.inbound_links() >= self.config.max_inbound
+            && let Some(old) = self.evictable_inbound(true)
+        {
+            // Full: make room by the eviction rule, which protects the diverse and the
+            // long-lived, so that many connections from few address groups cannot lock a
+            // newcomer out. A link alone in its group is never evicted for a newcomer, so
+            // that honest clients do not push each other out in a chain.
+            self.shed(old);
         }
         if dir == Dir::In
             && self.inbound_links() >= self.config.max_inbound
             && !(alone && self.make_room(now))
         {
-            let own = (listen_port != 0).then(|| SocketAddr::new(remote.ip(), listen_port));
-            let addrs = self.book.sample(MAX_ADDRS, own, &mut self.rng);
+            let addrs = self.sample_or_hints(claimed);
             self.drop_conn(peer);
             self.out.push_back(MeshOutput::Close {
                 peer,
@@ -810,9 +854,10 @@ impl Mesh {
             });
             return;
         }
+        // An address is tied to a client (verified, and busy while linked) only when our own
+        // dial of it reached that client.
         let addr = match dir {
             Dir::Out(a) => Some(a),
-            Dir::In if listen_port != 0 => Some(SocketAddr::new(remote.ip(), listen_port)),
             Dir::In => None,
         };
         let addr = addr
@@ -822,20 +867,30 @@ impl Mesh {
         {
             e.busy = true;
             e.failures = 0;
+            e.client = Some(id);
         }
         if let Some(c) = self.conns.get_mut(&peer) {
-            c.link = Some(Link { id, addr, alone });
+            c.link = Some(Link {
+                id,
+                addr,
+                alone,
+                hint: claimed.filter(|_| dir == Dir::In),
+            });
         }
         self.by_client.insert(id, peer);
         self.had_link = true;
         self.out.push_back(MeshOutput::LinkUp { peer, id });
-        let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
+        let addrs = self.book.sample(MAX_ADDRS, addr.or(claimed), &mut self.rng);
         if !addrs.is_empty() {
             self.out.push_back(MeshOutput::SendAddrs { peer, addrs });
         }
         if dir == Dir::In
-            && let Some(a) = addr
+            && let Some(a) = claimed
         {
+            // Learned as any gossip is (unverified, never busy): a later dial of it is what
+            // ties it to a client, and lets clients whose links were all inbound find their
+            // peers again after a partition or a restart.
+            self.learn(now, remote.ip(), &[a]);
             let mut others: Vec<PeerId> = self
                 .linked()
                 .map(|(p, _)| p)
@@ -905,7 +960,7 @@ impl Mesh {
         });
         if let Some(a) = addr {
             match reason {
-                ByeReason::Full | ByeReason::Shed => {
+                ByeReason::Full | ByeReason::Shed | ByeReason::Duplicate => {
                     let later = now + self.rng.jitter(self.config.backoff_max / 2);
                     if let Some(e) = self.book.get_mut(a) {
                         e.next_try = e.next_try.max(later);
@@ -918,7 +973,7 @@ impl Mesh {
                     }
                     self.book.remove(a, false, now);
                 }
-                ByeReason::Duplicate | ByeReason::Other(_) => {}
+                ByeReason::Other(_) => {}
             }
         }
         self.learn(now, source, addrs);
@@ -946,10 +1001,7 @@ impl Mesh {
             let bye = match &conn.link {
                 Some(l) => {
                     let exclude = l.addr;
-                    Some((
-                        ByeReason::Leaving,
-                        self.book.sample(MAX_ADDRS, exclude, &mut self.rng),
-                    ))
+                    Some((ByeReason::Leaving, self.sample_or_hints(exclude)))
                 }
                 None => None,
             };
@@ -1018,37 +1070,158 @@ impl Mesh {
     }
 
     /// Keeps the graph mixing, so that parts that lost each other find each other again: above
-    /// the target, the oldest link we dialed (else the oldest link) is shed, with addresses to
-    /// try; then, at or below it,
-    /// one more random address is dialed, for one link above the target.
+    /// the target, one link is shed, with addresses to try: the oldest link we dialed beyond
+    /// the [`Mesh::outbound_quota`] oldest ones (the anchors, which inbound pressure never
+    /// pushes out), else the inbound link [`Mesh::evictable_inbound`] names; then, at or below
+    /// it, one more random address is dialed, for one link above the target.
     fn rotate(&mut self, now: Instant) {
         if self.links() > self.config.links {
-            let oldest = self
+            let mut outbound: Vec<(Instant, PeerId)> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| c.link.is_some())
-                .min_by_key(|(p, c)| (c.dir == Dir::In, c.since, **p))
-                .map(|(p, c)| (*p, c.link.as_ref().and_then(|l| l.addr)));
-            if let Some((peer, addr)) = oldest {
-                let addrs = self.book.sample(MAX_ADDRS, addr, &mut self.rng);
-                self.drop_conn(peer);
-                self.out.push_back(MeshOutput::Close {
-                    peer,
-                    bye: Some((ByeReason::Shed, addrs)),
-                    why: CloseWhy::Rotated,
-                });
+                .filter(|(_, c)| c.link.is_some() && c.dir != Dir::In)
+                .map(|(&p, c)| (c.since, p))
+                .collect();
+            outbound.sort();
+            let victim = match outbound.get(self.outbound_quota()) {
+                Some(&(_, p)) => Some(p),
+                None => self.evictable_inbound(false),
+            };
+            if let Some(peer) = victim {
+                self.shed(peer);
             }
         }
         if self.links() + self.pending_dials() <= self.config.links {
             self.refill(now);
-            let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
-            let excluded =
-                |a: SocketAddr| self_addrs.contains(&a) || recent.iter().any(|&(_, r)| r == a);
             if self.tokens > 0
-                && let Some(addr) = self.book.pick_due(now, &mut self.rng, excluded)
+                && let Some(addr) = self.pick(now, false)
             {
                 self.dial(now, addr);
             }
+        }
+    }
+
+    /// Addresses for a peer we turn away or leave: up to [`MAX_ADDRS`] from the book, and if
+    /// it has fewer, where our inbound links say they listen (hints, for it to test by
+    /// dialing), so that a client whose links are all inbound still points somewhere.
+    fn sample_or_hints(&mut self, exclude: Option<SocketAddr>) -> Vec<SocketAddr> {
+        let mut addrs = self.book.sample(MAX_ADDRS, exclude, &mut self.rng);
+        for c in self.conns.values() {
+            if addrs.len() >= MAX_ADDRS {
+                break;
+            }
+            if let Some(h) = c.link.as_ref().and_then(|l| l.hint)
+                && Some(h) != exclude
+                && !addrs.contains(&h)
+            {
+                addrs.push(h);
+            }
+        }
+        addrs
+    }
+
+    /// Closes link `peer` with `Bye Shed` and addresses to try.
+    fn shed(&mut self, peer: PeerId) {
+        let addr = self.conns[&peer].link.as_ref().and_then(|l| l.addr);
+        let addrs = self.sample_or_hints(addr);
+        self.drop_conn(peer);
+        self.out.push_back(MeshOutput::Close {
+            peer,
+            bye: Some((ByeReason::Shed, addrs)),
+            why: CloseWhy::Rotated,
+        });
+    }
+
+    /// The inbound link to let go when room is needed, as Bitcoin Core picks one (after
+    /// Heilman et al., 2015): half the inbound links (rounded down) are protected, first the
+    /// oldest link of each of the rarest address groups (diversity, half of the protected),
+    /// then the oldest of the rest (the long-lived); of the others, the youngest of the
+    /// address group with the most. An attacker's many connections from few groups are the
+    /// ones to go, and its newest first. `None` if there is no inbound link, or if `crowded`
+    /// and that link is the only inbound one of its group.
+    fn evictable_inbound(&self, crowded: bool) -> Option<PeerId> {
+        let mut inbound: Vec<(Instant, PeerId, Group)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.link.is_some() && c.dir == Dir::In)
+            .map(|(&p, c)| (c.since, p, group(c.remote)))
+            .collect();
+        inbound.sort();
+        let protect = inbound.len() / 2;
+        let mut groups: BTreeMap<Group, (usize, Instant, PeerId)> = BTreeMap::new();
+        for &(since, p, g) in &inbound {
+            groups.entry(g).or_insert((0, since, p)).0 += 1;
+        }
+        let sizes: BTreeMap<Group, usize> = groups.iter().map(|(&g, v)| (g, v.0)).collect();
+        let mut rarest: Vec<(usize, Instant, PeerId)> = groups.into_values().collect();
+        rarest.sort();
+        let mut protected: BTreeSet<PeerId> = rarest
+            .iter()
+            .take(protect.div_ceil(2))
+            .map(|&(_, _, p)| p)
+            .collect();
+        for &(_, p, _) in &inbound {
+            if protected.len() >= protect {
+                break;
+            }
+            protected.insert(p);
+        }
+        let mut rest: BTreeMap<Group, (usize, Instant, PeerId)> = BTreeMap::new();
+        for &(since, p, g) in inbound.iter().filter(|x| !protected.contains(&x.1)) {
+            let e = rest.entry(g).or_insert((0, since, p));
+            e.0 += 1;
+            (e.1, e.2) = (since, p);
+        }
+        let (g, (_, _, p)) = rest.into_iter().max_by_key(|&(_, v)| v)?;
+        (!crowded || sizes[&g] > 1).then_some(p)
+    }
+
+    /// A due address to dial, not ours and not dialed within `backoff_min`: for an `anchor`
+    /// (a dial toward the [`Mesh::outbound_quota`]) a verified one if any is due; in either
+    /// case one of an address group that no link or dial of ours uses yet, if any.
+    fn pick(&mut self, now: Instant, anchor: bool) -> Option<SocketAddr> {
+        let used: BTreeSet<Group> = self
+            .conns
+            .values()
+            .filter_map(|c| match c.dir {
+                Dir::Out(a) => Some(group(a)),
+                Dir::In => None,
+            })
+            .chain(self.dialing.iter().map(|&a| group(a)))
+            .collect();
+        let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
+        let by_client = &self.by_client;
+        // Not an address where our own dial last reached a client we are linked with now
+        // (a proven tie, never a claim): that dial would only make a duplicate.
+        let allowed = |e: &Entry| {
+            !self_addrs.contains(&e.addr)
+                && !recent.iter().any(|&(_, r)| r == e.addr)
+                && !e.client.is_some_and(|c| by_client.contains_key(&c))
+        };
+        let tiers: &[(bool, bool)] = if anchor {
+            &[(true, true), (true, false), (false, true), (false, false)]
+        } else {
+            &[(false, true), (false, false)]
+        };
+        tiers.iter().find_map(|&(verified, diverse)| {
+            self.book.pick_due(now, &mut self.rng, |e| {
+                allowed(e)
+                    && (!verified || e.verified)
+                    && (!diverse || !used.contains(&group(e.addr)))
+            })
+        })
+    }
+
+    /// Our dial of `addr` reached a client we are already linked with: the address is proven,
+    /// and not worth dialing again soon.
+    fn reached_linked(&mut self, now: Instant, addr: SocketAddr, id: ClientId) {
+        if self.self_addrs.contains(&addr) || !self.book.verify(addr, now, &mut self.rng) {
+            return;
+        }
+        let later = now + self.rng.jitter(self.config.backoff_max / 2);
+        if let Some(e) = self.book.get_mut(addr) {
+            e.next_try = e.next_try.max(later);
+            e.client = Some(id);
         }
     }
 
@@ -1128,12 +1301,16 @@ impl Mesh {
         if e.busy {
             return;
         }
-        if e.untested() {
+        // A learned address is forgotten at its first failure, but for a peer's claim of its
+        // own address (told from that IP), which backs off as a verified one does: it is how
+        // a client whose links were inbound finds them again after a partition.
+        let own_claim = e.source == Some(addr.ip());
+        if e.untested() && !own_claim {
             // A hint that did not answer as floodchat: its source is paced (see `Book`).
             self.book.probe_failed(addr, connected, now);
             return;
         }
-        if !e.verified {
+        if !e.verified && !own_claim {
             self.book.remove(addr, true, now);
             return;
         }
@@ -1202,7 +1379,11 @@ impl Mesh {
             self.recent_dials.pop_front();
         }
         loop {
-            if self.links() + self.pending_dials() >= self.config.links {
+            let pending = self.pending_dials();
+            let below_target = self.links() + pending < self.config.links;
+            // Inbound links never stop the dials that keep the outbound quota.
+            let below_quota = self.outbound_links() + pending < self.outbound_quota();
+            if !below_target && !below_quota {
                 self.timers.set(Timer::Dial, None);
                 return;
             }
@@ -1211,12 +1392,10 @@ impl Mesh {
                 self.timers.set(Timer::Dial, Some(at.max(now)));
                 return;
             }
-            let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
-            let excluded =
-                |a: SocketAddr| self_addrs.contains(&a) || recent.iter().any(|&(_, r)| r == a);
-            match self.book.pick_due(now, &mut self.rng, excluded) {
+            match self.pick(now, !below_target) {
                 Some(addr) => self.dial(now, addr),
                 None => {
+                    let (self_addrs, recent) = (&self.self_addrs, &self.recent_dials);
                     let next = self.book.next_due(|a| self_addrs.contains(&a));
                     // A due address held back by a recent dial of it: wake when that ends.
                     let next = match next {

@@ -540,3 +540,220 @@ fn a_peer_cannot_turn_the_room_into_a_port_scanner() {
     room[8].wait_printed(&["still a room"]);
     leave(&mut room);
 }
+
+/// How many established TCP connections of process `pid` have their other end at
+/// `127.0.0.1` (where every honest client of these tests is), from `/proc`.
+fn connections_to_127_0_0_1(pid: u32) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 9 && f[3] == "01" && f[2].starts_with("0100007F:") && inodes.contains(f[9])
+        })
+        .count()
+}
+
+/// One fake peer of the eclipse swarm on an open connection: the handshake, a Hello that
+/// names `listen_port` (not alone), the swarm's addresses, then it reads and drops all it is
+/// sent (answering nothing, relaying nothing) until the connection ends or `stop`.
+fn swarm_peer(
+    stream: TcpStream,
+    role: Role,
+    listen_port: u16,
+    addrs: &[SocketAddr],
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::Read;
+    use std::sync::atomic::Ordering;
+    let timeout = Duration::from_secs(2);
+    let Ok(mut peer) = SecurePeer::handshake_within(stream, role, &RoomKey::Open, timeout) else {
+        return;
+    };
+    let mut bytes = peer.hello_with(listen_port, false);
+    for chunk in addrs.chunks(floodchat::wire::MAX_ADDRS) {
+        floodchat::wire::Frame::Addrs(chunk.to_vec()).encode(&mut bytes);
+    }
+    if peer.send(&bytes).is_err() {
+        return;
+    }
+    let mut stream = peer.into_stream();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = vec![0; 64 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// The swarm of issue 16 against `victims`: 4 loopback IPs (`127.0.<net>.1..4`) x 16
+/// listening ports, every fake peer telling all 64 addresses; from each IP, 8 connections
+/// (the per-IP limit) to each victim, each retaken 0.5 s after it ends. Returns the threads.
+fn eclipse_swarm(
+    net: u8,
+    victims: Vec<SocketAddr>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<thread::JoinHandle<()>> {
+    use std::net::TcpListener;
+    use std::sync::atomic::Ordering;
+    let mut listeners = Vec::new();
+    for i in 1..=4 {
+        for _ in 0..16 {
+            let l = TcpListener::bind((Ipv4Addr::new(127, 0, net, i), 0)).unwrap();
+            l.set_nonblocking(true).unwrap();
+            listeners.push(l);
+        }
+    }
+    let addrs: std::sync::Arc<Vec<SocketAddr>> =
+        std::sync::Arc::new(listeners.iter().map(|l| l.local_addr().unwrap()).collect());
+    let mut threads = Vec::new();
+    // Whoever dials a swarm address is answered, and held.
+    for l in listeners {
+        let (addrs, stop) = (addrs.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let port = l.local_addr().unwrap().port();
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        s.set_nonblocking(false).unwrap();
+                        let (addrs, stop) = (addrs.clone(), stop.clone());
+                        thread::spawn(move || swarm_peer(s, Role::Responder, port, &addrs, &stop));
+                    }
+                    // Attack pacing of an idle listener, not synchronisation.
+                    Err(_) => thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }));
+    }
+    // Inbound pressure: every slot of every victim, retaken at once.
+    for victim in victims {
+        for (_, &own) in addrs.iter().enumerate().filter(|(k, _)| k % 16 < 8) {
+            let (addrs, stop) = (addrs.clone(), stop.clone());
+            let ip = match own.ip() {
+                std::net::IpAddr::V4(v4) => v4,
+                std::net::IpAddr::V6(_) => unreachable!(),
+            };
+            threads.push(thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(s) = connect_from(ip, victim) {
+                        swarm_peer(s, Role::Initiator, own.port(), &addrs, &stop);
+                    }
+                    // The swarm retakes a freed slot within 0.5 s (attack pacing).
+                    thread::sleep(Duration::from_millis(500));
+                }
+            }));
+        }
+    }
+    threads
+}
+
+/// Issue 16, eclipse: a swarm on 4 addresses x 16 ports holds every inbound slot of an
+/// established client and of a newcomer, fills their books with its addresses and relays
+/// nothing; every honest line still reaches both, promptly, for the whole run, and both keep
+/// links to honest clients throughout.
+#[test]
+fn an_eclipse_swarm_never_cuts_a_client_off() {
+    thread::scope(|scope| {
+        for (rt, net) in [(Smol, 8u8), (AsyncStd, 10u8)] {
+            scope.spawn(move || eclipse_on(rt, net));
+        }
+    });
+}
+
+fn eclipse_on(rt: Rt, net: u8) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a = Spawn::new("a", rt).start();
+    let mut honest = vec![a];
+    for name in ["b", "c", "d"] {
+        let c = Spawn::new(name, other(rt)).peer(&honest[0]).start();
+        honest.push(c);
+    }
+    let victim = Spawn::new("victim", rt).peer(&honest[1]).start();
+    honest[3].say("before the attack");
+    victim.wait_printed(&["before the attack"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut swarm = eclipse_swarm(net, vec![victim.addr().parse().unwrap()], stop.clone());
+    // The newcomer joins once the swarm holds the victim's slots, and is attacked too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while victim.open_fds() < 25 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the swarm never got in"
+        );
+        thread::park_timeout(Duration::from_millis(50));
+    }
+    let newcomer = Spawn::new("newcomer", other(rt)).peer(&honest[2]).start();
+    swarm.extend(eclipse_swarm(
+        net + 1,
+        vec![newcomer.addr().parse().unwrap()],
+        stop.clone(),
+    ));
+    let mut said = Vec::new();
+    let mut fewest = [usize::MAX; 2];
+    for round in 0..12 {
+        let line = format!("honest line {round}");
+        said.push((std::time::Instant::now(), line.clone()));
+        honest[round % 4].say(&line);
+        victim.wait_printed(&[line.as_str()]);
+        newcomer.wait_printed(&[line.as_str()]);
+        for (i, c) in [&victim, &newcomer].into_iter().enumerate() {
+            fewest[i] = fewest[i].min(connections_to_127_0_0_1(c.pid()));
+        }
+        // Keep the attack going between lines, as a room's pace does (not synchronisation).
+        thread::sleep(Duration::from_secs(2));
+    }
+    let held = [&victim, &newcomer].map(|c| c.open_fds());
+    eprintln!(
+        "{rt:?}: fewest connections to honest clients over the run: victim {}, newcomer {}; \
+         descriptors open at the end: {held:?}",
+        fewest[0], fewest[1]
+    );
+    assert!(fewest.iter().all(|&n| n >= 1), "{fewest:?}");
+    // Each line arrived within a few seconds of being said.
+    for c in [&victim, &newcomer] {
+        let printed = c.printed_timed();
+        let slowest = said
+            .iter()
+            .map(|(at, line)| {
+                let (got, _) = printed.iter().find(|(_, l)| l == line).expect("printed");
+                got.saturating_duration_since(*at)
+            })
+            .max()
+            .unwrap();
+        eprintln!(
+            "{rt:?}: {} heard every honest line, the slowest after {slowest:?}",
+            c.name
+        );
+        assert!(slowest < Duration::from_secs(5), "{}: {slowest:?}", c.name);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in swarm {
+        t.join().unwrap();
+    }
+    let mut all = honest;
+    all.push(victim);
+    all.push(newcomer);
+    leave(&mut all);
+}

@@ -52,6 +52,36 @@ pub(crate) fn dialable(addr: SocketAddr, source: IpAddr) -> bool {
     can_listen(addr) && (!ip.is_loopback() || canonical_ip(source).is_loopback())
 }
 
+/// The address group of `addr`, which one operator is unlikely to hold many of: its /16 for
+/// IPv4, its /32 for IPv6. On loopback each IP is a group of its own: on one machine the
+/// addresses of 127.0.0.0/8 stand for hosts (the simulator's clients are `127.x.y.z`, a
+/// test's swarm binds `127.0.9.x`), and a /16 would put them all in one.
+pub(crate) fn group(addr: SocketAddr) -> Group {
+    let addr = canonical(addr);
+    match addr.ip() {
+        ip if ip.is_loopback() => Group::Loopback(ip),
+        IpAddr::V4(v4) => {
+            let [a, b, _, _] = v4.octets();
+            Group::V4([a, b])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            Group::V6([s[0], s[1]])
+        }
+    }
+}
+
+/// An address group ([`group`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Group {
+    /// An IPv4 /16.
+    V4([u8; 2]),
+    /// An IPv6 /32.
+    V6([u16; 2]),
+    /// One loopback IP.
+    Loopback(IpAddr),
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -108,6 +138,18 @@ mod tests {
             let v6 = Ipv6Addr::from(bits | (1 << 100));
             prop_assert_eq!(canonical_ip(IpAddr::V6(v6)), IpAddr::V6(v6));
         }
+    }
+
+    #[test]
+    fn groups_are_a_slash_16_a_slash_32_or_one_loopback_ip() {
+        let g = |s: &str| group(s.parse().unwrap());
+        assert_eq!(g("192.0.2.7:1"), g("192.0.200.9:2"));
+        assert_ne!(g("192.0.2.7:1"), g("192.1.2.7:1"));
+        assert_eq!(g("[::ffff:192.0.2.7]:1"), g("192.0.99.1:1"));
+        assert_eq!(g("[2001:db8::1]:1"), g("[2001:db8:ffff::2]:9"));
+        assert_ne!(g("[2001:db8::1]:1"), g("[2001:db9::1]:1"));
+        assert_eq!(g("127.0.0.1:4000"), g("127.0.0.1:4001"));
+        assert_ne!(g("127.0.0.1:4000"), g("127.0.0.2:4000"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub(crate) struct Entry {
     pub(crate) next_try: Instant,
     /// Being dialed, or linked: not a candidate for a dial.
     pub(crate) busy: bool,
+    /// The client our last dial of it reached (proven by its key), if any.
+    pub(crate) client: Option<crate::wire::ClientId>,
     /// A dial to it answered with floodchat's prologue: worth telling others.
     pub(crate) answered: bool,
     /// When it was learned: an untested hint is dropped [`Book::hint_ttl`] later.
@@ -178,6 +180,7 @@ impl Book {
             busy: false,
             answered: false,
             learned: now,
+            client: None,
         });
         Ok(())
     }
@@ -210,6 +213,7 @@ impl Book {
             busy: false,
             answered: false,
             learned: now,
+            client: None,
         });
         true
     }
@@ -505,20 +509,18 @@ impl Book {
         true
     }
 
-    /// A random idle entry due for a dial, not in `exclude`.
+    /// A random idle entry due for a dial for which `keep` holds.
     pub(crate) fn pick_due(
         &self,
         now: Instant,
         rng: &mut SplitMix64,
-        exclude: impl Fn(SocketAddr) -> bool,
+        keep: impl Fn(&Entry) -> bool,
     ) -> Option<SocketAddr> {
         let verified = self.verified_ips();
         let due: Vec<SocketAddr> = self
             .entries
             .iter()
-            .filter(|e| {
-                !e.busy && e.next_try <= now && self.testable(e, now, &verified) && !exclude(e.addr)
-            })
+            .filter(|e| !e.busy && e.next_try <= now && self.testable(e, now, &verified) && keep(e))
             .map(|e| e.addr)
             .collect();
         (!due.is_empty()).then(|| due[rng.index(due.len())])

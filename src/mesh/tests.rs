@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::*;
+use addr::group;
 
 fn addr(a: u8, b: u8, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, a, b)), port)
@@ -60,9 +61,9 @@ impl T {
         (peer, out)
     }
 
-    /// An inbound link from a peer that gave no listening port: we never verified an
-    /// address of it, so its hints are held to the strict rules.
-    fn stranger_link(&mut self, remote: SocketAddr, id: u64) -> PeerId {
+    /// An inbound connection from `remote` that says Hello as client `id` and that it does
+    /// not listen.
+    fn inbound_client(&mut self, remote: SocketAddr, id: u64) -> PeerId {
         let peer = self.peer();
         self.input(MeshInput::Accepted { peer, remote });
         self.input(MeshInput::Hello {
@@ -72,6 +73,20 @@ impl T {
             alone: false,
         });
         peer
+    }
+
+    /// A connection we dialed to `at` (asked for or not) that says Hello as client `id`: the
+    /// only way an address becomes verified.
+    fn outbound_link(&mut self, at: SocketAddr, id: u64) -> (PeerId, Vec<MeshOutput>) {
+        let peer = self.peer();
+        let mut out = self.input(MeshInput::Dialed { peer, addr: at });
+        out.extend(self.input(MeshInput::Hello {
+            peer,
+            id: ClientId(id),
+            listen_port: at.port(),
+            alone: false,
+        }));
+        (peer, out)
     }
 }
 
@@ -133,9 +148,10 @@ fn the_contact_is_dialed_at_once_and_a_link_gets_addresses() {
 fn an_inbound_newcomer_is_sent_addresses_and_announced_to_other_links() {
     let mut t = T::new(MeshConfig::default());
     t.input(MeshInput::Start { contact: None });
-    let (a, _) = t.inbound_link(addr(0, 1, 50_000), 1);
+    let (a, _) = t.outbound_link(addr(0, 1, 7000), 1);
     let (b, out) = t.inbound_link(addr(0, 2, 50_001), 2);
-    // The newcomer hears of the first link's address; the first link of the newcomer's.
+    // The newcomer hears of the first link's address; the first link of the newcomer's, as
+    // a hint: the claim is not stored here.
     assert!(out.contains(&MeshOutput::SendAddrs {
         peer: b,
         addrs: vec![addr(0, 1, 7000)]
@@ -144,6 +160,7 @@ fn an_inbound_newcomer_is_sent_addresses_and_announced_to_other_links() {
         peer: a,
         addrs: vec![addr(0, 2, 7000)]
     }));
+    assert!(!t.mesh.is_verified(addr(0, 2, 7000)));
 }
 
 #[test]
@@ -243,15 +260,15 @@ fn both_sides_keep_the_connection_dialed_by_the_smaller_id() {
 }
 
 #[test]
-fn a_full_client_refuses_politely_with_addresses() {
+fn a_client_that_takes_no_inbound_link_refuses_politely_with_addresses() {
     let config = MeshConfig {
-        max_inbound: 2,
+        max_inbound: 0,
         ..MeshConfig::default()
     };
     let mut t = T::new(config);
     t.input(MeshInput::Start { contact: None });
-    t.inbound_link(addr(0, 1, 50_000), 1);
-    t.inbound_link(addr(0, 2, 50_000), 2);
+    t.outbound_link(addr(0, 1, 7000), 1);
+    t.outbound_link(addr(0, 2, 7000), 2);
     let (p, out) = t.inbound_link(addr(0, 3, 50_000), 3);
     let close = out
         .iter()
@@ -266,7 +283,7 @@ fn a_full_client_refuses_politely_with_addresses() {
         .expect("Bye Full");
     assert_eq!(close.len(), 2, "addresses of the two links: {close:?}");
     assert!(!close.contains(&addr(0, 3, 7000)));
-    assert_eq!(t.mesh.inbound_links(), 2);
+    assert_eq!(t.mesh.inbound_links(), 0);
 }
 
 #[test]
@@ -385,7 +402,7 @@ fn learned_addresses_are_capped_per_message_and_per_source_and_never_evict_verif
     t.input(MeshInput::Start { contact: None });
     let mut verified = Vec::new();
     for i in 1..=10u8 {
-        t.inbound_link(addr(1, i, 50_000), u64::from(i));
+        t.outbound_link(addr(1, i, 7000), u64::from(i));
         verified.push(addr(1, i, 7000));
     }
     let (spammer, _) = t.inbound_link(addr(2, 1, 50_000), 99);
@@ -396,8 +413,8 @@ fn learned_addresses_are_capped_per_message_and_per_source_and_never_evict_verif
     });
     assert_eq!(
         t.mesh.learned_from(addr(2, 1, 0).ip()),
-        MAX_ADDRS,
-        "per message"
+        MAX_ADDRS + 1,
+        "per message, and its own claim"
     );
     t.input(MeshInput::Addrs {
         peer: spammer,
@@ -440,7 +457,7 @@ fn learned_addresses_are_tested_one_at_a_time_and_forgotten_when_not_floodchat()
     };
     let mut t = T::new(config.clone());
     t.input(MeshInput::Start { contact: None });
-    let p = t.stranger_link(addr(0, 1, 50_000), 1);
+    let p = t.inbound_client(addr(0, 1, 50_000), 1);
     let victim: Vec<_> = (0..16u16).map(|k| addr(6, 6, 80 + k)).collect();
     let mut all = t.input(MeshInput::Addrs {
         peer: p,
@@ -532,7 +549,7 @@ fn a_source_of_hints_that_are_not_floodchat_is_paced_and_its_hints_are_never_pas
 fn untested_hints_are_forgotten_quickly_and_passed_on_only_once_they_answered() {
     let mut t = T::new(MeshConfig::with_links(50));
     t.input(MeshInput::Start { contact: None });
-    let p = t.stranger_link(addr(0, 1, 50_000), 1);
+    let p = t.inbound_client(addr(0, 1, 50_000), 1);
     let (q, _) = t.inbound_link(addr(0, 2, 50_000), 2);
     let hints: Vec<_> = (0..8).map(|i| addr(1, i, 7000)).collect();
     let out = t.input(MeshInput::Addrs {
@@ -684,8 +701,8 @@ fn a_lost_neighbour_is_replaced_and_a_lonely_client_says_so_once_and_retries_wit
 fn shuffle_sends_addresses_to_a_link_periodically() {
     let mut t = T::new(MeshConfig::default());
     t.input(MeshInput::Start { contact: None });
-    let (a, _) = t.inbound_link(addr(0, 1, 50_000), 1);
-    let (b, _) = t.inbound_link(addr(0, 2, 50_000), 2);
+    let (a, _) = t.outbound_link(addr(0, 1, 7000), 1);
+    let (b, _) = t.outbound_link(addr(0, 2, 7000), 2);
     let out = t.advance(Duration::from_secs(40));
     let sent: Vec<_> = out
         .iter()
@@ -790,7 +807,187 @@ fn ipv6_spellings_of_ipv4_addresses_meet_the_same_rules() {
     });
     let real: SocketAddr = "198.51.100.7:4000".parse().unwrap();
     assert_eq!(dials(&out), [real], "{out:?}");
-    // The stranger's own address, from its Hello, and the real one.
+    // The stranger's own address, from its Hello (a claim, learned), and the real one.
     assert_eq!(t.mesh.book_len(), 2);
     assert!(t.mesh.knows(real));
+}
+
+fn public(a: u8, b: u8, c: u8, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, 1)), port)
+}
+
+/// Issue 16, eclipse: fifteen inbound links never push out the outbound anchors, and never
+/// stop the client from dialing its outbound quota.
+#[test]
+fn inbound_pressure_never_displaces_the_outbound_quota() {
+    let mut t = T::new(MeshConfig::default());
+    t.input(MeshInput::Start { contact: None });
+    let quota = t.mesh.outbound_quota();
+    assert_eq!(quota, 3, "half the target of 5, rounded up");
+    let honest: Vec<PeerId> = (1..=quota as u8)
+        .map(|i| t.outbound_link(addr(0, i, 7000), u64::from(i)).0)
+        .collect();
+    // The swarm takes every inbound slot, and refills each one it loses at once.
+    let mut swarm = 100;
+    let mut fill = |t: &mut T| {
+        while t.mesh.inbound_links() < t.mesh.config().max_inbound {
+            swarm += 1;
+            t.inbound_link(addr(9, (swarm % 4) as u8, swarm as u16), swarm);
+        }
+    };
+    fill(&mut t);
+    for _ in 0..40 {
+        let out = t.advance(Duration::from_secs(10));
+        for (peer, _, _) in closes(&out) {
+            assert!(!honest.contains(&peer), "an anchor was shed: {out:?}");
+        }
+        fill(&mut t);
+    }
+    assert_eq!(t.mesh.outbound_links(), quota);
+    // An anchor lost: the client dials again although its inbound links are far above the
+    // target, and a verified address first, though the book is full of learned ones.
+    let (spammer, _) = t.inbound_link(addr(9, 0, 60_000), 9999);
+    let junk: Vec<_> = (0..16u16).map(|p| addr(9, 1, 7000 + p)).collect();
+    t.input(MeshInput::Addrs {
+        peer: spammer,
+        addrs: &junk,
+    });
+    t.mesh.remember(t.now, &[addr(0, 9, 7000)]);
+    t.input(MeshInput::Closed { peer: spammer });
+    let mut out = t.input(MeshInput::Closed { peer: honest[0] });
+    out.extend(t.advance(Duration::from_secs(5)));
+    let dialed = dials(&out);
+    assert!(!dialed.is_empty(), "{out:?}");
+    assert!(
+        dialed.contains(&addr(0, 1, 7000)) || dialed.contains(&addr(0, 9, 7000)),
+        "a verified address first: {dialed:?}"
+    );
+}
+
+/// Issue 16, eclipse: quota dials spread over address groups (/16 for IPv4), verified
+/// addresses first.
+#[test]
+fn outbound_dials_prefer_verified_addresses_in_groups_not_yet_used() {
+    let mut t = T::new(MeshConfig::default());
+    t.input(MeshInput::Start { contact: None });
+    // Verified addresses: three in one /16, one in each of two others. Learned: many in a
+    // fourth, told by a stranger.
+    let verified = [
+        public(198, 51, 1, 7000),
+        public(198, 51, 2, 7000),
+        public(198, 51, 3, 7000),
+        public(203, 0, 1, 7000),
+        public(192, 0, 1, 7000),
+    ];
+    // Five inbound links meet the target: only the quota dials.
+    let stranger = t.inbound_client(public(100, 64, 0, 50_000), 50);
+    for i in 0..4u8 {
+        t.inbound_client(public(100, 65 + i, 0, 50_000), 60 + u64::from(i));
+    }
+    t.mesh.remember(t.now, &verified);
+    let learned: Vec<_> = (0..16u16).map(|p| public(100, 64, 9, 7000 + p)).collect();
+    let out = t.input(MeshInput::Addrs {
+        peer: stranger,
+        addrs: &learned,
+    });
+    let dialed = dials(&out);
+    assert_eq!(dialed.len(), 3, "the quota: {out:?}");
+    assert!(dialed.iter().all(|a| verified.contains(a)), "{dialed:?}");
+    let groups: BTreeSet<_> = dialed.iter().map(|&a| group(a)).collect();
+    assert_eq!(groups.len(), 3, "three distinct /16s: {dialed:?}");
+}
+
+/// Issue 16, eclipse: a full client makes room for a newcomer by evicting the youngest link
+/// of the most crowded group, and never one of the diverse or long-lived it protects.
+#[test]
+fn a_full_client_evicts_the_crowded_and_young_and_keeps_the_diverse_and_long_lived() {
+    let mut t = T::new(MeshConfig::default());
+    t.input(MeshInput::Start { contact: None });
+    let max = t.mesh.config().max_inbound;
+    // Five honest clients, each from its own /16, came first.
+    let honest: Vec<PeerId> = (0..5u8)
+        .map(|i| {
+            t.advance(Duration::from_secs(1));
+            t.inbound_link(public(20 + i, 1, 0, 50_000), u64::from(i) + 1)
+                .0
+        })
+        .collect();
+    // A swarm from two /16s fills the rest, and keeps coming.
+    let mut evicted = Vec::new();
+    for k in 0..200u64 {
+        let out = t.advance(Duration::from_millis(500));
+        evicted.extend(closes(&out).iter().map(|c| c.0));
+        let from = public(66, (k % 2) as u8, (k % 200) as u8, 50_000 + k as u16);
+        let (newcomer, out) = t.inbound_link(from, 1000 + k);
+        assert!(t.mesh.inbound_links() <= max);
+        for (peer, bye, why) in closes(&out) {
+            assert_ne!(peer, newcomer, "a full client takes the newcomer: {out:?}");
+            assert_eq!((bye, why), (Some(ByeReason::Shed), CloseWhy::Rotated));
+            evicted.push(peer);
+        }
+    }
+    assert!(evicted.len() >= 185, "{}", evicted.len());
+    assert!(
+        evicted.iter().all(|p| !honest.contains(p)),
+        "an honest link was evicted"
+    );
+    // A newcomer from a new /16 gets in too, and stays while the swarm churns.
+    let (late, _) = t.inbound_link(public(30, 1, 0, 50_000), 77);
+    for k in 0..50u64 {
+        t.advance(Duration::from_millis(500));
+        let from = public(66, (k % 2) as u8, 1, 40_000 + k as u16);
+        let (_, out) = t.inbound_link(from, 5000 + k);
+        assert!(closes(&out).iter().all(|c| c.0 != late), "{out:?}");
+    }
+}
+
+/// Issue 16, impostors: a peer at an honest client's IP that claims its listening port does
+/// not mark that address busy nor tie it to itself: the honest client is still dialed and
+/// linked, and both links stand.
+#[test]
+fn an_impostor_claiming_an_honest_clients_port_blocks_no_dial_to_it() {
+    let mut t = T::new(MeshConfig::default());
+    let honest = addr(0, 1, 7000);
+    // The impostor connects first, from the honest client's IP, claiming its port.
+    t.input(MeshInput::Start { contact: None });
+    let impostor = t.peer();
+    t.input(MeshInput::Accepted {
+        peer: impostor,
+        remote: addr(0, 1, 50_000),
+    });
+    let out = t.input(MeshInput::Hello {
+        peer: impostor,
+        id: ClientId(66),
+        listen_port: honest.port(),
+        alone: false,
+    });
+    assert_eq!(t.mesh.links(), 1);
+    assert!(!t.mesh.is_verified(honest), "a claim is never verified");
+    // The claim is a hint, never busy: the address is dialed, and the honest client answers.
+    assert_eq!(dials(&out), [honest]);
+    let (peer, out) = t.outbound_link(honest, 5);
+    assert!(out.contains(&MeshOutput::LinkUp {
+        peer,
+        id: ClientId(5)
+    }));
+    assert!(closes(&out).is_empty(), "{out:?}");
+    assert!(t.mesh.is_verified(honest));
+    assert_eq!(t.mesh.links(), 2);
+    // The honest client known first (verified, and linked), the impostor comes: nothing
+    // of the honest link changes, and when it ends the address is free to dial.
+    let impostor2 = t.peer();
+    t.input(MeshInput::Accepted {
+        peer: impostor2,
+        remote: addr(0, 1, 50_001),
+    });
+    let out = t.input(MeshInput::Hello {
+        peer: impostor2,
+        id: ClientId(67),
+        listen_port: honest.port(),
+        alone: false,
+    });
+    assert!(closes(&out).is_empty(), "{out:?}");
+    t.input(MeshInput::Closed { peer });
+    let out = t.advance(Duration::from_secs(5));
+    assert!(dials(&out).contains(&honest), "{out:?}");
 }

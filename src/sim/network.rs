@@ -329,6 +329,8 @@ pub struct Sim<N = FloodState> {
     crashes: u64,
     partitions: u64,
     counts: Counts,
+    /// Whether an adversary ever joined ([`Sim::join_with`]).
+    adversaries: bool,
 }
 
 impl Sim {
@@ -372,6 +374,7 @@ impl<N: Node> Sim<N> {
             crashes: 0,
             partitions: 0,
             counts: Counts::default(),
+            adversaries: false,
         };
         for _ in 0..clients {
             sim.push_client();
@@ -383,12 +386,18 @@ impl<N: Node> Sim<N> {
     }
 
     fn push_client(&mut self) -> usize {
+        self.push_client_with(N::start)
+    }
+
+    /// Pushes a client whose first state `make` builds from its configuration.
+    fn push_client_with(&mut self, make: impl FnOnce(Config, Instant) -> N) -> usize {
         let c = self.clients.len();
         // A client that starts during a partition is on the first side.
         if let Some(cut) = &mut self.cut {
             cut.push(false);
         }
-        let (id, state) = self.new_state(c, 0);
+        let (id, config) = self.new_config(c, 0, Vec::new());
+        let state = make(config, self.start + self.now);
         self.clients.push(Client {
             state: Some(state),
             incarnation: 0,
@@ -421,6 +430,16 @@ impl<N: Node> Sim<N> {
         c
     }
 
+    /// A new client starts now as `make` builds it from its configuration and the time (an
+    /// adversary, say, as [`MeshNode::swarm`](super::MeshNode::swarm) builds one), with no
+    /// contact; a restart makes it an ordinary client. Returns its index.
+    pub fn join_with(&mut self, make: impl FnOnce(Config, Instant) -> N) -> usize {
+        let c = self.push_client_with(make);
+        self.adversaries |= self.clients[c].state.as_ref().is_some_and(N::is_adversary);
+        self.feed(c, Input::Start { contact: None });
+        c
+    }
+
     /// The graph of working links between running clients: each link once, as its two ends,
     /// the one that dialed first.
     pub fn graph(&self) -> Vec<[usize; 2]> {
@@ -431,18 +450,20 @@ impl<N: Node> Sim<N> {
             .collect()
     }
 
-    /// The identity and a fresh state of incarnation `incarnation` of client `c`.
-    fn new_state(&self, c: usize, incarnation: u32) -> (ClientId, N) {
-        self.new_state_knowing(c, incarnation, Vec::new())
-    }
-
-    /// As [`Self::new_state`], with `known` addresses kept from an earlier incarnation.
+    /// The identity and a fresh state of incarnation `incarnation` of client `c`, with `known`
+    /// addresses kept from an earlier incarnation.
     fn new_state_knowing(
         &self,
         c: usize,
         incarnation: u32,
         known: Vec<SocketAddr>,
     ) -> (ClientId, N) {
+        let (id, config) = self.new_config(c, incarnation, known);
+        (id, N::start(config, self.start + self.now))
+    }
+
+    /// The identity and configuration of incarnation `incarnation` of client `c`.
+    fn new_config(&self, c: usize, incarnation: u32, known: Vec<SocketAddr>) -> (ClientId, Config) {
         // A bijection of (incarnation, c), so identities never collide.
         let unique = (u64::from(incarnation) << 32) | c as u64;
         let identity = Identity::from_seed(scramble(unique.wrapping_add(self.config.seed)));
@@ -455,7 +476,7 @@ impl<N: Node> Sim<N> {
             known,
             ..self.config.flood.clone()
         };
-        (id, N::start(config, self.start + self.now))
+        (id, config)
     }
 
     // ---- getters ----
@@ -1057,7 +1078,8 @@ impl<N: Node> Sim<N> {
                 Decoded::Greeting => {}
                 Decoded::Frame(Frame::Hello(hello)) => {
                     let id = self.clients[c].id;
-                    if hello.client != id || hello.listen_port != LISTEN_PORT {
+                    let adversary = self.clients[c].state.as_ref().is_some_and(N::is_adversary);
+                    if !adversary && (hello.client != id || hello.listen_port != LISTEN_PORT) {
                         self.violation(format!(
                             "client {c} (id {id}, port {LISTEN_PORT}) introduced itself to \
                              {peer} as {} on port {}",
@@ -1125,6 +1147,11 @@ impl<N: Node> Sim<N> {
 
     /// Addresses a client tells a peer must be where some client listens.
     fn check_addrs(&mut self, c: usize, peer: PeerId, addrs: &[SocketAddr]) {
+        // An adversary tells what it likes, and honest clients pass it on: the check holds
+        // only in a room without adversaries.
+        if self.adversaries {
+            return;
+        }
         let n = self.clients.len();
         for addr in addrs {
             if client_at(*addr).is_none_or(|t| t >= n) {

@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::mesh::{CloseWhy, Mesh, MeshInput, MeshOutput};
-use crate::wire::{self, ByeReason, Decoded, Frame, FrameDecoder, GREETING, Hello};
+use crate::wire::{self, ByeReason, ClientId, Decoded, Frame, FrameDecoder, GREETING, Hello};
 use crate::{Config, DisconnectReason, FloodState, Input, InputError, Output, PeerId, Stats};
 
 /// A sans-IO client the simulator can run: the door of [`FloodState`].
@@ -46,6 +46,10 @@ pub trait Node {
     /// The addresses a driver would keep on disk, as [`FloodState::addrs_to_keep`].
     fn addrs_to_keep(&self) -> Vec<SocketAddr> {
         Vec::new()
+    }
+    /// Whether it is an adversary, whose Hellos may name other identities.
+    fn is_adversary(&self) -> bool {
+        false
     }
 }
 
@@ -108,9 +112,145 @@ pub struct MeshNode {
     decoders: BTreeMap<PeerId, FrameDecoder>,
     outputs: VecDeque<Output>,
     stats: Stats,
+    /// Set for an adversary ([`MeshNode::swarm`]).
+    swarm: Option<Swarm>,
 }
 
+/// What an eclipse attacker does instead of running its mesh.
+#[derive(Debug)]
+struct Swarm {
+    /// The clients it keeps connections to.
+    victims: Vec<SocketAddr>,
+    /// How many connections it keeps to each victim.
+    per_victim: usize,
+    /// The addresses it tells everyone (its fellows').
+    addrs: Vec<SocketAddr>,
+    /// The victim each of its dialed connections goes to.
+    held: BTreeMap<PeerId, SocketAddr>,
+    /// Dials in flight, per victim.
+    dialing: BTreeMap<SocketAddr, usize>,
+    /// When it next redials the victims it lost and repeats its addresses.
+    next: Instant,
+    /// Rounds of redials so far.
+    rounds: u64,
+}
+
+/// How soon an adversary takes back a slot it lost (issue 16 measured the swarm refilling a
+/// freed slot within 0.5 s).
+const SWARM_REFILL: Duration = Duration::from_millis(500);
+
 impl MeshNode {
+    /// An eclipse attacker (issue 16) at one address that runs no mesh: it keeps
+    /// `per_victim` connections to each of `victims` (retaking one within [`SWARM_REFILL`]
+    /// when it ends), accepts every connection, says Hello on each as a different client
+    /// (not alone), tells every connection `addrs` at once and again every 5 s, and relays
+    /// nothing: it holds slots and fills books.
+    pub fn swarm(
+        config: Config,
+        now: Instant,
+        victims: Vec<SocketAddr>,
+        per_victim: usize,
+        addrs: Vec<SocketAddr>,
+    ) -> Self {
+        let mut node = <Self as Node>::start(config, now);
+        node.swarm = Some(Swarm {
+            victims,
+            per_victim,
+            addrs,
+            held: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            next: now,
+            rounds: 0,
+        });
+        node
+    }
+
+    /// An adversary's answer to `input`.
+    fn swarm_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
+        let swarm = self.swarm.as_mut().expect("an adversary");
+        match input {
+            Input::Start { .. } => {}
+            Input::Accepted { peer, .. } => {
+                self.open(peer)?;
+                self.tell_addrs(peer);
+            }
+            Input::Dialed { peer, addr } => {
+                Self::dial_done(swarm, addr);
+                swarm.held.insert(peer, addr);
+                self.open(peer)?;
+                self.tell_addrs(peer);
+            }
+            Input::DialFailed(addr) => Self::dial_done(swarm, addr),
+            Input::Received(peer, mut bytes) => {
+                let Some(decoder) = self.decoders.get_mut(&peer) else {
+                    return Err(InputError::UnknownPeer(peer));
+                };
+                // Read and ignored: it answers nothing and relays nothing.
+                while let Ok(Some(_)) = decoder.decode(&mut bytes) {}
+            }
+            Input::Sent(peer) => {
+                if !self.decoders.contains_key(&peer) {
+                    return Err(InputError::UnknownPeer(peer));
+                }
+            }
+            Input::Closed(peer) => {
+                let Some(decoder) = self.decoders.get(&peer) else {
+                    return Err(InputError::UnknownPeer(peer));
+                };
+                let reason = if decoder.hello_seen() {
+                    DisconnectReason::Closed
+                } else {
+                    DisconnectReason::ClosedBeforeGreeting
+                };
+                swarm.held.remove(&peer);
+                self.close(peer, reason);
+            }
+            Input::Timeout | Input::Leave | Input::EndOfInput | Input::LineTyped(_) => {}
+        }
+        let swarm = self.swarm.as_mut().expect("an adversary");
+        if now >= swarm.next {
+            swarm.next = now + SWARM_REFILL;
+            swarm.rounds += 1;
+            let repeat = swarm.rounds % 10 == 0;
+            for &v in &swarm.victims {
+                let held = swarm.held.values().filter(|&&h| h == v).count();
+                let dialing = swarm.dialing.entry(v).or_insert(0);
+                while held + *dialing < swarm.per_victim {
+                    *dialing += 1;
+                    self.outputs.push_back(Output::Dial(v));
+                }
+            }
+            // Every tenth round (5 s), its addresses again on every connection.
+            if repeat {
+                let peers: Vec<PeerId> = self.decoders.keys().copied().collect();
+                for peer in peers {
+                    self.tell_addrs(peer);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dial_done(swarm: &mut Swarm, addr: SocketAddr) {
+        if let Some(n) = swarm.dialing.get_mut(&addr) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Sends an adversary's addresses on `peer`.
+    fn tell_addrs(&mut self, peer: PeerId) {
+        let Some(swarm) = &self.swarm else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        for chunk in swarm.addrs.chunks(wire::MAX_ADDRS) {
+            Frame::Addrs(chunk.to_vec()).encode(&mut bytes);
+        }
+        if !bytes.is_empty() {
+            self.send(peer, bytes);
+        }
+    }
+
     /// The client's mesh.
     pub fn mesh(&self) -> &Mesh {
         &self.mesh
@@ -126,9 +266,22 @@ impl MeshNode {
             return Err(InputError::PeerExists(peer));
         }
         let mut bytes = GREETING.to_vec();
-        let hello = Hello {
-            alone: self.mesh.links() == 0,
-            ..self.hello
+        let hello = match self.swarm {
+            // A different client on each connection.
+            Some(_) => Hello {
+                client: ClientId(
+                    self.hello
+                        .client
+                        .0
+                        .wrapping_add(peer.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                ),
+                alone: false,
+                ..self.hello
+            },
+            None => Hello {
+                alone: self.mesh.links() == 0,
+                ..self.hello
+            },
         };
         Frame::Hello(hello).encode(&mut bytes);
         self.send(peer, bytes);
@@ -243,10 +396,14 @@ impl Node for MeshNode {
             decoders: BTreeMap::new(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
+            swarm: None,
         }
     }
 
     fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), InputError> {
+        if self.swarm.is_some() {
+            return self.swarm_input(now, input);
+        }
         let known = |node: &Self, peer| match node.decoders.contains_key(&peer) {
             true => Ok(()),
             false => Err(InputError::UnknownPeer(peer)),
@@ -292,7 +449,10 @@ impl Node for MeshNode {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.mesh.poll_timeout()
+        match &self.swarm {
+            Some(swarm) => Some(swarm.next),
+            None => self.mesh.poll_timeout(),
+        }
     }
 
     fn is_flushed(&self) -> bool {
@@ -311,7 +471,14 @@ impl Node for MeshNode {
         self.stats
     }
 
+    fn is_adversary(&self) -> bool {
+        self.swarm.is_some()
+    }
+
     fn link_count(&self) -> usize {
-        self.mesh.links()
+        match &self.swarm {
+            Some(_) => self.decoders.len(),
+            None => self.mesh.links(),
+        }
     }
 }
