@@ -548,16 +548,7 @@ fn a_peer_cannot_turn_the_room_into_a_port_scanner() {
 /// How many established TCP connections of process `pid` have their other end at
 /// `127.0.0.1` (where every honest client of these tests is), from `/proc`.
 fn connections_to_127_0_0_1(pid: u32) -> usize {
-    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter_map(|l| {
-                    let l = l.to_string_lossy().into_owned();
-                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let inodes = common::socket_inodes(pid);
     let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
     table
         .lines()

@@ -220,16 +220,7 @@ fn a_full_client_still_lets_a_newcomer_join_the_room() {
 
 /// How many established TCP connections process `pid` accepted at `listen`, from `/proc`.
 fn inbound_connections(pid: u32, listen: SocketAddr) -> usize {
-    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|dir| {
-            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-                .filter_map(|l| {
-                    let l = l.to_string_lossy().into_owned();
-                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let inodes = common::socket_inodes(pid);
     let port = format!(":{:04X}", listen.port());
     std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
         .unwrap_or_default()

@@ -257,12 +257,7 @@ impl Book {
         let source = e.source.filter(|_| !e.answered);
         e.answered = true;
         if let Some(source) = source {
-            self.trim_paces(now);
-            let pace = self.paces.entry(source).or_insert(Pace {
-                strikes: 0,
-                next: now,
-                proven: false,
-            });
+            let pace = self.pace(source, now);
             pace.strikes = 0;
             pace.next = now;
             pace.proven = true;
@@ -277,16 +272,12 @@ impl Book {
     pub(crate) fn probe_failed(&mut self, addr: SocketAddr, connected: bool, now: Instant) {
         let source = self.get(addr).and_then(|e| e.source);
         if let Some(source) = source {
-            self.trim_paces(now);
-            let pace = self.paces.entry(source).or_insert(Pace {
-                strikes: 0,
-                next: now,
-                proven: false,
-            });
+            let backoff = self.probe_backoff;
+            let pace = self.pace(source, now);
             if connected {
                 pace.strikes = pace.strikes.saturating_add(1);
                 let factor = 1u32 << (pace.strikes - 1).min(4);
-                pace.next = now + self.probe_backoff.saturating_mul(factor);
+                pace.next = now + backoff.saturating_mul(factor);
             } else {
                 // Nothing answered (a client gone, or nothing there): no one was connected to,
                 // and honest books hold departed clients; the next hint is tested at once.
@@ -303,6 +294,16 @@ impl Book {
     }
 
     /// Keeps the paces bounded: those passed go first, then the soonest.
+    /// The pace of `source`'s hints, a fresh one if it has none (the table trimmed first).
+    fn pace(&mut self, source: IpAddr, now: Instant) -> &mut Pace {
+        self.trim_paces(now);
+        self.paces.entry(source).or_insert(Pace {
+            strikes: 0,
+            next: now,
+            proven: false,
+        })
+    }
+
     fn trim_paces(&mut self, now: Instant) {
         let cap = self.cap.saturating_mul(4).max(16);
         if self.paces.len() < cap {
