@@ -67,16 +67,17 @@ fn broadcast_as_report_quotes() {
     let [calm, cut] = broadcast_pinned(
         Broadcast::default(),
         [
-            "links 105 degree [5, 7, 17] diameter 3; cuts 0 breaks 0; converged true; frames \
-             365795 writes 357050 sessions 137; latency median 300 p99 300 max 300 ms",
-            "links 105 degree [5, 7, 17] diameter 3; cuts 4 breaks 185; converged true; frames \
-             260216 writes 183268 sessions 318; latency median 1872 p99 4840 max 5125 ms",
+            "links 103 degree [5, 7, 15] diameter 3; cuts 0 breaks 0; converged true; frames \
+             358994 writes 349844 sessions 143; latency median 200 p99 300 max 300 ms",
+            "links 103 degree [5, 7, 15] diameter 3; cuts 4 breaks 179; converged true; frames \
+             245163 writes 183462 sessions 314; latency median 1675 p99 5081 max 5266 ms",
         ],
     );
     // The goal was a median under 300 ms. With 100 ms links that is two hops, which held for
-    // seeds 1 and 3 of 5 in protocol 2 and for none in protocol 3, whose handshake makes
-    // joins slower and leaves fewer surplus links (REPORT.md section 3): three hops is what
-    // the 25-client graph gives, and what is checked.
+    // seeds 1 and 3 of 5 in protocol 2, for none in protocol 3 (its handshake makes joins
+    // slower and leaves fewer surplus links), and for seed 1 again with issue 16's outbound
+    // quota (REPORT.md section 3): what the 25-client graph gives depends on its surplus
+    // links, so at most three hops is what is checked.
     assert!(calm.report.latency_median() <= Duration::from_millis(300));
     assert!(calm.report.latency_max() < Duration::from_millis(500));
     assert!(cut.report.frames_per_typed() <= 1.2 * calm.report.frames_per_typed());
@@ -136,20 +137,20 @@ fn join_then_crash_as_report_quotes() {
     for (seed, pinned) in [
         (
             1,
-            "links 3954 degree [4, 6, 18] most accepted 15 diameter 5; crashed 300: one \
-             component after 1 s, refilled after 7 s; then degree [5, 6, 18], 50 of 50 strings \
+            "links 3921 degree [5, 6, 18] most accepted 15 diameter 6; crashed 300: one \
+             component after 0 s, refilled after 8 s; then degree [5, 6, 18], 50 of 50 strings \
              reached all 700; 0 violations",
         ),
         (
             2,
-            "links 3949 degree [5, 6, 19] most accepted 16 diameter 6; crashed 300: one \
-             component after 0 s, refilled after 5 s; then degree [5, 6, 18], 50 of 50 strings \
+            "links 3913 degree [5, 6, 18] most accepted 15 diameter 6; crashed 300: one \
+             component after 1 s, refilled after 11 s; then degree [5, 6, 18], 50 of 50 strings \
              reached all 700; 0 violations",
         ),
         (
             3,
-            "links 3940 degree [5, 6, 18] most accepted 15 diameter 6; crashed 300: one \
-             component after 0 s, refilled after 8 s; then degree [4, 6, 18], 50 of 50 strings \
+            "links 3920 degree [5, 6, 18] most accepted 15 diameter 6; crashed 300: one \
+             component after 0 s, refilled after 6 s; then degree [5, 6, 18], 50 of 50 strings \
              reached all 700; 0 violations",
         ),
     ] {
@@ -164,8 +165,8 @@ fn join_then_crash_of_150_clients() {
         1,
         150,
         10,
-        "links 622 degree [5, 6, 18] most accepted 15 diameter 4; crashed 45: one component \
-         after 0 s, refilled after 2 s; then degree [5, 6, 18], 10 of 10 strings reached all \
+        "links 606 degree [5, 6, 18] most accepted 15 diameter 4; crashed 45: one component \
+         after 0 s, refilled after 3 s; then degree [5, 6, 17], 10 of 10 strings reached all \
          105; 0 violations",
     );
 }

@@ -429,3 +429,36 @@ fn one_client_dialing_another_twice_keeps_one_link() {
 }
 
 // ---- regressions found by the property tests and the fuzzer ----
+
+/// Found by `sim_props::healed_partitions_and_late_joiners_converge_to_the_union` once issue
+/// 16's rules met: addresses learned only as peers' claims of their own (the eclipse rules
+/// verify an address only by our own dial) were held to the third-party rules (tested one at
+/// a time, dropped after 20 s, never passed on), so after the heal no client knew anyone
+/// across the cut: two components for good. A peer's claim of its own address is not a
+/// third party's.
+#[test]
+fn claims_of_their_own_addresses_let_a_partition_heal() {
+    let script = Script {
+        clients: 7,
+        seed: 7621796231685143519,
+        latency_ms: (5, 100),
+        steps: vec![
+            Connect(1, 0),
+            Connect(2, 1),
+            Connect(3, 2),
+            Connect(4, 3),
+            Wait(200),
+            Type(4),
+            Wait(150),
+            Partition(12206641454152305461),
+            Type(3),
+            Connect(5, 0),
+            Wait(300),
+            Heal,
+            Connect(6, 4),
+            Type(6),
+        ],
+    };
+    let r = run_ok(&script);
+    assert_eq!((r.components, r.delivered_min()), (1, r.typed));
+}

@@ -347,9 +347,13 @@ impl Book {
         }
     }
 
-    /// Whether an untested hint is held to the strict rules (its source is not vouched).
+    /// Whether an untested hint is held to the strict rules (its source is not vouched). A
+    /// peer's claim of its own address (told from that IP) is not: dialing it reaches no third
+    /// party, and it is how clients whose links were inbound find each other again.
     fn strict(&self, e: &Entry, verified: &HashSet<IpAddr>) -> bool {
-        e.untested() && e.source.is_none_or(|s| !self.vouched(s, verified))
+        e.untested()
+            && e.source != Some(e.addr.ip())
+            && e.source.is_none_or(|s| !self.vouched(s, verified))
     }
 
     /// Whether the entry may be dialed as far as its source's pace and its age go.
