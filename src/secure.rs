@@ -352,13 +352,17 @@ mod memo {
         ON.store(on, Ordering::Relaxed);
     }
 
-    fn memo(key: ([u8; 32], [u8; 32]), compute: impl FnOnce() -> [u8; 32]) -> [u8; 32] {
+    /// The remembered result for `key`, or `compute`'s, remembered only if it succeeded.
+    fn memo<E>(
+        key: ([u8; 32], [u8; 32]),
+        compute: impl FnOnce() -> Result<[u8; 32], E>,
+    ) -> Result<[u8; 32], E> {
         if let Some(v) = MEMO.lock().unwrap().get_or_insert_default().get(&key) {
-            return *v;
+            return Ok(*v);
         }
-        let v = compute();
+        let v = compute()?;
         MEMO.lock().unwrap().get_or_insert_default().insert(key, v);
-        v
+        Ok(v)
     }
 
     pub(super) struct MemoDh {
@@ -390,10 +394,11 @@ mod memo {
         fn set(&mut self, privkey: &[u8]) {
             self.private.copy_from_slice(&privkey[..32]);
             let inner = &mut self.inner;
-            self.public = memo((self.private, BASE), || {
+            let derived = memo((self.private, BASE), || {
                 inner.set(privkey);
-                inner.pubkey().try_into().unwrap()
+                Ok::<_, ()>(inner.pubkey().try_into().unwrap())
             });
+            self.public = derived.expect("a key derivation cannot fail");
         }
         fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
             let mut private = [0; 32];
@@ -409,17 +414,14 @@ mod memo {
         }
         fn dh(&self, pubkey: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
             let public: [u8; 32] = pubkey[..32].try_into().unwrap();
-            let mut result = Ok(());
             let shared = memo((self.private, public), || {
                 let mut dh = super::DefaultResolver
                     .resolve_dh(&super::DHChoice::Curve25519)
                     .expect("X25519");
                 dh.set(&self.private);
                 let mut shared = [0; 32];
-                result = dh.dh(&public, &mut shared);
-                shared
-            });
-            result?;
+                dh.dh(&public, &mut shared).map(|()| shared)
+            })?;
             out[..32].copy_from_slice(&shared);
             Ok(())
         }
