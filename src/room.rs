@@ -13,7 +13,7 @@
 //! anything else happens, so that a close takes effect at once.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
@@ -29,6 +29,10 @@ pub(crate) const OWED_PAUSE: usize = 4096;
 pub(crate) const OWED_MAX: usize = 16_384;
 /// Strings taken from an owed range at a time.
 const WALK_STEP: usize = 64;
+
+/// The share of a peer's intake ([`RoomConfig::flood_burst`] and rates) we send it live: the
+/// rest is a margin for relays bunched up on the way (4% of the burst is 10 s of the rate).
+const PACE_SHARE: f64 = 0.96;
 
 /// The room's limits and batching, from the parent's configuration.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +58,8 @@ pub(crate) struct RoomConfig {
 /// An event for the [`Room`].
 #[derive(Debug)]
 pub(crate) enum RoomInput<'a> {
+    /// The pace timer of `peer` ([`RoomOutput::Paced`]) fired: send what it allows now.
+    Paced(PeerId),
     /// A connection opened; `hello` (the greeting and Hello) goes out first.
     Opened {
         /// The connection.
@@ -136,6 +142,13 @@ pub(crate) enum RoomOutput {
         peer: PeerId,
         /// Bytes of text.
         bytes: u64,
+    },
+    /// Live strings for `peer` wait for its pace: say [`RoomInput::Paced`] at `until`.
+    Paced {
+        /// The connection.
+        peer: PeerId,
+        /// When enough of its pace has come back for the next string.
+        until: Instant,
     },
     /// Close `peer`: it broke the room's rules.
     Close {
@@ -235,23 +248,119 @@ struct Link {
     /// What this peer may still introduce: strings we asked for or reconciliation expects
     /// free, and beyond them a bucket of unasked ones.
     intake: Intake,
+    /// What we may still send this peer live: the mirror of its intake, a little smaller.
+    pace: Bucket,
+    /// When the pace timer was last asked for, while live strings wait for it.
+    paced_until: Option<Instant>,
+}
+
+/// A bucket of strings and bytes that refills at a steady rate up to its size.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Strings it holds.
+    strings: f64,
+    /// Bytes it holds.
+    bytes: f64,
+    /// When it was last refilled.
+    at: Option<Instant>,
+}
+
+/// A bucket's size and rate: strings and bytes.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    burst: (f64, f64),
+    per_second: (f64, f64),
+}
+
+impl Rate {
+    /// What a peer may introduce unasked on one link before it is flooding.
+    fn intake(config: &RoomConfig) -> Self {
+        Self {
+            burst: (config.flood_burst as f64, config.flood_burst_bytes as f64),
+            per_second: (config.flood_rate, config.flood_rate_bytes),
+        }
+    }
+
+    /// What we send one link live: [`PACE_SHARE`] of what the peer takes, so that a relay
+    /// delayed on the way by up to the margin's worth of time still arrives within it.
+    fn pace(config: &RoomConfig) -> Self {
+        let intake = Self::intake(config);
+        Self {
+            burst: (intake.burst.0 * PACE_SHARE, intake.burst.1 * PACE_SHARE),
+            per_second: (
+                intake.per_second.0 * PACE_SHARE,
+                intake.per_second.1 * PACE_SHARE,
+            ),
+        }
+    }
+}
+
+impl Bucket {
+    fn full(rate: Rate) -> Self {
+        Self {
+            strings: rate.burst.0,
+            bytes: rate.burst.1,
+            at: None,
+        }
+    }
+
+    /// Refills the bucket up to `now`.
+    fn refill(&mut self, rate: Rate, now: Instant) {
+        let elapsed = self
+            .at
+            .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        self.at = Some(now);
+        self.strings = (self.strings + elapsed * rate.per_second.0).min(rate.burst.0);
+        self.bytes = (self.bytes + elapsed * rate.per_second.1).min(rate.burst.1);
+    }
+
+    /// Takes one string of `len` bytes at `now`, even into debt; `false` if in debt after.
+    fn take(&mut self, rate: Rate, len: usize, now: Instant) -> bool {
+        self.refill(rate, now);
+        self.strings -= 1.0;
+        self.bytes -= len as f64;
+        self.strings >= 0.0 && self.bytes >= 0.0
+    }
+
+    /// Takes one string of `len` bytes at `now` if the bucket holds it; else `Err(when)` it
+    /// will (never, if the rate is zero).
+    fn try_take(&mut self, rate: Rate, len: usize, now: Instant) -> Result<(), Option<Instant>> {
+        self.refill(rate, now);
+        let len = (len as f64).min(rate.burst.1);
+        if self.strings >= 1.0 && self.bytes >= len {
+            self.strings -= 1.0;
+            self.bytes -= len;
+            return Ok(());
+        }
+        let wait = |lack: f64, per_second: f64| {
+            if lack <= 0.0 {
+                Some(0.0)
+            } else if per_second > 0.0 {
+                Some(lack / per_second)
+            } else {
+                None
+            }
+        };
+        let strings = wait(1.0 - self.strings, rate.per_second.0);
+        let bytes = wait(len - self.bytes, rate.per_second.1);
+        // At least a millisecond, so that rounding never asks to be woken when it is woken.
+        let secs = strings.zip(bytes).map(|(a, b)| a.max(b).clamp(1e-3, 1e9));
+        Err(secs.and_then(|s| now.checked_add(Duration::from_secs_f64(s))))
+    }
 }
 
 /// What a link may introduce into the room. Strings we asked for (Want), or that
 /// reconciliation told us to expect (the peer's counts of ranges we listed, or the whole room
 /// when we joined holding next to nothing), are `expected` and free. Any other new string is
 /// unasked: live Text, which people type. Those draw on a bucket of strings and bytes that
-/// refills at a person's pace; a peer that empties it is flooding.
+/// refills at a person's pace; a peer that empties it is flooding. An honest peer never does:
+/// it sends live strings at its [`Rate::pace`], a little below this.
 #[derive(Debug, Clone, Copy)]
 struct Intake {
     /// New strings still expected from reconciliation or asked for.
     expected: u64,
-    /// Unasked strings the bucket holds.
-    strings: f64,
-    /// Unasked bytes the bucket holds.
-    bytes: f64,
-    /// When the bucket was last refilled.
-    at: Option<Instant>,
+    /// Unasked strings and bytes the peer may still introduce.
+    bucket: Bucket,
     /// Unasked strings and bytes introduced so far.
     unasked: (u64, u64),
 }
@@ -260,9 +369,7 @@ impl Intake {
     fn new(config: &RoomConfig) -> Self {
         Self {
             expected: 0,
-            strings: config.flood_burst as f64,
-            bytes: config.flood_burst_bytes as f64,
-            at: None,
+            bucket: Bucket::full(Rate::intake(config)),
             unasked: (0, 0),
         }
     }
@@ -278,18 +385,9 @@ impl Intake {
             self.expected -= 1;
             return true;
         }
-        let elapsed = self
-            .at
-            .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
-        self.at = Some(now);
-        self.strings =
-            (self.strings + elapsed * config.flood_rate).min(config.flood_burst as f64) - 1.0;
-        self.bytes = (self.bytes + elapsed * config.flood_rate_bytes)
-            .min(config.flood_burst_bytes as f64)
-            - len as f64;
         self.unasked.0 += 1;
         self.unasked.1 += len as u64;
-        self.strings >= 0.0 && self.bytes >= 0.0
+        self.bucket.take(Rate::intake(config), len, now)
     }
 }
 
@@ -315,12 +413,15 @@ pub(crate) struct Room {
     printed: usize,
     out: VecDeque<RoomOutput>,
     stats: Stats,
+    /// The time of the input being handled.
+    now: Instant,
 }
 
 impl Room {
     /// An empty room.
-    pub(crate) fn new(config: RoomConfig) -> Self {
+    pub(crate) fn new(config: RoomConfig, now: Instant) -> Self {
         Self {
+            now,
             config,
             store: Store::new(),
             origins: VecDeque::new(),
@@ -378,9 +479,18 @@ impl Room {
         self.out.pop_front()
     }
 
-    /// Feeds one event in. Only [`RoomInput::Typed`] can be refused.
-    pub(crate) fn handle(&mut self, input: RoomInput<'_>) -> Result<(), Refused> {
+    /// Feeds one event in at `now` (never earlier than the last). Only [`RoomInput::Typed`]
+    /// can be refused.
+    pub(crate) fn handle(&mut self, input: RoomInput<'_>, now: Instant) -> Result<(), Refused> {
+        self.now = self.now.max(now);
         match input {
+            RoomInput::Paced(peer) => {
+                if let Some(l) = self.links.get_mut(&peer) {
+                    l.paced_until = None;
+                    self.pump(peer);
+                    self.trim_origins();
+                }
+            }
             RoomInput::Opened { peer, hello } => {
                 let at = self.order.binary_search(&peer).unwrap_or_else(|at| at);
                 self.order.insert(at, peer);
@@ -399,6 +509,8 @@ impl Room {
                         control: hello,
                         early: Vec::new(),
                         intake: Intake::new(&self.config),
+                        pace: Bucket::full(Rate::pace(&self.config)),
+                        paced_until: None,
                     },
                 );
                 self.pump(peer);
@@ -671,20 +783,28 @@ impl Room {
         let linked = l.stage == Stage::Linked;
         let len = self.store.len();
         let tag = origin_tag(Some(peer));
+        let pace = Rate::pace(&self.config);
+        let mut paced = None;
         let mut walked = Vec::new();
         while l.in_flight < self.config.max_in_flight
-            && (!l.control.is_empty() || (linked && (l.cursor < len || !l.owed.is_empty())))
+            && (!l.control.is_empty()
+                || (linked && ((l.cursor < len && paced.is_none()) || !l.owed.is_empty())))
         {
             let mut bytes = std::mem::take(&mut l.control);
             let mut history = 0u64;
             let batch = self.config.send_batch;
             while linked && l.cursor < len && bytes.len() < batch {
                 let index = l.cursor;
-                l.cursor += 1;
                 if self.origins[index - self.origins_from] != tag {
-                    wire::encode_text(self.store.get(index), &mut bytes);
+                    let text = self.store.get(index);
+                    if let Err(until) = l.pace.try_take(pace, text.len(), self.now) {
+                        paced = Some(until);
+                        break;
+                    }
+                    wire::encode_text(text, &mut bytes);
                     self.stats.frames_sent += 1;
                 }
+                l.cursor += 1;
             }
             while linked && bytes.len() < batch {
                 let Some(owed) = l.owed.pop_front() else {
@@ -725,6 +845,13 @@ impl Room {
                     bytes: history,
                 });
             }
+        }
+        // Live strings wait for the pace: ask to be woken when the next one may go.
+        if let Some(until) = paced.flatten()
+            && l.paced_until.is_none_or(|t| until < t)
+        {
+            l.paced_until = Some(until);
+            self.out.push_back(RoomOutput::Paced { peer, until });
         }
         if l.owed.len() < OWED_PAUSE
             && l.control.is_empty()

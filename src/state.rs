@@ -248,6 +248,8 @@ enum TimerKind {
     Stall,
     /// A closing connection is closed by then.
     Linger,
+    /// Live strings wait for the link's pace until then.
+    Pace,
 }
 
 /// A connection's life: its record layer, decoder, phase and clocks. What it is sent is the
@@ -334,16 +336,19 @@ impl FloodState {
         let config_entropy = config.entropy;
         let client = config.identity.client_id();
         let mesh = Mesh::new(config.mesh.clone(), client, config.seed, now);
-        let room = Room::new(RoomConfig {
-            send_batch: config.send_batch,
-            max_in_flight: config.max_in_flight,
-            max_strings: config.max_room_strings,
-            max_bytes: config.max_room_bytes,
-            flood_burst: config.flood_burst,
-            flood_rate: config.flood_rate,
-            flood_burst_bytes: config.flood_burst_bytes,
-            flood_rate_bytes: config.flood_rate_bytes,
-        });
+        let room = Room::new(
+            RoomConfig {
+                send_batch: config.send_batch,
+                max_in_flight: config.max_in_flight,
+                max_strings: config.max_room_strings,
+                max_bytes: config.max_room_bytes,
+                flood_burst: config.flood_burst,
+                flood_rate: config.flood_rate,
+                flood_burst_bytes: config.flood_burst_bytes,
+                flood_rate_bytes: config.flood_rate_bytes,
+            },
+            now,
+        );
         Self {
             config,
             now,
@@ -901,6 +906,10 @@ impl FloodState {
                     }
                     DisconnectReason::Idle(config.idle_timeout)
                 }
+                TimerKind::Pace => {
+                    let _ = self.room_input(RoomInput::Paced(peer));
+                    continue;
+                }
                 TimerKind::Keepalive => {
                     let quiet = self.room.in_flight(peer) == 0
                         && c.last_sent
@@ -1140,7 +1149,7 @@ impl FloodState {
 
     /// Feeds the room and carries out what it decides, before anything else happens.
     fn room_input(&mut self, input: RoomInput<'_>) -> Result<(), Refused> {
-        let result = self.room.handle(input);
+        let result = self.room.handle(input, self.now);
         while let Some(output) = self.room.poll() {
             match output {
                 RoomOutput::Print(index) => self.outputs.push_back(Output::Print(index)),
@@ -1165,6 +1174,9 @@ impl FloodState {
                     });
                 }
                 RoomOutput::Served { peer, bytes } => self.served(peer, bytes),
+                RoomOutput::Paced { peer, until } => {
+                    self.timers.set((peer, TimerKind::Pace), Some(until));
+                }
                 RoomOutput::Close { peer, why } => {
                     if matches!(why, DisconnectReason::Flooding { .. })
                         && let Some(c) = self.conns.get(&peer)

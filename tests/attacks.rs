@@ -316,6 +316,13 @@ fn one_connection_flooding_cannot_end_the_room() {
         for x in [&a, &b, &c] {
             x.wait_printed(&["the newcomer speaks"]);
         }
+        // Only the flooder was judged one: the honest clients that relayed what `a` took
+        // from it stayed within each other's budgets.
+        let judged = |x: &Client| x.errors().iter().filter(|l| l.contains("flooding")).count();
+        assert_eq!(judged(&a), 1, "{:#?}", a.errors());
+        for x in [&b, &c, &newcomer] {
+            assert_eq!(judged(x), 0, "{}: {:#?}", x.name, x.errors());
+        }
         leave(&mut [a, b, c, newcomer]);
     }
 }

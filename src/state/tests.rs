@@ -1228,6 +1228,81 @@ fn a_connection_flooding_new_strings_is_dropped_and_its_address_refused() {
     assert!(h.state.is_connected(PeerId(3)));
 }
 
+/// Issue 16's flood budget judged a relay by what it relayed: a client that took a flooder's
+/// burst passed it on at once, a little more than its neighbour's budget, and the neighbour
+/// dropped the honest relay as a flooder and refused its address. What a client sends a link
+/// live is paced to stay within the peer's budget, less a margin, at every moment; the rest
+/// waits.
+#[test]
+fn a_relay_stays_within_its_neighbours_flood_budget_at_every_moment() {
+    let config = Config {
+        flood_burst: 100,
+        flood_rate: 10.0,
+        ..Config::default()
+    };
+    let mut h = Harness::with(config.clone());
+    h.linked(A);
+    h.linked(B);
+    // A floods: its burst, then ten a second for 3 s, then too many.
+    let start = h.now;
+    let mut relayed = 0;
+    let mut relayed_by = |h: &mut Harness, out: &[Output]| {
+        relayed += sent_frames(out, B)
+            .iter()
+            .filter(|f| matches!(f, Frame::Text(_)))
+            .count();
+        // With a margin for relays bunched up on the way.
+        let allowed = 0.96
+            * (config.flood_burst as f64
+                + config.flood_rate * h.now.duration_since(start).as_secs_f64());
+        assert!(
+            relayed as f64 <= allowed,
+            "{relayed} relayed, {allowed} allowed"
+        );
+        relayed
+    };
+    let burst = lines("burst", 100);
+    let refs: Vec<&str> = burst.iter().map(String::as_str).collect();
+    let out = h.input_written(Input::Received(A, &texts(&refs)));
+    relayed_by(&mut h, &out);
+    for second in 0..3 {
+        h.now += Duration::from_secs(1);
+        let paced = lines(&format!("second {second}"), 10);
+        let refs: Vec<&str> = paced.iter().map(String::as_str).collect();
+        let out = h.input_written(Input::Received(A, &texts(&refs)));
+        relayed_by(&mut h, &out);
+    }
+    assert!(h.state.is_connected(A));
+    let out = h.input_written(Input::Received(A, &texts(&["one", "too", "many"])));
+    assert!(matches!(
+        out.last(),
+        Some(Output::Disconnect {
+            peer: A,
+            reason: DisconnectReason::Flooding { .. }
+        })
+    ));
+    // B is sent everything A was let introduce, at B's pace, as timers say when.
+    let held = h.state.messages().len();
+    assert_eq!(held, 131);
+    let mut total = 0;
+    while total < held {
+        let next = h
+            .state
+            .poll_timeout()
+            .expect("a pace timer while strings wait");
+        h.now = h.now.max(next);
+        let out = h.input(Input::Timeout);
+        let more = h.ack(&out);
+        total = relayed_by(&mut h, &out);
+        total = total.max(relayed_by(&mut h, &more));
+        assert!(
+            h.now.duration_since(start) < Duration::from_secs(60),
+            "{total} of {held}"
+        );
+    }
+    assert!(h.state.is_connected(B));
+}
+
 #[test]
 fn a_paste_of_ten_thousand_lines_relayed_at_once_is_not_flooding() {
     let mut h = Harness::new();

@@ -57,21 +57,22 @@ impl Watched {
         });
     }
 
-    /// Waits until `done` holds for the lines so far; panics with `what` after [`DEADLINE`].
-    fn wait(&self, what: &str, mut done: impl FnMut(&[String], bool) -> bool) -> Vec<String> {
+    /// Waits until `done` holds for the lines so far; `Err` with them after [`DEADLINE`].
+    fn wait(
+        &self,
+        mut done: impl FnMut(&[String], bool) -> bool,
+    ) -> Result<Vec<String>, Vec<String>> {
         let deadline = Instant::now() + DEADLINE;
         let (lock, cvar) = &*self.0;
         let mut guard = lock.lock().unwrap();
         loop {
             if done(&guard.lines, guard.ended) {
-                return guard.lines.clone();
+                return Ok(guard.lines.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "timed out waiting for {what}; saw {:#?}",
-                guard.lines
-            );
+            if left.is_zero() {
+                return Err(guard.lines.clone());
+            }
             guard = cvar.wait_timeout(guard, left).unwrap().0;
         }
     }
@@ -357,10 +358,31 @@ impl Client {
         stdin.flush().unwrap();
     }
 
+    /// What a wait got, or a panic that says what was awaited and what the client said last.
+    fn waited(&self, what: &str, got: Result<Vec<String>, Vec<String>>) -> Vec<String> {
+        got.unwrap_or_else(|_| {
+            let tail = |lines: Vec<String>, n: usize| {
+                let skip = lines.len().saturating_sub(n);
+                format!(
+                    "last {} of {}:\n  {}",
+                    lines.len() - skip,
+                    lines.len(),
+                    lines[skip..].join("\n  ")
+                )
+            };
+            panic!(
+                "timed out waiting for {what}\nstdout, {}\nstderr, {}",
+                tail(self.stdout.snapshot(), 20),
+                tail(self.stderr.snapshot(), 60)
+            )
+        })
+    }
+
     /// Waits until stdout holds at least `count` lines; returns all of stdout.
     pub fn wait_printed_count(&self, count: usize) -> Vec<String> {
         let what = format!("{} to print {count} lines", self.name);
-        self.stdout.wait(&what, |lines, _| lines.len() >= count)
+        let got = self.stdout.wait(|lines, _| lines.len() >= count);
+        self.waited(&what, got)
     }
 
     /// Waits until at least `count` stderr lines satisfy `pred`; returns all of stderr.
@@ -371,9 +393,10 @@ impl Client {
         pred: impl Fn(&str) -> bool,
     ) -> Vec<String> {
         let what = format!("{} to print {count} times {what} on stderr", self.name);
-        self.stderr.wait(&what, |lines, _| {
-            lines.iter().filter(|l| pred(l)).count() >= count
-        })
+        let got = self
+            .stderr
+            .wait(|lines, _| lines.iter().filter(|l| pred(l)).count() >= count);
+        self.waited(&what, got)
     }
 
     /// Takes standard input, for a thread to type into; dropping it ends the input.
@@ -389,25 +412,28 @@ impl Client {
     /// Waits until stdout holds every line of `want` (in any order) and returns all of stdout.
     pub fn wait_printed(&self, want: &[&str]) -> Vec<String> {
         let what = format!("{} to print {want:?}", self.name);
-        self.stdout.wait(&what, |lines, _| {
-            want.iter().all(|w| lines.iter().any(|l| l == w))
-        })
+        let got = self
+            .stdout
+            .wait(|lines, _| want.iter().all(|w| lines.iter().any(|l| l == w)));
+        self.waited(&what, got)
     }
 
     /// Waits until some stderr line satisfies `pred`; returns all of stderr.
     pub fn wait_stderr(&self, what: &str, pred: impl Fn(&str) -> bool) -> Vec<String> {
         let what = format!("{} to print {what} on stderr", self.name);
-        self.stderr
-            .wait(&what, |lines, _| lines.iter().any(|l| pred(l)))
+        let got = self.stderr.wait(|lines, _| lines.iter().any(|l| pred(l)));
+        self.waited(&what, got)
     }
 
     /// Waits until the process exits and both its outputs end; returns its status and stdout.
     pub fn wait_exit(&mut self) -> (ExitStatus, Vec<String>) {
         let what = format!("{} to close stdout", self.name);
-        let out = self.stdout.wait(&what, |_, ended| ended);
+        let got = self.stdout.wait(|_, ended| ended);
+        let out = self.waited(&what, got);
         // So that `errors()` afterwards holds everything the client said.
         let what = format!("{} to close stderr", self.name);
-        self.stderr.wait(&what, |_, ended| ended);
+        let got = self.stderr.wait(|_, ended| ended);
+        self.waited(&what, got);
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
