@@ -33,7 +33,8 @@
 //! # Rules
 //!
 //! - **Admission** (`Accepted`): an inbound connection is refused (closed at once, no bytes)
-//!   when its IP already has [`MeshConfig::max_per_ip`] inbound connections. When the table
+//!   when its IP already has [`MeshConfig::max_per_ip`] inbound connections that have not
+//!   said Hello (a Hello is what a limit on its links can answer). When the table
 //!   is full ([`MeshConfig::max_connections`] in all, or [`MeshConfig::max_unproven`]
 //!   inbound connections that have not said Hello), the oldest unproven inbound connection is
 //!   evicted so that a newcomer still gets in; if there is none, the newcomer is refused. The
@@ -46,11 +47,13 @@
 //!   client dialed both, each side keeps the older it saw), the other gets `Bye Duplicate`
 //!   (and the address it was dialed at waits as after `Bye Full`). An inbound link beyond
 //!   [`MeshConfig::max_inbound`] first makes room by the eviction rule below, for a link of
-//!   a crowded address group; if none may go and its Hello says it has no link, the youngest
-//!   inbound link of a client that had others (or has had [`MeshConfig::make_room_every`] to
-//!   dial some) is shed (`Bye Shed`, with addresses) to make room, at most once per
-//!   `make_room_every`, so a swarm claiming to be alone churns out at most one link per
-//!   interval; otherwise it gets `Bye Full` with addresses to try.
+//!   a crowded address group. If none may go, or the link is beyond
+//!   [`MeshConfig::max_per_ip`] from its IP (clients behind one NAT, or on one machine,
+//!   share an IP), and its Hello says it has no link, the youngest inbound link (from that
+//!   IP, for its limit) of a client that had others (or has had
+//!   [`MeshConfig::make_room_every`] to dial some) is shed (`Bye Shed`, with addresses) to
+//!   make room, at most once per `make_room_every`, so a swarm claiming to be alone churns
+//!   out at most one link per interval; otherwise it gets `Bye Full` with addresses to try.
 //!   Otherwise the connection becomes a link: the newcomer is sent up to [`MAX_ADDRS`]
 //!   addresses, and (for an inbound link) up to [`MeshConfig::links`] other links are told
 //!   the newcomer's address, as HyParView's forward-join does, so the graph is not a tree.
@@ -143,7 +146,8 @@ pub struct MeshConfig {
     pub max_connections: usize,
     /// Most inbound connections that have not yet said Hello.
     pub max_unproven: usize,
-    /// Most inbound connections from one remote IP.
+    /// Most inbound connections from one remote IP that have not said Hello, and most inbound
+    /// links from one (more are turned away as a full client turns them away).
     pub max_per_ip: usize,
     /// Most entries in the address book.
     pub book_size: usize,
@@ -494,6 +498,14 @@ impl Mesh {
             .count()
     }
 
+    /// How many inbound links come from `ip`.
+    fn inbound_links_from(&self, ip: IpAddr) -> usize {
+        self.conns
+            .values()
+            .filter(|c| c.link.is_some() && c.dir == Dir::In && c.remote.ip() == ip)
+            .count()
+    }
+
     /// How many links we dialed.
     pub fn outbound_links(&self) -> usize {
         self.conns
@@ -675,7 +687,7 @@ impl Mesh {
         let from_ip = self
             .conns
             .values()
-            .filter(|c| c.dir == Dir::In && c.remote.ip() == remote.ip())
+            .filter(|c| c.dir == Dir::In && c.link.is_none() && c.remote.ip() == remote.ip())
             .count();
         if from_ip >= self.config.max_per_ip {
             return self.refuse(now, peer, CloseWhy::TooManyFromIp(remote.ip()));
@@ -841,18 +853,27 @@ impl Mesh {
             // that honest clients do not push each other out in a chain.
             self.shed(old);
         }
-        if dir == Dir::In
-            && self.inbound_links() >= self.config.max_inbound
-            && !(alone && self.make_room(now))
-        {
-            let addrs = self.sample_or_hints(claimed);
-            self.drop_conn(peer);
-            self.out.push_back(MeshOutput::Close {
-                peer,
-                bye: Some((ByeReason::Full, addrs)),
-                why: CloseWhy::Full,
-            });
-            return;
+        // Full, or full for its IP (clients behind one NAT, or on one machine, share it): a
+        // newcomer with no link gets a slot made, any other is turned away with addresses.
+        let ip = remote.ip();
+        let full = [
+            (self.inbound_links() >= self.config.max_inbound, None),
+            (
+                self.inbound_links_from(ip) >= self.config.max_per_ip,
+                Some(ip),
+            ),
+        ];
+        for (over, from) in full {
+            if dir == Dir::In && over && !(alone && self.make_room(now, from)) {
+                let addrs = self.sample_or_hints(claimed);
+                self.drop_conn(peer);
+                self.out.push_back(MeshOutput::Close {
+                    peer,
+                    bye: Some((ByeReason::Full, addrs)),
+                    why: CloseWhy::Full,
+                });
+                return;
+            }
         }
         // An address is tied to a client (verified, and busy while linked) only when our own
         // dial of it reached that client.
@@ -908,11 +929,11 @@ impl Mesh {
         }
     }
 
-    /// Sheds one inbound link so that a client with no link can have its slot: the youngest
-    /// of a client whose Hello said it had other links (or that has had time to dial some),
-    /// at most once per [`MeshConfig::make_room_every`], so that clients claiming to be alone
-    /// cannot churn out links faster. Whether a link was shed.
-    fn make_room(&mut self, now: Instant) -> bool {
+    /// Sheds one inbound link (`from` that IP, if given) so that a client with no link can
+    /// have its slot: the youngest of a client whose Hello said it had other links (or that
+    /// has had time to dial some), at most once per [`MeshConfig::make_room_every`], so that
+    /// clients claiming to be alone cannot churn out links faster. Whether a link was shed.
+    fn make_room(&mut self, now: Instant, from: Option<IpAddr>) -> bool {
         let every = self.config.make_room_every;
         if self.made_room.is_some_and(|t| now < t + every) {
             return false;
@@ -922,6 +943,7 @@ impl Mesh {
             .iter()
             .filter(|(_, c)| {
                 c.dir == Dir::In
+                    && from.is_none_or(|ip| c.remote.ip() == ip)
                     && c.link
                         .as_ref()
                         .is_some_and(|l| !l.alone || c.since + every <= now)
@@ -1442,9 +1464,11 @@ impl Mesh {
             self.inbound_links() <= c.max_inbound,
             "too many inbound links"
         );
-        let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+        let mut per_ip: HashMap<(IpAddr, bool), usize> = HashMap::new();
         for conn in self.conns.values().filter(|c| c.dir == Dir::In) {
-            *per_ip.entry(conn.remote.ip()).or_insert(0) += 1;
+            *per_ip
+                .entry((conn.remote.ip(), conn.link.is_some()))
+                .or_insert(0) += 1;
         }
         assert!(per_ip.values().all(|&n| n <= c.max_per_ip), "per-IP limit");
         assert_eq!(self.by_client.len(), self.linked().count());

@@ -327,3 +327,33 @@ fn a_newcomer_sent_elsewhere_is_not_told_it_starts_a_new_network() {
         leave_all(&mut [member, newcomer], &["from the newcomer"]);
     }
 }
+
+/// Clients on one machine share an IP, as clients behind one NAT do. A client holding its
+/// limit of links from one IP refused the next connection from it unread, and a newcomer
+/// joining through it heard nothing and started a room of its own: in a 10-client room built
+/// as a tree, the tenth client's line reached nobody about one round in 40. Now the limit
+/// answers the newcomer's Hello (a slot made, or addresses to try), so every round the whole
+/// room hears the newest client, and no client starts a room of its own.
+#[test]
+fn a_room_on_one_address_always_takes_its_newest_client() {
+    for round in 0..40 {
+        let mut room: Vec<Client> = Vec::new();
+        for i in 0..10 {
+            let rt = if i % 2 == 0 { Smol } else { AsyncStd };
+            let mut spawn = Spawn::new(&format!("round {round} c{i}"), rt);
+            if i > 0 {
+                spawn = spawn.peer(&room[i / 2]);
+            }
+            room.push(spawn.start());
+        }
+        room[9].say("the newest is here");
+        for c in &room {
+            c.wait_printed(&["the newest is here"]);
+        }
+        for c in &room {
+            let alone = c.errors();
+            let alone = alone.iter().find(|l| l.contains("starting a new network"));
+            assert!(alone.is_none(), "{}: {alone:?}", c.name);
+        }
+    }
+}

@@ -1685,7 +1685,9 @@ impl Harness {
         };
         let from_ip = open
             .iter()
-            .filter(|(_, m)| !m.dialed && m.remote.is_some_and(|r| r.ip() == remote.ip()))
+            .filter(|(_, m)| {
+                !m.dialed && !m.ready && m.remote.is_some_and(|r| r.ip() == remote.ip())
+            })
             .count();
         if from_ip >= mesh.max_per_ip {
             expect
@@ -1789,7 +1791,9 @@ impl Harness {
         assert!(links <= mesh.max_inbound, "{links} inbound links");
         for m in inbound() {
             let ip = m.remote.unwrap().ip();
-            let n = inbound().filter(|o| o.remote.unwrap().ip() == ip).count();
+            let n = inbound()
+                .filter(|o| o.remote.unwrap().ip() == ip && o.ready == m.ready)
+                .count();
             assert!(n <= mesh.max_per_ip, "{n} connections from {ip}");
         }
     }
