@@ -57,8 +57,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub links: u16,
 
-    /// The most connections accepted from one IP address (raise it when many clients share
-    /// one, behind a NAT or on one machine).
+    /// The most links, and the most connections not yet greeted, from one IP address (raise
+    /// it when many clients share one, behind a NAT or on one machine).
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_per_ip: u16,
 
@@ -78,6 +78,12 @@ pub struct Cli {
     /// again on it without --peer, the client rejoins by itself. One client per directory.
     #[arg(long, value_name = "DIR", env = "FLOODCHAT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// New lines one connection may bring at once that nobody asked for, before it is
+    /// dropped as flooding (then 200 a second). Every client of a room must agree on it: it
+    /// is for measuring (the load tool pipes 100,000 lines at once), not for chatting.
+    #[arg(long, value_name = "LINES", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub flood_burst: Option<u64>,
 
     /// How long a peer may leave sent bytes unread before it is dropped.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs, allow_negative_numbers = true)]

@@ -123,6 +123,7 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
     let (handoff, heard) = Handoff::new();
     let handoff = Arc::new(handoff);
     let (default_mb, default_lines) = room_limits(memory_total());
+    let defaults = Config::default();
     let config = Config {
         identity,
         entropy,
@@ -133,13 +134,19 @@ pub fn run<R: Runtime>(cli: &Cli) -> Result<(), String> {
             .max_room_mb
             .map_or(default_mb, |mb| mb as usize * 1024 * 1024),
         max_room_strings: cli.max_room_lines.map_or(default_lines, |n| n as usize),
+        flood_burst: cli.flood_burst.unwrap_or(defaults.flood_burst),
+        // The default's bytes a line, for a burst raised.
+        flood_burst_bytes: cli.flood_burst.map_or(defaults.flood_burst_bytes, |n| {
+            n.saturating_mul(defaults.flood_burst_bytes / defaults.flood_burst)
+                .max(defaults.flood_burst_bytes)
+        }),
         mesh: MeshConfig {
             dial_timeout: cli.greeting_timeout,
             max_per_ip: usize::from(cli.max_per_ip),
             ..MeshConfig::with_links(usize::from(cli.links))
         },
         known: kept.as_ref().map_or(Vec::new(), |k| k.known().to_vec()),
-        ..Config::default()
+        ..defaults
     };
     let ask = asks_peer(cli) && config.known.is_empty();
     let now = Instant::now();
