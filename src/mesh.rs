@@ -865,14 +865,7 @@ impl Mesh {
         ];
         for (over, from) in full {
             if dir == Dir::In && over && !(alone && self.make_room(now, from)) {
-                let addrs = self.sample_or_hints(claimed);
-                self.drop_conn(peer);
-                self.out.push_back(MeshOutput::Close {
-                    peer,
-                    bye: Some((ByeReason::Full, addrs)),
-                    why: CloseWhy::Full,
-                });
-                return;
+                return self.turn_away(peer, ByeReason::Full, claimed, CloseWhy::Full);
             }
         }
         // An address is tied to a client (verified, and busy while linked) only when our own
@@ -1145,12 +1138,23 @@ impl Mesh {
     /// Closes link `peer` with `Bye Shed` and addresses to try.
     fn shed(&mut self, peer: PeerId) {
         let addr = self.conns[&peer].link.as_ref().and_then(|l| l.addr);
-        let addrs = self.sample_or_hints(addr);
+        self.turn_away(peer, ByeReason::Shed, addr, CloseWhy::Rotated);
+    }
+
+    /// Closes `peer` with a Bye of `reason` and addresses to try other than `own`.
+    fn turn_away(
+        &mut self,
+        peer: PeerId,
+        reason: ByeReason,
+        own: Option<SocketAddr>,
+        why: CloseWhy,
+    ) {
+        let addrs = self.sample_or_hints(own);
         self.drop_conn(peer);
         self.out.push_back(MeshOutput::Close {
             peer,
-            bye: Some((ByeReason::Shed, addrs)),
-            why: CloseWhy::Rotated,
+            bye: Some((reason, addrs)),
+            why,
         });
     }
 

@@ -468,15 +468,7 @@ fn a_peer_cannot_turn_the_room_into_a_port_scanner() {
             addr
         })
         .collect();
-    let mut room: Vec<Client> = Vec::new();
-    for i in 0..10 {
-        let rt = if i % 2 == 0 { Smol } else { AsyncStd };
-        let mut spawn = Spawn::new(&format!("c{i}"), rt);
-        if i > 0 {
-            spawn = spawn.peer(&room[i / 2]);
-        }
-        room.push(spawn.start());
-    }
+    let mut room = common::tree("c", 10);
     room[9].say("all here");
     room[0].wait_printed(&["all here"]);
     // The attacker links to every client from its own address and names 16 of the 64

@@ -337,15 +337,7 @@ fn a_newcomer_sent_elsewhere_is_not_told_it_starts_a_new_network() {
 #[test]
 fn a_room_on_one_address_always_takes_its_newest_client() {
     for round in 0..40 {
-        let mut room: Vec<Client> = Vec::new();
-        for i in 0..10 {
-            let rt = if i % 2 == 0 { Smol } else { AsyncStd };
-            let mut spawn = Spawn::new(&format!("round {round} c{i}"), rt);
-            if i > 0 {
-                spawn = spawn.peer(&room[i / 2]);
-            }
-            room.push(spawn.start());
-        }
+        let mut room = common::tree(&format!("round {round} c"), 10);
         room[9].say("the newest is here");
         for c in &room {
             c.wait_printed(&["the newest is here"]);

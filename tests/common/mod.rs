@@ -544,6 +544,21 @@ impl Drop for Client {
 }
 
 /// Asserts `printed` holds exactly the strings of `want`, each once, and nothing else.
+/// Starts `n` clients named `prefix` and a number, alternating runtimes, each (but the first)
+/// joining the one at half its index: a binary tree, built as fast as clients listen.
+pub fn tree(prefix: &str, n: usize) -> Vec<Client> {
+    let mut room: Vec<Client> = Vec::new();
+    for i in 0..n {
+        let rt = if i % 2 == 0 { Rt::Smol } else { Rt::AsyncStd };
+        let mut spawn = Spawn::new(&format!("{prefix}{i}"), rt);
+        if i > 0 {
+            spawn = spawn.peer(&room[i / 2]);
+        }
+        room.push(spawn.start());
+    }
+    room
+}
+
 pub fn assert_exactly(name: &str, printed: &[String], want: &[&str]) {
     let mut got: Vec<&str> = printed.iter().map(String::as_str).collect();
     got.sort_unstable();
