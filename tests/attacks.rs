@@ -9,30 +9,15 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use common::{Client, DEADLINE, Rt, SecurePeer, Spawn};
+use common::{Client, DEADLINE, Rt, SecurePeer, Spawn, connect_from};
 use floodchat::secure::{Role, RoomKey};
 use floodchat::wire::{Decoded, Frame, encode_text};
-use socket2::{Domain, Socket, Type};
 
 use Rt::{AsyncStd, Smol};
 
 /// Source addresses of the attack: many loopback IPs, so per-IP limits alone cannot answer it.
 fn attacker_ips(n: u8) -> impl Iterator<Item = Ipv4Addr> {
     (1..=n).map(|i| Ipv4Addr::new(127, 0, 9, i))
-}
-
-/// A TCP connection to `to` from `ip`; `None` if it was refused.
-fn connect_from(ip: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
-    socket.bind(&SocketAddr::from((ip, 0)).into()).ok()?;
-    socket
-        .connect_timeout(&to.into(), Duration::from_secs(2))
-        .ok()?;
-    let stream: TcpStream = socket.into();
-    stream
-        .set_write_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    Some(stream)
 }
 
 /// What each attack connection does once open.

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use floodchat::ClientId;
 use floodchat::secure::{Identity, Link, LinkError, Role, RoomKey};
 use floodchat::wire::{Decoded, Frame, FrameDecoder, GREETING, Hello, encode_text};
+use socket2::{Domain, Socket, Type};
 
 /// How long any single condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -476,18 +477,18 @@ impl Client {
         }
     }
 
-    /// Waits until the process has exactly `want` open file descriptors (Linux `/proc`).
-    pub fn wait_open_fds(&self, want: usize) {
+    /// Waits until the process holds no TCP socket connected to `remote` (IPv4, Linux
+    /// `/proc`): a connection it ended is gone, not kept by a task left behind.
+    pub fn wait_no_socket_to(&self, remote: SocketAddr) {
         let deadline = Instant::now() + DEADLINE;
-        let path = format!("/proc/{}/fd", self.child.id());
         loop {
-            let open = std::fs::read_dir(&path).unwrap().count();
-            if open == want {
+            let peers = tcp_peers(self.pid());
+            if !peers.contains(&remote) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{} keeps {open} file descriptors open, not {want}",
+                "{} still holds a socket connected to {remote}",
                 self.name
             );
             thread::park_timeout(Duration::from_millis(20));
@@ -805,6 +806,43 @@ impl SecurePeer {
     pub fn into_stream(self) -> TcpStream {
         self.stream
     }
+}
+
+/// A TCP connection to `to` from `ip`; `None` if it was refused.
+pub fn connect_from(ip: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+    socket.bind(&SocketAddr::from((ip, 0)).into()).ok()?;
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(2))
+        .ok()?;
+    let stream: TcpStream = socket.into();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    Some(stream)
+}
+
+/// The remote ends of the IPv4 TCP sockets process `pid` holds open, from `/proc/net/tcp`.
+pub fn tcp_peers(pid: u32) -> Vec<SocketAddr> {
+    let inodes = socket_inodes(pid);
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    // "sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...", addresses as
+    // "0100007F:1F90": the IP as the host stores it, the port big-endian.
+    let endpoint = |hex: &str| -> Option<SocketAddr> {
+        let (ip, port) = hex.split_once(':')?;
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        Some(SocketAddr::from((ip.to_ne_bytes(), port)))
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let inode = fields.get(9)?;
+            inodes.contains(*inode).then(|| endpoint(fields.get(2)?))?
+        })
+        .collect()
 }
 
 /// The inodes of the sockets process `pid` holds open, from `/proc/PID/fd`.
