@@ -218,8 +218,9 @@ impl Clients {
             let mut cmd = Command::new(&bin);
             cmd.args(["--runtime", &args.runtime, "--listen", "127.0.0.1:0"]);
             // All the lines at once from one client is a flood by the room's rules (50,000
-            // new lines at once, then 200 a second): every client of the room allows it here.
-            let burst = args.lines.max(50_000);
+            // new lines at once, then 200 a second): every client of the room allows it here,
+            // twice over, as a sender paces itself to a share of it.
+            let burst = args.lines.max(50_000) * 2;
             cmd.args(["--flood-burst", &burst.to_string()]);
             if let Some(data) = data {
                 cmd.arg("--data-dir").arg(data.join(i.to_string()));

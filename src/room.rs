@@ -322,10 +322,9 @@ impl Bucket {
         self.strings >= 0.0 && self.bytes >= 0.0
     }
 
-    /// Takes one string of `len` bytes at `now` if the bucket holds it; else `Err(when)` it
-    /// will (never, if the rate is zero).
+    /// Takes one string of `len` bytes if the bucket, refilled last at `now`, holds it; else
+    /// `Err(when)` it will (never, if the rate is zero).
     fn try_take(&mut self, rate: Rate, len: usize, now: Instant) -> Result<(), Option<Instant>> {
-        self.refill(rate, now);
         let len = (len as f64).min(rate.burst.1);
         if self.strings >= 1.0 && self.bytes >= len {
             self.strings -= 1.0;
@@ -784,6 +783,9 @@ impl Room {
         let len = self.store.len();
         let tag = origin_tag(Some(peer));
         let pace = Rate::pace(&self.config);
+        if linked && l.cursor < len {
+            l.pace.refill(pace, self.now);
+        }
         let mut paced = None;
         let mut walked = Vec::new();
         while l.in_flight < self.config.max_in_flight
