@@ -590,7 +590,7 @@ impl Mesh {
     pub(crate) fn remember(&mut self, now: Instant, addrs: &[SocketAddr]) {
         for &addr in addrs {
             let addr = canonical(addr);
-            if !self.self_addrs.contains(&addr) && self.book.verify(addr, now, &mut self.rng) {
+            if !self.self_addrs.contains(&addr) && self.verify(now, addr) {
                 self.has_contact = true;
             }
         }
@@ -664,7 +664,7 @@ impl Mesh {
         self.timers.set(Timer::Shuffle, Some(now + first));
         if let Some(addr) = contact {
             self.has_contact = true;
-            self.book.verify(addr, now, &mut self.rng);
+            self.verify(now, addr);
             if self.book.get(addr).is_some() {
                 self.refill(now);
                 self.dial(now, addr);
@@ -874,8 +874,7 @@ impl Mesh {
             Dir::Out(a) => Some(a),
             Dir::In => None,
         };
-        let addr = addr
-            .filter(|&a| !self.self_addrs.contains(&a) && self.book.verify(a, now, &mut self.rng));
+        let addr = addr.filter(|&a| !self.self_addrs.contains(&a) && self.verify(now, a));
         if let Some(a) = addr
             && let Some(e) = self.book.get_mut(a)
         {
@@ -1241,7 +1240,7 @@ impl Mesh {
     /// Our dial of `addr` reached a client we are already linked with: the address is proven,
     /// and not worth dialing again soon.
     fn reached_linked(&mut self, now: Instant, addr: SocketAddr, id: ClientId) {
-        if self.self_addrs.contains(&addr) || !self.book.verify(addr, now, &mut self.rng) {
+        if self.self_addrs.contains(&addr) || !self.verify(now, addr) {
             return;
         }
         let later = now + self.rng.jitter(self.config.backoff_max / 2);
@@ -1258,11 +1257,8 @@ impl Mesh {
             if dialable(addr, source)
                 && !self.self_addrs.contains(&addr)
                 && self.book.learn(addr, source, now, &mut self.rng).is_ok()
-                && self.in_use(addr)
-                && let Some(e) = self.book.get_mut(addr)
             {
-                // Back in the book while a connection to it is still open.
-                e.busy = true;
+                self.sync_busy(addr);
             }
         }
     }
@@ -1297,6 +1293,25 @@ impl Mesh {
             }
         }
         Some(conn)
+    }
+
+    /// Verifies `addr` in the book (adding it if absent, as [`Book::verify`] does) and keeps
+    /// its busy flag true to what uses it; whether it is in the book.
+    fn verify(&mut self, now: Instant, addr: SocketAddr) -> bool {
+        let kept = self.book.verify(addr, now, &mut self.rng);
+        if kept {
+            self.sync_busy(addr);
+        }
+        kept
+    }
+
+    /// Sets the busy flag of `addr`'s entry from what uses it: an entry that comes back to the
+    /// book while a dial or a connection to it is still open is busy at once.
+    fn sync_busy(&mut self, addr: SocketAddr) {
+        let busy = self.in_use(addr);
+        if let Some(e) = self.book.get_mut(addr) {
+            e.busy = busy;
+        }
     }
 
     /// Marks `addr` idle unless a dial or another connection still uses it.
