@@ -44,7 +44,7 @@
 //! shared with other connections, as `Accept` and `Dialed` pick it) and a [`Link`] of the
 //! other role; the handshake is done as it connects (its messages acknowledged at once), and
 //! everything it writes is sealed in records, which the model reads back as the state's link
-//! must ([`Wire`]): a record that arrives whole and in order carries its frames, anything else
+//! must (`Wire`): a record that arrives whole and in order carries its frames, anything else
 //! fails the link (`DisconnectReason::Link`, the whole read lost), and an unfinished record
 //! counts as an unfinished frame (frame timer, `ClosedMidFrame`). The state's `Send`s are
 //! opened with the peer's link and checked against the state's tap. A Hello may only name the

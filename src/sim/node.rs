@@ -141,7 +141,7 @@ const SWARM_REFILL: Duration = Duration::from_millis(500);
 
 impl MeshNode {
     /// An eclipse attacker (issue 16) at one address that runs no mesh: it keeps
-    /// `per_victim` connections to each of `victims` (retaking one within [`SWARM_REFILL`]
+    /// `per_victim` connections to each of `victims` (retaking one within `SWARM_REFILL`
     /// when it ends), accepts every connection, says Hello on each as a different client
     /// (not alone), tells every connection `addrs` at once and again every 5 s, and relays
     /// nothing: it holds slots and fills books.
