@@ -92,15 +92,13 @@ pub(crate) enum RoomInput<'a> {
     },
     /// The user typed this string; refused if known, or if the room is full.
     Typed(&'a str),
-    /// One Text frame of a read from `peer` at `now`. New strings are offered to the links
-    /// at [`RoomInput::ReadDone`], once per read.
+    /// One Text frame of a read from `peer`. New strings are offered to the links at
+    /// [`RoomInput::ReadDone`], once per read.
     Text {
         /// The connection it came on.
         peer: PeerId,
         /// The string.
         text: &'a str,
-        /// The time of the read.
-        now: Instant,
     },
     /// The read is over: offer its new strings to the links.
     ReadDone,
@@ -535,11 +533,11 @@ impl Room {
                 self.learn(text, None, true)?;
                 self.pump_all();
             }
-            RoomInput::Text { peer, text, now } => {
+            RoomInput::Text { peer, text } => {
                 self.stats.frames_received += 1;
                 if self.learn(text, Some(peer), false).is_ok() {
                     self.learned_in_read = true;
-                    self.intake(peer, text.len(), now);
+                    self.intake(peer, text.len());
                 }
             }
             RoomInput::ReadDone => {
@@ -589,12 +587,12 @@ impl Room {
         }
     }
 
-    /// `peer` introduced a new string of `len` bytes at `now`: closes it if it is flooding.
-    fn intake(&mut self, peer: PeerId, len: usize, now: Instant) {
+    /// `peer` introduced a new string of `len` bytes: closes it if it is flooding.
+    fn intake(&mut self, peer: PeerId, len: usize) {
         let Some(l) = self.links.get_mut(&peer) else {
             return;
         };
-        if !l.intake.take(&self.config, len, now) {
+        if !l.intake.take(&self.config, len, self.now) {
             let (strings, bytes) = l.intake.unasked;
             self.close(peer, DisconnectReason::Flooding { strings, bytes });
         }

@@ -769,7 +769,7 @@ impl FloodState {
             }
             match item {
                 DecodedRef::Text(text) => {
-                    let _ = self.room_input(RoomInput::Text { peer, text, now });
+                    let _ = self.room_input(RoomInput::Text { peer, text });
                 }
                 DecodedRef::Owned(Decoded::Frame(frame)) => self.frame(peer, frame),
                 DecodedRef::Owned(Decoded::Greeting | Decoded::Skipped { .. }) => {}
@@ -845,12 +845,7 @@ impl FloodState {
                 return;
             }
             Frame::Text(text) => {
-                let now = self.now;
-                let _ = self.room_input(RoomInput::Text {
-                    peer,
-                    text: &text,
-                    now,
-                });
+                let _ = self.room_input(RoomInput::Text { peer, text: &text });
                 return;
             }
             Frame::Recon(message) => RoomInput::Recon { peer, message },
